@@ -1,0 +1,552 @@
+"""Accounts and reps: read, map columns, validate, normalise.
+
+The result is a :class:`Dataset` whose tables use the engine's vocabulary:
+
+accounts
+    ``account_id, name, latitude, longitude, segment, potential, workload,
+    current_rep, locked, parent_id, family_id`` plus one float column per
+    custom balance metric (named after the metric).
+reps
+    ``rep_id, name, latitude, longitude, segment, fte``.
+
+Every problem found is collected and raised together as one
+:class:`~models.errors.InputError` naming file, row and column.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.errors import InputError, IssueCollector
+from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, LoadedScenario, Scenario
+from models.tables import read_table, spreadsheet_row
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_FIELDS = (
+    "account_id",
+    "name",
+    "latitude",
+    "longitude",
+    "segment",
+    "potential",
+    "workload",
+    "current_rep",
+    "locked",
+    "parent_id",
+)
+REP_FIELDS = ("rep_id", "name", "latitude", "longitude", "segment", "fte")
+#: Standard column names looked for when the scenario maps nothing.
+_ACCOUNT_DEFAULTS = {"account_id": "id"}
+_REP_DEFAULTS = {"rep_id": "id"}
+_TRUE = {"true", "yes", "y", "1", "x", "locked", "t"}
+_FALSE = {"false", "no", "n", "0", "", "f", "nan", "none"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated accounts and reps of one scenario.
+
+    Attributes
+    ----------
+    accounts, reps
+        Normalised tables (see the module docstring).
+    scenario
+        The scenario the data belong to.
+    source
+        Where the scenario file lies, when it came from one.
+    """
+
+    accounts: pd.DataFrame
+    reps: pd.DataFrame
+    scenario: Scenario
+    source: Path | None = None
+
+    def metric_values(self, metric: str) -> np.ndarray:
+        """Per-account values of a balance metric, in input units."""
+        return metric_values(self.accounts, metric)
+
+
+def metric_values(accounts: pd.DataFrame, metric: str) -> np.ndarray:
+    """Per-account values of a metric: 1 for ``accounts``, else the column."""
+    if metric == "accounts":
+        return np.ones(len(accounts), dtype=float)
+    return accounts[metric].to_numpy(dtype=float)
+
+
+def _column_for(
+    frame: pd.DataFrame,
+    field: str,
+    mapped: str | None,
+    default: str,
+    *,
+    file: Path,
+    mapping_key: str,
+    issues: IssueCollector,
+    required: bool,
+) -> str | None:
+    """Find the column holding ``field``; record an issue when it must exist and does not."""
+    columns = list(frame.columns)
+    if mapped is not None:
+        if mapped in columns:
+            return mapped
+        close = difflib.get_close_matches(mapped, columns, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else f"the file has: {', '.join(columns[:30])}"
+        issues.add(
+            f"the scenario maps {mapping_key} to column '{mapped}', which the file does not have",
+            file=file,
+            column=mapped,
+            hint=hint,
+        )
+        return None
+    if default in columns:
+        return default
+    if required:
+        close = difflib.get_close_matches(default, columns, n=1, cutoff=0.6)
+        hint = (
+            f"map it in the scenario: {mapping_key}: {close[0] if close else '<column name>'}"
+            if columns
+            else "the file has no header row"
+        )
+        issues.add(f"required column '{default}' is missing", file=file, column=default, hint=hint)
+    return None
+
+
+def _ids(series: pd.Series) -> pd.Series:
+    """Normalise ids to strings (``101.0`` from Excel becomes ``'101'``; blanks become NA)."""
+
+    def one(value: object) -> object:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return pd.NA
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        text = str(value).strip()
+        return text if text and text.lower() not in {"nan", "none"} else pd.NA
+
+    return series.map(one).astype("string")
+
+
+def _numbers(
+    series: pd.Series,
+    *,
+    file: Path,
+    column: str,
+    issues: IssueCollector,
+    what: str,
+    low: float | None = None,
+    high: float | None = None,
+    blank_ok: bool = False,
+) -> np.ndarray:
+    """Convert a column to floats, recording blank, text and out-of-range cells."""
+    raw = series.astype("string").str.strip().str.replace(",", "", regex=False)
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    blank = series.isna().to_numpy() | (raw.fillna("") == "").to_numpy()
+    for index in np.flatnonzero(~np.isfinite(values)):
+        if blank[index]:
+            if blank_ok:
+                continue
+            issues.add(
+                f"{what} is blank", file=file, row=spreadsheet_row(index), column=column, hint=f"fill in the {what}"
+            )
+        else:
+            issues.add(
+                f"{what} '{series.iloc[index]}' is not a number",
+                file=file,
+                row=spreadsheet_row(index),
+                column=column,
+                hint="use digits only, with '.' as the decimal point",
+            )
+    finite = np.isfinite(values)
+    if low is not None:
+        for index in np.flatnonzero(finite & (values < low)):
+            issues.add(
+                f"{what} {values[index]:g} is below {low:g}",
+                file=file,
+                row=spreadsheet_row(index),
+                column=column,
+                hint=f"{what} must be between {low:g} and {high:g}" if high is not None else f"use {low:g} or more",
+            )
+    if high is not None:
+        for index in np.flatnonzero(finite & (values > high)):
+            issues.add(
+                f"{what} {values[index]:g} is above {high:g}",
+                file=file,
+                row=spreadsheet_row(index),
+                column=column,
+                hint=f"{what} must be between {low:g} and {high:g}" if low is not None else f"use {high:g} or less",
+            )
+    return values
+
+
+def _duplicates(ids: pd.Series, *, file: Path, column: str, issues: IssueCollector, what: str) -> None:
+    dup = ids.duplicated(keep="first") & ids.notna()
+    for index in np.flatnonzero(dup.to_numpy()):
+        first = int(np.flatnonzero((ids == ids.iloc[index]).fillna(False).to_numpy())[0])
+        issues.add(
+            f"duplicate {what} id '{ids.iloc[index]}' (first at row {spreadsheet_row(first)})",
+            file=file,
+            row=spreadsheet_row(index),
+            column=column,
+            hint=f"give every {what} its own id, or remove the repeated row",
+        )
+
+
+def _blank_ids(ids: pd.Series, *, file: Path, column: str, issues: IssueCollector, what: str) -> None:
+    for index in np.flatnonzero(ids.isna().to_numpy()):
+        issues.add(f"{what} id is blank", file=file, row=spreadsheet_row(index), column=column, hint="fill in the id")
+
+
+def _flags(series: pd.Series, *, file: Path, column: str, issues: IssueCollector) -> np.ndarray:
+    text = series.astype("string").fillna("").str.strip().str.lower()
+    out = np.zeros(len(series), dtype=bool)
+    for index, value in enumerate(text):
+        if value in _TRUE:
+            out[index] = True
+        elif value not in _FALSE:
+            issues.add(
+                f"locked flag '{series.iloc[index]}' is not true or false",
+                file=file,
+                row=spreadsheet_row(index),
+                column=column,
+                hint="use true/false, yes/no or 1/0",
+            )
+    return out
+
+
+def _labels(series: pd.Series) -> pd.Series:
+    return series.astype("string").fillna("").str.strip().str.lower()
+
+
+def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.DataFrame:
+    """Read and validate the reps table.
+
+    Parameters
+    ----------
+    path
+        The reps file.
+    scenario
+        Supplies the column mapping and the rules the reps must fit.
+    sheet
+        Excel sheet or GeoPackage layer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``rep_id, name, latitude, longitude, segment, fte``.
+
+    Raises
+    ------
+    InputError
+        Every problem found, each with file, row and column.
+    """
+    raw = read_table(path, sheet)
+    issues = IssueCollector()
+    mapping = scenario.columns.reps
+    needs_segment = bool(scenario.segment_rules) or any(rule.within == "segment" for rule in scenario.balance.values())
+    cols: dict[str, str | None] = {}
+    for field in REP_FIELDS:
+        key = "id" if field == "rep_id" else field
+        cols[field] = _column_for(
+            raw,
+            field,
+            getattr(mapping, key),
+            _REP_DEFAULTS.get(field, field),
+            file=path,
+            mapping_key=f"columns.reps.{key}",
+            issues=issues,
+            required=field in {"rep_id", "latitude", "longitude"} or (field == "segment" and needs_segment),
+        )
+    issues.raise_if_any()
+    if raw.empty:
+        raise InputError.single("the reps table has no rows", file=path, hint="add at least one rep")
+    out = pd.DataFrame(index=raw.index)
+    out["rep_id"] = _ids(raw[cols["rep_id"]])
+    _blank_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
+    _duplicates(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
+    out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["rep_id"]
+    for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
+        out[coord] = _numbers(
+            raw[cols[coord]],
+            file=path,
+            column=cols[coord],
+            issues=issues,
+            what=f"home-base {coord}",
+            low=-limit,
+            high=limit,
+        )
+    out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ANY_SEGMENT
+    out.loc[out["segment"] == "", "segment"] = ANY_SEGMENT
+    if cols["fte"]:
+        fte = _numbers(raw[cols["fte"]], file=path, column=cols["fte"], issues=issues, what="FTE", blank_ok=True)
+        fte = np.where(np.isnan(fte), 1.0, fte)
+        for index in np.flatnonzero(fte <= 0):
+            issues.add(
+                f"FTE {fte[index]:g} must be above zero",
+                file=path,
+                row=spreadsheet_row(index),
+                column=cols["fte"],
+                hint="use 1.0 for a full-time rep, 0.5 for half time; remove reps who have left",
+            )
+        out["fte"] = fte
+    else:
+        out["fte"] = 1.0
+    if scenario.segment_rules:
+        known = {ANY_SEGMENT} | {rep for rule in scenario.segment_rules.values() for rep in rule.reps}
+        for index, label in enumerate(out["segment"]):
+            if label not in known:
+                close = difflib.get_close_matches(label, sorted(known), n=1, cutoff=0.6)
+                issues.add(
+                    f"segment preference '{label}' is not named by any segment rule",
+                    file=path,
+                    row=spreadsheet_row(index),
+                    column=cols["segment"],
+                    hint=(f"did you mean '{close[0]}'? " if close else "") + f"use one of {', '.join(sorted(known))}",
+                )
+    issues.raise_if_any()
+    return out.reset_index(drop=True)
+
+
+def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str | None = None) -> pd.DataFrame:
+    """Read and validate the accounts table.
+
+    Parameters
+    ----------
+    path
+        The accounts file.
+    scenario
+        Supplies the column mapping, workload rule, metrics and segment rules.
+    rep_ids
+        Ids of the reps, to check current owners.
+    sheet
+        Excel sheet or GeoPackage layer.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The normalised accounts (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        Every problem found, each with file, row and column.
+    """
+    raw = read_table(path, sheet)
+    issues = IssueCollector()
+    mapping = scenario.columns.accounts
+    derived_workload = scenario.workload.by_segment is not None
+    needs_segment = bool(scenario.segment_rules) or derived_workload
+    required = {"account_id", "latitude", "longitude"}
+    if needs_segment:
+        required.add("segment")
+    if "potential" in scenario.balance:
+        required.add("potential")
+    if "workload" in scenario.balance and not derived_workload:
+        required.add("workload")
+    cols: dict[str, str | None] = {}
+    for field in ACCOUNT_FIELDS:
+        key = "id" if field == "account_id" else field
+        cols[field] = _column_for(
+            raw,
+            field,
+            getattr(mapping, key),
+            _ACCOUNT_DEFAULTS.get(field, field),
+            file=path,
+            mapping_key=f"columns.accounts.{key}",
+            issues=issues,
+            required=field in required,
+        )
+    custom = {name: rule.column for name, rule in scenario.balance.items() if name not in BUILTIN_METRICS}
+    for name, column in custom.items():
+        _column_for(
+            raw,
+            name,
+            column,
+            column or name,
+            file=path,
+            mapping_key=f"balance.{name}.column",
+            issues=issues,
+            required=True,
+        )
+    issues.raise_if_any()
+    if raw.empty:
+        raise InputError.single("the accounts table has no rows", file=path, hint="add at least one account")
+
+    out = pd.DataFrame(index=raw.index)
+    out["account_id"] = _ids(raw[cols["account_id"]])
+    _blank_ids(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
+    _duplicates(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
+    out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["account_id"]
+    for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
+        out[coord] = _numbers(
+            raw[cols[coord]], file=path, column=cols[coord], issues=issues, what=coord, low=-limit, high=limit
+        )
+    out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ""
+    if cols["potential"]:
+        out["potential"] = _numbers(
+            raw[cols["potential"]], file=path, column=cols["potential"], issues=issues, what="potential", low=0.0
+        )
+    else:
+        out["potential"] = 0.0
+    if cols["workload"] and not (derived_workload and mapping.workload is None):
+        out["workload"] = _numbers(
+            raw[cols["workload"]], file=path, column=cols["workload"], issues=issues, what="workload", low=0.0
+        )
+    elif derived_workload:
+        hours = scenario.workload.by_segment or {}
+        out["workload"] = out["segment"].map(hours).astype(float)
+        seg_col = cols["segment"] or "segment"
+        for index in np.flatnonzero(out["workload"].isna().to_numpy()):
+            issues.add(
+                f"segment '{out['segment'].iloc[index]}' has no hours in workload.by_segment",
+                file=path,
+                row=spreadsheet_row(index),
+                column=seg_col,
+                hint=f"add it to workload.by_segment (has: {', '.join(sorted(hours))})",
+            )
+    else:
+        out["workload"] = 0.0
+    for name, column in custom.items():
+        out[name] = _numbers(raw[column], file=path, column=column, issues=issues, what=name, low=0.0)
+
+    if scenario.segment_rules:
+        seg_col = cols["segment"] or "segment"
+        for index, label in enumerate(out["segment"]):
+            if label not in scenario.segment_rules:
+                issues.add(
+                    f"segment '{label}' has no segment rule",
+                    file=path,
+                    row=spreadsheet_row(index),
+                    column=seg_col,
+                    hint=f"add segment_rules.{label or '<label>'} to the scenario, or fix the label "
+                    f"(rules exist for: {', '.join(sorted(scenario.segment_rules))})",
+                )
+
+    out["current_rep"] = (
+        _ids(raw[cols["current_rep"]]) if cols["current_rep"] else pd.Series(pd.NA, index=raw.index, dtype="string")
+    )
+    if cols["current_rep"]:
+        unknown = out["current_rep"].notna() & ~out["current_rep"].isin(rep_ids)
+        for index in np.flatnonzero(unknown.to_numpy()):
+            issues.add(
+                f"current rep '{out['current_rep'].iloc[index]}' is not in the reps table",
+                file=path,
+                row=spreadsheet_row(index),
+                column=cols["current_rep"],
+                hint="add the rep to the reps table, or blank the cell if the account is unowned",
+            )
+    out["locked"] = (
+        _flags(raw[cols["locked"]], file=path, column=cols["locked"], issues=issues) if cols["locked"] else False
+    )
+    locked_unowned = out["locked"].to_numpy() & out["current_rep"].isna().to_numpy()
+    for index in np.flatnonzero(locked_unowned):
+        issues.add(
+            "account is locked but has no current rep to keep",
+            file=path,
+            row=spreadsheet_row(index),
+            column=cols["locked"] or "locked",
+            hint="fill in the current rep or unlock the account",
+        )
+    out["parent_id"] = (
+        _ids(raw[cols["parent_id"]]) if cols["parent_id"] else pd.Series(pd.NA, index=raw.index, dtype="string")
+    )
+    issues.raise_if_any()
+    out["family_id"] = _families(out, path, cols["parent_id"] or "parent_id")
+    _check_family_locks(out, path, cols["locked"] or "locked")
+    return out.reset_index(drop=True)
+
+
+def _families(accounts: pd.DataFrame, path: Path, parent_column: str) -> pd.Series:
+    """Return each account's family root id, following parent links; reject unknown parents and cycles."""
+    issues = IssueCollector()
+    ids = accounts["account_id"].to_numpy(dtype=object)
+    parents = accounts["parent_id"].to_numpy(dtype=object)
+    position = {account: i for i, account in enumerate(ids)}
+    parent_index = np.full(len(ids), -1, dtype=np.int64)
+    for i, parent in enumerate(parents):
+        if parent is pd.NA or parent is None or parent == ids[i]:
+            continue
+        j = position.get(parent)
+        if j is None:
+            issues.add(
+                f"parent account '{parent}' is not in the accounts table",
+                file=path,
+                row=spreadsheet_row(i),
+                column=parent_column,
+                hint="fix the parent id or blank it",
+            )
+        else:
+            parent_index[i] = j
+    issues.raise_if_any()
+    root = np.arange(len(ids))
+    # pointer jumping: log(depth) rounds; a cycle never reaches a root
+    current = parent_index.copy()
+    root = np.where(current < 0, root, current)
+    for _ in range(64):
+        nxt = np.where(parent_index[root] < 0, root, parent_index[root])
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    cyclic = parent_index[root] >= 0
+    for i in np.flatnonzero(cyclic)[:20]:
+        issues.add(
+            f"account '{ids[i]}' is part of a parent cycle",
+            file=path,
+            row=spreadsheet_row(i),
+            column=parent_column,
+            hint="an account family needs one top parent with a blank parent id",
+        )
+    issues.raise_if_any()
+    return pd.Series(ids[root], index=accounts.index, dtype="string")
+
+
+def _check_family_locks(accounts: pd.DataFrame, path: Path, locked_column: str) -> None:
+    locked = accounts[accounts["locked"]]
+    if locked.empty:
+        return
+    owners = locked.groupby("family_id")["current_rep"].nunique()
+    issues = IssueCollector()
+    for family in owners[owners > 1].index:
+        members = locked[locked["family_id"] == family]
+        index = int(members.index[0])
+        issues.add(
+            f"account family '{family}' has members locked to different reps "
+            f"({', '.join(sorted(members['current_rep'].astype(str).unique()))})",
+            file=path,
+            row=spreadsheet_row(index),
+            column=locked_column,
+            hint="a family moves as one: lock its members to one rep",
+        )
+    issues.raise_if_any()
+
+
+def load_dataset(loaded: LoadedScenario) -> Dataset:
+    """Read, validate and normalise the accounts and reps of a scenario.
+
+    Parameters
+    ----------
+    loaded
+        A scenario loaded with :func:`models.scenario.load_scenario`.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    InputError
+        All problems found in the reps table, or, if it is sound, in the
+        accounts table.
+    """
+    scenario = loaded.scenario
+    reps = read_reps(loaded.data_path(scenario.data.reps), scenario, scenario.data.reps_sheet)
+    accounts = read_accounts(
+        loaded.data_path(scenario.data.accounts), scenario, set(reps["rep_id"]), scenario.data.accounts_sheet
+    )
+    logger.info("dataset: %d accounts, %d reps", len(accounts), len(reps))
+    return Dataset(accounts=accounts, reps=reps, scenario=scenario, source=loaded.path)

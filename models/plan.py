@@ -1,0 +1,299 @@
+"""A plan: every account assigned to a rep, with the KPIs planners read.
+
+The plan knows nothing of the solver; it takes a :class:`SolveReport` (status,
+objective, bound, gap ...) that the optimizer fills in, and computes every KPI
+from the input data in real units, so the numbers in the files do not depend on
+how the solver scaled them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.balance import balance_groups, deviation_pct, targets
+from models.dataset import Dataset, metric_values
+from models.geo import haversine_km
+from models.scenario import ANY_SEGMENT, BUILTIN_METRICS
+
+#: Slack when checking tolerances on floats computed from the same data.
+TOLERANCE_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class SolveReport:
+    """How the plan was found: solver status and quality figures.
+
+    Attributes
+    ----------
+    status
+        ``optimal`` or ``feasible`` (stopped at the time limit or gap limit).
+    objective, bound
+        Objective of the plan and the best proven lower bound, in
+        workload-hour x km (compactness plus weighted segment penalties).
+    gap
+        ``(objective - bound) / objective`` (0 when optimal).
+    solve_seconds
+        Wall time of the solver.
+    interrupted
+        Whether the user stopped the search (the plan is the best found so far).
+    """
+
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    solve_seconds: float
+    time_limit_s: float
+    seed: int
+    workers: int
+    units: int
+    interrupted: bool = False
+    solver: str = "OR-Tools CP-SAT"
+    objective_unit: str = "workload-hour x km"
+    statistics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An assignment of every account of a dataset to one rep.
+
+    Parameters
+    ----------
+    dataset
+        The validated accounts and reps.
+    rep_index
+        For every account row, the row of its rep in ``dataset.reps``.
+    report
+        How the solver found it.
+    """
+
+    dataset: Dataset
+    rep_index: np.ndarray
+    report: SolveReport
+
+    def __post_init__(self) -> None:
+        rep_index = np.asarray(self.rep_index, dtype=np.int64)
+        if rep_index.shape != (len(self.dataset.accounts),):
+            raise ValueError("rep_index needs one entry per account")
+        if len(rep_index) and (rep_index.min() < 0 or rep_index.max() >= len(self.dataset.reps)):
+            raise ValueError("rep_index holds a rep row that does not exist")
+        object.__setattr__(self, "rep_index", rep_index)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def rep_ids(self) -> np.ndarray:
+        """Rep id of every account, aligned with ``dataset.accounts``."""
+        return self.dataset.reps["rep_id"].to_numpy(dtype=object)[self.rep_index]
+
+    @cached_property
+    def distance_km(self) -> np.ndarray:
+        """Great-circle distance of every account from its rep's home base."""
+        acc, reps = self.dataset.accounts, self.dataset.reps
+        return haversine_km(
+            acc["latitude"].to_numpy(float),
+            acc["longitude"].to_numpy(float),
+            reps["latitude"].to_numpy(float)[self.rep_index],
+            reps["longitude"].to_numpy(float)[self.rep_index],
+        )
+
+    @cached_property
+    def moved(self) -> np.ndarray:
+        """Whether each account leaves its current rep (False where it has none)."""
+        current = self.dataset.accounts["current_rep"].to_numpy(object, na_value=None)
+        return np.array([c is not None and c != r for c, r in zip(current, self.rep_ids, strict=True)], dtype=bool)
+
+    @cached_property
+    def segment_match(self) -> np.ndarray:
+        """Whether each account's segment fits its rep's preference.
+
+        Without segment rules every account fits. A rep preferring ``any`` fits
+        every segment.
+        """
+        rules = self.dataset.scenario.segment_rules
+        if not rules:
+            return np.ones(len(self.rep_index), dtype=bool)
+        rep_seg = self.dataset.reps["segment"].to_numpy(dtype=object)[self.rep_index]
+        acc_seg = self.dataset.accounts["segment"].to_numpy(dtype=object)
+        return np.array(
+            [r == ANY_SEGMENT or r in rules[a].reps for a, r in zip(acc_seg, rep_seg, strict=True)], dtype=bool
+        )
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metrics reported: the built-in ones plus custom balanced ones."""
+        custom = [m for m in self.dataset.scenario.balance if m not in BUILTIN_METRICS]
+        return [*BUILTIN_METRICS, *custom]
+
+    def loads(self, metric: str) -> np.ndarray:
+        """Total of ``metric`` held by each rep."""
+        return np.bincount(
+            self.rep_index,
+            weights=metric_values(self.dataset.accounts, metric),
+            minlength=len(self.dataset.reps),
+        )
+
+    def targets(self, metric: str) -> np.ndarray:
+        """Each rep's FTE-scaled target of ``metric`` (see :mod:`models.balance`)."""
+        rule = self.dataset.scenario.balance.get(metric)
+        within = rule.within if rule is not None else "all"
+        groups = balance_groups(list(self.dataset.reps["segment"]), within)
+        return targets(self.loads(metric), self.dataset.reps["fte"].to_numpy(float), groups)
+
+    # ------------------------------------------------------------------ tables
+    def assignments(self) -> pd.DataFrame:
+        """One row per account: its rep and what it brings."""
+        acc = self.dataset.accounts
+        table = pd.DataFrame(
+            {
+                "account_id": acc["account_id"],
+                "name": acc["name"],
+                "rep_id": self.rep_ids,
+                "segment": acc["segment"],
+                "potential": acc["potential"],
+                "workload": acc["workload"],
+                "distance_km": np.round(self.distance_km, 3),
+                "current_rep": acc["current_rep"],
+                "moved": self.moved,
+                "locked": acc["locked"],
+                "family_id": acc["family_id"],
+                "segment_match": self.segment_match,
+                "latitude": acc["latitude"],
+                "longitude": acc["longitude"],
+            }
+        )
+        for metric in self.metrics:
+            if metric not in BUILTIN_METRICS:
+                table[metric] = acc[metric]
+        return table
+
+    def territories(self) -> pd.DataFrame:
+        """One row per rep: totals, targets and deviations of every metric, travel."""
+        reps = self.dataset.reps
+        n_reps = len(reps)
+        table = pd.DataFrame(
+            {
+                "rep_id": reps["rep_id"],
+                "name": reps["name"],
+                "segment": reps["segment"],
+                "fte": reps["fte"],
+            }
+        )
+        for metric in self.metrics:
+            loads = self.loads(metric)
+            target = self.targets(metric)
+            table[metric] = loads
+            table[f"{metric}_target"] = np.round(target, 6)
+            table[f"{metric}_deviation_pct"] = np.round(deviation_pct(loads, target), 4)
+        weights = self.dataset.accounts["workload"].to_numpy(float)
+        dist = self.distance_km
+        counts = np.bincount(self.rep_index, minlength=n_reps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["mean_distance_km"] = np.round(
+                np.bincount(self.rep_index, weights=dist, minlength=n_reps) / counts, 3
+            )
+        max_dist = np.zeros(n_reps)
+        np.maximum.at(max_dist, self.rep_index, dist)
+        table["max_distance_km"] = np.round(max_dist, 3)
+        table["workload_km"] = np.round(np.bincount(self.rep_index, weights=weights * dist, minlength=n_reps), 3)
+        matches = np.bincount(self.rep_index, weights=self.segment_match.astype(float), minlength=n_reps)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table["segment_match_pct"] = np.round(100.0 * matches / counts, 3)
+        return table
+
+    # ----------------------------------------------------------------- summary
+    def metric_summary(self) -> dict[str, dict[str, Any]]:
+        """Per metric: total, target range, min / max load, worst deviation, tolerance."""
+        out: dict[str, dict[str, Any]] = {}
+        for metric in self.metrics:
+            loads = self.loads(metric)
+            target = self.targets(metric)
+            dev = deviation_pct(loads, target)
+            rule = self.dataset.scenario.balance.get(metric)
+            max_dev = float(np.max(np.abs(dev))) if len(dev) else 0.0
+            entry: dict[str, Any] = {
+                "total": float(loads.sum()),
+                "balanced": rule is not None,
+                "within": rule.within if rule is not None else None,
+                "target": float(target.mean()) if rule is None or rule.within == "all" else None,
+                "target_per_fte": _per_fte(target, self.dataset.reps["fte"].to_numpy(float)),
+                "min": float(loads.min()),
+                "max": float(loads.max()),
+                "max_deviation_pct": round(max_dev, 4),
+                "tolerance_pct": rule.tolerance_pct if rule is not None else None,
+                "within_tolerance": (max_dev <= rule.tolerance_pct + TOLERANCE_EPS) if rule is not None else None,
+            }
+            out[metric] = entry
+        return out
+
+    def moves(self) -> dict[str, Any]:
+        """Moves against the baseline (the current-rep column)."""
+        acc = self.dataset.accounts
+        has_base = acc["current_rep"].notna().to_numpy()
+        moved = self.moved
+        current = acc["current_rep"].to_numpy(object, na_value=None)
+        per_rep: dict[str, dict[str, float]] = {}
+        for rep in self.dataset.reps["rep_id"]:
+            gained = moved & (self.rep_ids == rep)
+            lost = moved & (current == rep)
+            per_rep[str(rep)] = {
+                "accounts_gained": int(gained.sum()),
+                "accounts_lost": int(lost.sum()),
+                "potential_gained": float(acc["potential"].to_numpy(float)[gained].sum()),
+                "potential_lost": float(acc["potential"].to_numpy(float)[lost].sum()),
+            }
+        potential = acc["potential"].to_numpy(float)
+        return {
+            "baseline": "current_rep column" if has_base.any() else None,
+            "accounts_with_baseline": int(has_base.sum()),
+            "accounts_moved": int(moved.sum()),
+            "potential_moved": float(potential[moved].sum()),
+            "potential_moved_pct": round(100.0 * potential[moved].sum() / potential.sum(), 4)
+            if potential.sum() > 0
+            else 0.0,
+            "workload_moved": float(acc["workload"].to_numpy(float)[moved].sum()),
+            "per_rep": per_rep,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Everything ``summary.json`` holds."""
+        scenario = self.dataset.scenario
+        metrics = self.metric_summary()
+        balanced = [m for m in metrics.values() if m["balanced"]]
+        report = asdict(self.report)
+        return {
+            "scenario": scenario.name,
+            "description": scenario.description,
+            "status": self.report.status,
+            "interrupted": report.pop("interrupted"),
+            "objective": _finite(report.pop("objective")),
+            "bound": _finite(report.pop("bound")),
+            "gap": _finite(report.pop("gap")),
+            "solve_seconds": round(report.pop("solve_seconds"), 3),
+            "solver": report,
+            "accounts": len(self.dataset.accounts),
+            "reps": len(self.dataset.reps),
+            "all_within_tolerance": all(m["within_tolerance"] for m in balanced),
+            "metrics": metrics,
+            "compactness": {
+                "workload_km": round(float((self.distance_km * self.dataset.accounts["workload"]).sum()), 3),
+                "mean_distance_km": round(float(self.distance_km.mean()), 3),
+                "max_distance_km": round(float(self.distance_km.max()), 3),
+            },
+            "segment_match_share": round(float(self.segment_match.mean()), 6),
+            "moves": self.moves(),
+        }
+
+
+def _per_fte(target: np.ndarray, fte: np.ndarray) -> float | None:
+    per = target / fte
+    return float(per[0]) if np.allclose(per, per[0]) else None
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)

@@ -1,0 +1,141 @@
+"""Writing and reading plan folders, whole or not at all.
+
+A plan folder holds ``assignments.csv``, ``territories.csv``, ``summary.json``
+and whatever renderers add (``map.html``). It is first written to a hidden
+temporary folder beside the target and then renamed into place; an existing
+plan is replaced only once the new one is complete, so a failed or killed run
+never leaves a partial folder and never destroys a good plan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.errors import InputError
+from models.plan import Plan
+
+logger = logging.getLogger(__name__)
+
+PLAN_FILES = ("assignments.csv", "territories.csv", "summary.json")
+
+#: A writer gets the temporary plan folder and the plan, and writes one file into it.
+ExtraWriter = Callable[[Path, Plan], None]
+
+
+def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter] | None = None) -> Path:
+    """Write a plan folder atomically.
+
+    Parameters
+    ----------
+    plan
+        The plan to write.
+    out_dir
+        Target folder. If it exists it is replaced, but only after the new
+        folder is complete.
+    extra
+        File name -> writer for further files (e.g. the map); each is called
+        with the temporary folder and the plan.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written.
+    """
+    out_dir = Path(out_dir).resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError.single(
+            "the output path exists and is not a folder", file=out_dir, hint="choose another --out folder"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a plan folder is shared like any other
+    try:
+        plan.assignments().to_csv(tmp / "assignments.csv", index=False)
+        plan.territories().to_csv(tmp / "territories.csv", index=False)
+        (tmp / "summary.json").write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
+        for name, writer in (extra or {}).items():
+            writer(tmp / name, plan)
+        _fsync_tree(tmp)
+        _swap_into_place(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("plan written to %s", out_dir)
+    return out_dir
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename ``tmp`` to ``out_dir``; an old folder is moved aside first and removed after."""
+    if not out_dir.exists():
+        os.replace(tmp, out_dir)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    old.rmdir()
+    os.replace(out_dir, old)
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        os.replace(old, out_dir)  # put the good plan back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+@dataclass(frozen=True)
+class PlanFolder:
+    """A finished plan read back from disk."""
+
+    path: Path
+    assignments: pd.DataFrame
+    territories: pd.DataFrame
+    summary: dict[str, Any]
+
+
+def read_plan(folder: Path | str) -> PlanFolder:
+    """Read a plan folder written by :func:`write_plan`.
+
+    Raises
+    ------
+    InputError
+        When the folder or one of its files is missing.
+    """
+    folder = Path(folder)
+    missing = [name for name in PLAN_FILES if not (folder / name).is_file()]
+    if missing:
+        raise InputError.single(
+            f"not a plan folder: missing {', '.join(missing)}",
+            file=folder,
+            hint="point at a folder written by 'territory solve'",
+        )
+    return PlanFolder(
+        path=folder,
+        assignments=pd.read_csv(folder / "assignments.csv", dtype={"account_id": str, "rep_id": str}),
+        territories=pd.read_csv(folder / "territories.csv", dtype={"rep_id": str}),
+        summary=json.loads((folder / "summary.json").read_text()),
+    )

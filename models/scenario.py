@@ -1,0 +1,333 @@
+"""Scenario files: the YAML schema, loading and validation.
+
+A scenario names the data, maps the columns of real exports onto the
+engine's vocabulary, and sets the balance rules, segment rules, objective and
+solver settings. The schema is a pydantic model; its JSON Schema is published
+as ``scenarios/scenario.schema.json`` (``territory schema`` prints it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.errors import InputError, InputIssue
+
+logger = logging.getLogger(__name__)
+
+#: Metrics every plan can balance without naming a column.
+BUILTIN_METRICS = ("accounts", "potential", "workload")
+#: The rep segment preference that accepts every account segment.
+ANY_SEGMENT = "any"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AccountColumns(_Strict):
+    """Which column of the accounts table holds each field.
+
+    A field left unset uses the standard name (``id``, ``latitude`` ...) when
+    the table has it; a field set explicitly must exist in the table.
+    """
+
+    id: str | None = Field(None, description="Unique account id (default column 'id').")
+    name: str | None = Field(None, description="Account name (default 'name'; optional).")
+    latitude: str | None = Field(None, description="Latitude in WGS84 degrees (default 'latitude').")
+    longitude: str | None = Field(None, description="Longitude in WGS84 degrees (default 'longitude').")
+    segment: str | None = Field(None, description="Account segment label (default 'segment').")
+    potential: str | None = Field(None, description="Revenue potential (default 'potential').")
+    workload: str | None = Field(
+        None, description="Workload in hours per year (default 'workload'; else derived from segment)."
+    )
+    current_rep: str | None = Field(None, description="Rep id owning the account today (default 'current_rep').")
+    locked: str | None = Field(None, description="Keep with the current rep when true (default 'locked').")
+    parent_id: str | None = Field(None, description="Parent account id: a family moves as one (default 'parent_id').")
+
+
+class RepColumns(_Strict):
+    """Which column of the reps table holds each field (unset: standard name)."""
+
+    id: str | None = Field(None, description="Unique rep id (default 'id').")
+    name: str | None = Field(None, description="Rep name (default 'name'; optional).")
+    latitude: str | None = Field(None, description="Home-base latitude (default 'latitude').")
+    longitude: str | None = Field(None, description="Home-base longitude (default 'longitude').")
+    segment: str | None = Field(None, description="Segment preference: a segment label or 'any' (default 'segment').")
+    fte: str | None = Field(None, description="Capacity in FTE (default 'fte'; 1.0 when absent).")
+
+
+class Columns(_Strict):
+    """Column mapping for both tables."""
+
+    accounts: AccountColumns = AccountColumns()
+    reps: RepColumns = RepColumns()
+
+
+class DataPaths(_Strict):
+    """Input tables, relative to the scenario file."""
+
+    accounts: Path = Field(description="Accounts table: .csv, .xlsx, .parquet, .geojson or .gpkg.")
+    reps: Path = Field(description="Reps table: .csv, .xlsx, .parquet, .geojson or .gpkg.")
+    accounts_sheet: str | None = Field(None, description="Excel sheet or GeoPackage layer of the accounts.")
+    reps_sheet: str | None = Field(None, description="Excel sheet or GeoPackage layer of the reps.")
+
+
+class Workload(_Strict):
+    """How each account's workload (hours per year) is known."""
+
+    by_segment: dict[str, float] | None = Field(
+        None,
+        description="Hours per year for each account segment, used when the accounts table has no workload column.",
+    )
+
+    @field_validator("by_segment")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        for label, hours in value.items():
+            if not hours >= 0:
+                raise ValueError(f"hours for segment '{label}' must be zero or more, got {hours}")
+        return {str(k).strip().lower(): float(v) for k, v in value.items()}
+
+
+class MetricRule(_Strict):
+    """Balance rule for one metric."""
+
+    tolerance_pct: float = Field(gt=0, lt=100, description="Allowed deviation from each rep's FTE-scaled target, in %.")
+    within: Literal["all", "segment"] = Field(
+        "all",
+        description=(
+            "'all': the target is the rep's FTE share of the whole total; 'segment': the rep's FTE share "
+            "of what the reps with the same segment preference hold together."
+        ),
+    )
+    column: str | None = Field(None, description="Column of the accounts table to balance (custom metrics only).")
+
+
+class SegmentRule(_Strict):
+    """Which reps may (hard) or should (soft) take accounts of one segment."""
+
+    reps: list[str] = Field(min_length=1, description="Rep segment preferences that fit this account segment.")
+    mode: Literal["hard", "soft"] = Field(
+        "soft", description="'hard': only fitting reps; 'soft': others allowed at a penalty."
+    )
+    penalty_km: float = Field(
+        100.0,
+        ge=0,
+        description="Soft rules: a misfit account costs as if it were this many km farther away.",
+    )
+
+    @field_validator("reps")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [str(v).strip().lower() for v in value]
+
+
+class Objective(_Strict):
+    """Weights of the objective terms (both in workload-hour x km)."""
+
+    compactness: float = Field(
+        1.0, ge=0, description="Weight of workload-weighted great-circle distance from the rep's home base."
+    )
+    preference: float = Field(1.0, ge=0, description="Weight of soft segment-rule penalties.")
+
+
+class Solver(_Strict):
+    """CP-SAT settings."""
+
+    time_limit_s: float = Field(30.0, gt=0, description="Wall-clock limit of the solve, seconds.")
+    seed: int = Field(0, ge=0, description="Random seed of the search.")
+    workers: int = Field(0, ge=0, description="Search workers; 0 uses every core.")
+    relative_gap: float = Field(
+        0.0, ge=0, lt=1, description="Stop when the proven gap is at most this fraction (0: prove optimal)."
+    )
+    candidate_reps: int | None = Field(
+        None,
+        ge=1,
+        description="Offer each account only its N nearest eligible reps (plus its current rep); None: all reps.",
+    )
+
+
+class Scenario(_Strict):
+    """A territory design scenario."""
+
+    name: str = Field(description="Short name shown in reports.")
+    description: str = Field("", description="What this scenario is for.")
+    data: DataPaths
+    columns: Columns = Columns()
+    workload: Workload = Workload()
+    balance: dict[str, MetricRule] = Field(
+        description="Metrics to balance: 'accounts', 'potential', 'workload' or custom names with a column.",
+        min_length=1,
+    )
+    segment_rules: dict[str, SegmentRule] = Field(
+        default_factory=dict,
+        description="One rule per account segment label; empty: segments are ignored.",
+    )
+    objective: Objective = Objective()
+    solver: Solver = Solver()
+
+    @field_validator("segment_rules")
+    @classmethod
+    def _lower_labels(cls, value: dict[str, SegmentRule]) -> dict[str, SegmentRule]:
+        return {str(k).strip().lower(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _metric_columns(self) -> Scenario:
+        for name, rule in self.balance.items():
+            if name in BUILTIN_METRICS and rule.column is not None:
+                raise ValueError(
+                    f"balance.{name}: built-in metric '{name}' takes no column; map it under columns.accounts"
+                )
+            if name not in BUILTIN_METRICS and rule.column is None:
+                raise ValueError(
+                    f"balance.{name}: custom metric needs 'column' (built-in metrics: {', '.join(BUILTIN_METRICS)})"
+                )
+        return self
+
+    def with_solver(self, **changes: Any) -> Scenario:
+        """Return a copy with solver settings changed (``None`` values ignored)."""
+        clean = {k: v for k, v in changes.items() if v is not None}
+        if not clean:
+            return self
+        return self.model_copy(update={"solver": self.solver.model_copy(update=clean)})
+
+
+class LoadedScenario(BaseModel):
+    """A validated scenario and where it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    scenario: Scenario
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that data paths are relative to."""
+        return self.path.parent
+
+    def data_path(self, relative: Path) -> Path:
+        """Resolve a data path of the scenario."""
+        return relative if relative.is_absolute() else (self.base_dir / relative)
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the parent of ``loc`` in the schema."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field_info = current.model_fields.get(str(part))
+            if field_info is None:
+                return []
+            current = field_info.annotation
+        else:
+            # dict[str, Model] values: the key is a user label; step into the value type
+            args = getattr(current, "__args__", ())
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _issue_from_pydantic(error: dict[str, Any], path: Path) -> InputIssue:
+    loc = tuple(error.get("loc", ()))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if error.get("type") == "extra_forbidden":
+        valid = _valid_keys(Scenario, loc)
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(valid)}"
+        return InputIssue(f"unknown key '{loc[-1]}'", file=path, column=key, hint=hint)
+    if error.get("type") == "missing":
+        return InputIssue("required key is missing", file=path, column=key, hint="add it (see scenario.schema.json)")
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if "input" in error and not isinstance(error["input"], dict):
+        message = f"{message} (got {error['input']!r})"
+    return InputIssue(
+        message,
+        file=path,
+        column=key,
+        hint="fix the value (see scenario.schema.json)",
+    )
+
+
+def parse_scenario(data: Any, path: Path) -> Scenario:
+    """Validate a scenario mapping.
+
+    Parameters
+    ----------
+    data
+        The parsed YAML document.
+    path
+        The file it came from, for messages.
+
+    Raises
+    ------
+    InputError
+        Listing every schema violation with its key path.
+    """
+    if not isinstance(data, dict):
+        raise InputError.single(
+            "a scenario file must be a YAML mapping of keys (name, data, balance, ...)",
+            file=path,
+            hint="see scenarios/example.yaml",
+        )
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise InputError([_issue_from_pydantic(e, path) for e in exc.errors()]) from None
+
+
+def load_scenario(path: Path | str) -> LoadedScenario:
+    """Read and validate a scenario YAML file.
+
+    Parameters
+    ----------
+    path
+        The scenario file.
+
+    Returns
+    -------
+    LoadedScenario
+        The scenario and its path (data paths resolve against its folder).
+
+    Raises
+    ------
+    InputError
+        Missing file, YAML syntax error (with line) or schema violations.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError.single(
+            "scenario file not found", file=path, hint="check the path; scenario files end in .yaml"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError.single(f"cannot read the file: {exc}", file=path, hint="save it as UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError.single(
+            f"YAML syntax error: {problem}", file=path, row=row, hint="fix the indentation or quoting on that line"
+        ) from None
+    scenario = parse_scenario(data, path)
+    logger.info("loaded scenario %r from %s", scenario.name, path)
+    return LoadedScenario(scenario=scenario, path=path.resolve())
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """Return the published JSON Schema of scenario files."""
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Territory scenario"
+    return schema

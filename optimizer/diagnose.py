@@ -1,0 +1,226 @@
+"""Why a scenario has no plan, and what would make it feasible.
+
+Two levels:
+
+* :func:`presolve_checks` finds the common causes in milliseconds, before any
+  search: an account with no rep it may go to, a unit larger than every
+  share it could join, locked accounts that overload a rep, a segment class
+  whose reps cannot hold it.
+* :func:`explain_infeasible` runs after CP-SAT proves infeasibility: it
+  rebuilds the model with every rule group behind an assumption literal, asks
+  CP-SAT for a sufficient set of conflicting rules, then tries looser
+  tolerances for the balance rules in that set to name a relaxation that works.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from optimizer.model import build_cp_model
+from optimizer.problem import Problem, with_tolerance
+from optimizer.result import InfeasibleError
+
+if TYPE_CHECKING:
+    from optimizer.solver import SolveSettings
+
+logger = logging.getLogger(__name__)
+
+#: Largest unit x rep count for which the assumption analysis runs.
+MAX_ANALYSIS_PAIRS = 2_000_000
+#: Tolerance multipliers tried when searching for a relaxation.
+RELAX_STEPS = (1.5, 2.0, 3.0, 5.0, 10.0)
+_SHOW = 5
+
+
+def _names(ids: np.ndarray) -> str:
+    shown = ", ".join(f"'{i}'" for i in ids[:_SHOW])
+    return shown + (f" and {len(ids) - _SHOW} more" if len(ids) > _SHOW else "")
+
+
+def _real(problem: Problem, metric_index: int, value: float) -> str:
+    metric = problem.metrics[metric_index]
+    return f"{value / metric.scale:,.6g}"
+
+
+def presolve_checks(problem: Problem) -> None:
+    """Raise :class:`InfeasibleError` when a quick check proves there is no plan.
+
+    Parameters
+    ----------
+    problem
+        The problem about to be solved.
+    """
+    reasons: list[str] = []
+    has_pair = np.bincount(problem.pair_unit, minlength=problem.num_units) > 0
+    orphans = np.flatnonzero(~has_pair)
+    if len(orphans):
+        classes = sorted({problem.class_names[c] for c in problem.unit_class[orphans]} - {""})
+        cause = (
+            f"hard segment rules for {', '.join(classes)} name no rep segment present in the reps table"
+            if classes
+            else "their candidate reps were all excluded"
+        )
+        reasons.append(
+            f"{len(orphans)} account(s) have no rep they may go to ({_names(problem.unit_ids[orphans])}): {cause}; "
+            "add a rep with a fitting segment preference or make the rule soft"
+        )
+
+    for m, metric in enumerate(problem.metrics):
+        if metric.lo is None or metric.hi is None:
+            continue
+        crossed = np.flatnonzero(metric.lo > metric.hi)
+        if len(crossed):
+            reasons.append(
+                f"balance of {metric.name}: ±{metric.tolerance * 100:g} % leaves no whole value between the bounds "
+                f"of {_names(problem.rep_ids[crossed])}; loosen the tolerance"
+            )
+            continue
+        # a unit larger than the upper bound of every rep it may join
+        best_hi = np.zeros(problem.num_units, dtype=np.int64)
+        np.maximum.at(best_hi, problem.pair_unit, metric.hi[problem.pair_rep])
+        too_big = np.flatnonzero(has_pair & (metric.values > best_hi))
+        if len(too_big):
+            u = too_big[np.argmax(metric.values[too_big] / np.maximum(best_hi[too_big], 1))]
+            target = metric.hi[problem.pair_rep[problem.pair_unit == u]].max() / (1 + metric.tolerance)
+            needed = 100.0 * (metric.values[u] / target - 1.0)
+            reasons.append(
+                f"balance of {metric.name}: account family {_names(problem.unit_ids[too_big])} alone holds more "
+                f"than any territory it may join may hold (largest: {_real(problem, m, metric.values[u])} against "
+                f"an upper bound of {_real(problem, m, best_hi[u])}); it fits with a tolerance of at least "
+                f"{needed:.1f} %, or with fewer reps sharing the total"
+            )
+        # locked accounts that overload a rep
+        locked = problem.fixed_rep >= 0
+        locked_load = np.bincount(problem.fixed_rep[locked], weights=metric.values[locked], minlength=problem.num_reps)
+        over = np.flatnonzero(locked_load > metric.hi)
+        for r in over[:_SHOW]:
+            target = metric.hi[r] / (1 + metric.tolerance)
+            reasons.append(
+                f"balance of {metric.name}: accounts locked to rep '{problem.rep_ids[r]}' hold "
+                f"{_real(problem, m, locked_load[r])}, above its upper bound {_real(problem, m, metric.hi[r])}; "
+                f"unlock some, or loosen the tolerance to at least {100.0 * (locked_load[r] / target - 1):.1f} %"
+            )
+        # a hard segment class whose reps cannot hold the units that can only go to them
+        for c, name in enumerate(problem.class_names):
+            if not name:
+                continue
+            reps = problem.class_allowed[c]
+            inside = problem.class_allowed[problem.unit_class] <= reps  # unit's reps all inside the class's
+            need = metric.values[np.all(inside, axis=1) & ~locked].sum() + locked_load[reps].sum()
+            room = metric.hi[reps].sum()
+            if need > room:
+                reasons.append(
+                    f"balance of {metric.name}: '{name}' accounts may only go to {_names(problem.rep_ids[reps])}, "
+                    f"who together may hold {_real(problem, m, room)} but must take {_real(problem, m, need)}; "
+                    "make the segment rule soft, add reps with that preference, or loosen the tolerance"
+                )
+    if reasons:
+        raise InfeasibleError("The scenario has no feasible plan:", reasons)
+
+
+def _full_pairs(problem: Problem) -> tuple[Problem, dict[str, np.ndarray]]:
+    """The problem with every unit-rep pair offered, and the masks the rules forbid."""
+    units, reps = np.meshgrid(np.arange(problem.num_units), np.arange(problem.num_reps), indexing="ij")
+    pair_unit, pair_rep = units.ravel(), reps.ravel()
+    full = replace(
+        problem,
+        pair_unit=pair_unit,
+        pair_rep=pair_rep,
+        pair_cost=np.zeros(len(pair_unit), dtype=np.int64),
+        pair_compactness=np.zeros(len(pair_unit)),
+        pair_penalty=np.zeros(len(pair_unit)),
+    )
+    forbidden: dict[str, np.ndarray] = {}
+    locked = problem.fixed_rep[pair_unit]
+    mask = (locked >= 0) & (locked != pair_rep)
+    if mask.any():
+        forbidden["locked accounts"] = mask
+    for c, name in enumerate(problem.class_names):
+        if name:
+            mask = (problem.unit_class[pair_unit] == c) & ~problem.class_allowed[c][pair_rep]
+            if mask.any():
+                forbidden[f"hard segment rule for '{name}' accounts"] = mask
+    offered = np.zeros((problem.num_units, problem.num_reps), dtype=bool)
+    offered[problem.pair_unit, problem.pair_rep] = True
+    rules_allow = np.ones(len(pair_unit), dtype=bool)
+    for mask in forbidden.values():
+        rules_allow &= ~mask
+    pruned = rules_allow & ~offered.ravel()
+    if pruned.any():
+        forbidden["candidate_reps limit"] = pruned
+    return full, forbidden
+
+
+def _feasible(problem: Problem, seconds: float) -> bool | None:
+    parts = build_cp_model(problem, objective=False)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = seconds
+    solver.parameters.num_workers = 2
+    code = solver.solve(parts.model)
+    if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return True
+    return False if code == cp_model.INFEASIBLE else None
+
+
+def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleError:
+    """Explain a CP-SAT infeasibility proof in terms of the scenario's rules.
+
+    Parameters
+    ----------
+    problem
+        The infeasible problem.
+    settings
+        The solve settings (the analysis uses at most their time limit).
+
+    Returns
+    -------
+    InfeasibleError
+        With the conflicting rules and, where one was found, a relaxation.
+    """
+    headline = "The scenario has no feasible plan: its hard rules cannot all hold together."
+    reasons: list[str] = []
+    budget = min(settings.time_limit_s, 30.0)
+    core: list[str] = [f"balance:{m.name}" for m in problem.metrics]
+    if problem.num_units * problem.num_reps <= MAX_ANALYSIS_PAIRS:
+        full, forbidden = _full_pairs(problem)
+        parts = build_cp_model(full, switchable=True, forbidden=forbidden, objective=False)
+        names = list(parts.switches)
+        parts.model.add_assumptions([parts.switches[n] for n in names])
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = budget
+        solver.parameters.num_workers = 1
+        code = solver.solve(parts.model)
+        if code == cp_model.INFEASIBLE:
+            indices = set(solver.sufficient_assumptions_for_infeasibility())
+            core = [n for n in names if parts.switches[n].index in indices]
+            logger.info("conflicting rules: %s", core)
+    described = []
+    for name in core:
+        if name.startswith("balance:"):
+            metric = next(m for m in problem.metrics if m.name == name.split(":", 1)[1])
+            described.append(f"balance of {metric.name} (±{metric.tolerance * 100:g} %)")
+        else:
+            described.append(name)
+    reasons.append("rules in conflict: " + "; ".join(described))
+    for name in core:
+        if not name.startswith("balance:"):
+            continue
+        metric = next(m for m in problem.metrics if m.name == name.split(":", 1)[1])
+        current = metric.tolerance * 100
+        for step in RELAX_STEPS:
+            looser = min(current * step, 99.0)
+            if _feasible(with_tolerance(problem, metric.name, looser), budget / len(RELAX_STEPS)):
+                reasons.append(
+                    f"balance of {metric.name}: a plan exists at ±{looser:g} % (now ±{current:g} %), "
+                    "other rules unchanged"
+                )
+                break
+            if looser >= 99.0:
+                break
+    reasons.append("loosen a tolerance above, make hard segment rules soft, or unlock accounts, then solve again")
+    return InfeasibleError(headline, reasons)

@@ -1,0 +1,168 @@
+"""Build the CP-SAT model of a :class:`~optimizer.problem.Problem`.
+
+The same builder serves the normal solve and the infeasibility analysis: in
+the latter every rule group (each metric's balance, the locks, each hard
+segment class) is guarded by a switch literal passed to CP-SAT as an
+assumption, so that ``sufficient_assumptions_for_infeasibility`` names the
+rules in conflict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from optimizer.problem import MetricData, Problem, bound_ratio
+
+
+@dataclass
+class CpModelParts:
+    """The model and the variables callers read back.
+
+    Attributes
+    ----------
+    model
+        The CP-SAT model.
+    pairs
+        The problem's pairs that have a variable (all of them unless some
+        units were held fixed), in order.
+    x
+        One boolean per entry of ``pairs``.
+    loads
+        ``loads[metric][r]``: the load variable of each rep.
+    switches
+        Rule name -> literal that switches the rule on (analysis mode only).
+    """
+
+    model: cp_model.CpModel
+    pairs: np.ndarray
+    x: list[cp_model.IntVar]
+    loads: dict[str, list[cp_model.IntVar]] = field(default_factory=dict)
+    switches: dict[str, cp_model.IntVar] = field(default_factory=dict)
+
+
+def build_cp_model(
+    problem: Problem,
+    *,
+    switchable: bool = False,
+    forbidden: Mapping[str, np.ndarray] | None = None,
+    objective: bool = True,
+    free: np.ndarray | None = None,
+    base: np.ndarray | None = None,
+) -> CpModelParts:
+    """Build the model.
+
+    Parameters
+    ----------
+    problem
+        The problem.
+    switchable
+        Guard each metric's balance rule by a switch literal named
+        ``balance:<metric>``.
+    forbidden
+        Rule name -> boolean mask over the pairs that the rule forbids; each
+        rule gets a switch literal (used by the analysis, which offers every
+        pair and lets the rules take them away).
+    objective
+        Whether to add the objective (feasibility checks skip it).
+    free, base
+        Optional neighbourhood: only units where ``free`` is true get
+        variables; every other unit stays with its rep in ``base`` and enters
+        the loads as a constant (large-neighbourhood search).
+
+    Returns
+    -------
+    CpModelParts
+    """
+    model = cp_model.CpModel()
+    if free is None:
+        pairs = np.arange(len(problem.pair_unit))
+        fixed_units = np.zeros(problem.num_units, dtype=bool)
+    else:
+        if base is None:
+            raise ValueError("a neighbourhood (free) needs the base assignment")
+        pairs = np.flatnonzero(free[problem.pair_unit])
+        fixed_units = ~free
+    pair_unit, pair_rep = problem.pair_unit[pairs], problem.pair_rep[pairs]
+    x = [
+        model.new_bool_var(f"x[{problem.unit_ids[u]},{problem.rep_ids[r]}]")
+        for u, r in zip(pair_unit, pair_rep, strict=True)
+    ]
+    parts = CpModelParts(model=model, pairs=pairs, x=x)
+    order = np.argsort(pair_unit, kind="stable")
+    starts = np.searchsorted(pair_unit[order], np.arange(problem.num_units + 1))
+    for u in np.flatnonzero(~fixed_units):
+        model.add_exactly_one([x[p] for p in order[starts[u] : starts[u + 1]]])
+
+    by_rep = [np.flatnonzero(pair_rep == r) for r in range(problem.num_reps)]
+    for metric in problem.metrics:
+        switch = model.new_bool_var(f"balance:{metric.name}") if switchable else None
+        if switch is not None:
+            parts.switches[f"balance:{metric.name}"] = switch
+        constant = (
+            np.bincount(base[fixed_units], weights=metric.values[fixed_units], minlength=problem.num_reps)
+            if fixed_units.any() and base is not None
+            else np.zeros(problem.num_reps)
+        )
+        parts.loads[metric.name] = _add_balance(
+            model, problem, metric, x, pair_unit, by_rep, constant.astype(np.int64), switch
+        )
+
+    for name, mask in (forbidden or {}).items():
+        switch = model.new_bool_var(name)
+        parts.switches[name] = switch
+        for p in np.flatnonzero(mask[pairs]):
+            model.add(x[p] == 0).only_enforce_if(switch)
+
+    if objective:
+        model.minimize(cp_model.LinearExpr.weighted_sum(x, problem.pair_cost[pairs].tolist()))
+    return parts
+
+
+def _add_balance(
+    model: cp_model.CpModel,
+    problem: Problem,
+    metric: MetricData,
+    x: list[cp_model.IntVar],
+    pair_unit: np.ndarray,
+    by_rep: list[np.ndarray],
+    constant: np.ndarray,
+    switch: cp_model.IntVar | None,
+) -> list[cp_model.IntVar]:
+    """Add one metric's loads and balance rule (guarded by ``switch`` when given)."""
+    total = int(metric.values.sum())
+    loads = []
+    for r in range(problem.num_reps):
+        pairs = by_rep[r]
+        load = model.new_int_var(int(constant[r]), total, f"load[{metric.name},{problem.rep_ids[r]}]")
+        units = pair_unit[pairs]
+        model.add(
+            load
+            == cp_model.LinearExpr.weighted_sum([x[p] for p in pairs], metric.values[units].tolist()) + int(constant[r])
+        )
+        if metric.lo is not None and metric.hi is not None:
+            low = model.add(load >= int(metric.lo[r]))
+            high = model.add(load <= int(metric.hi[r]))
+            if switch is not None:
+                low.only_enforce_if(switch)
+                high.only_enforce_if(switch)
+        loads.append(load)
+    if metric.grouped:
+        for g in np.unique(metric.groups):
+            members = np.flatnonzero(metric.groups == g)
+            group_fte = sum((problem.fte_exact[r] for r in members), Fraction(0))
+            group_load = sum(loads[r] for r in members)
+            for r in members:
+                share = problem.fte_exact[r] / group_fte
+                num, den = bound_ratio((1 + metric.tolerance_exact) * share, upper=True)
+                high = model.add(den * loads[r] <= num * group_load)
+                num, den = bound_ratio((1 - metric.tolerance_exact) * share, upper=False)
+                low = model.add(den * loads[r] >= num * group_load)
+                if switch is not None:
+                    low.only_enforce_if(switch)
+                    high.only_enforce_if(switch)
+    return loads

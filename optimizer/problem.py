@@ -1,0 +1,375 @@
+"""The solver's view of a scenario: integer-scaled arrays, no files.
+
+:func:`build_problem` turns a validated :class:`~models.dataset.Dataset` into a
+:class:`Problem`:
+
+* **units**: account families (an account and its descendants via
+  ``parent_id``) move as one; a unit's metrics are its members' sums.
+* **pairs**: the unit-rep assignments allowed (hard segment rules and locks
+  remove pairs; ``solver.candidate_reps`` keeps only the nearest reps),
+  each with a cost = compactness + segment penalty, in workload-hour x km.
+* **metrics**: values scaled once to integers. Scaling is exact (a power of
+  ten) whenever the data have few decimals, else fine-grained with bounds
+  pulled in by a safety margin.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, replace
+from fractions import Fraction
+
+import numpy as np
+
+from models.balance import balance_groups
+from models.dataset import Dataset, metric_values
+from models.geo import distance_matrix_km
+from models.scenario import ANY_SEGMENT
+
+logger = logging.getLogger(__name__)
+
+#: Largest integer metric total we let CP-SAT see (keeps products in int64).
+MAX_SCALED_TOTAL = 10**10
+#: Scaled cost of the most expensive pair.
+COST_RESOLUTION = 10**6
+#: Distance rows computed at once (bounds memory for large inputs).
+_CHUNK = 20_000
+
+
+@dataclass(frozen=True)
+class MetricData:
+    """One balanced metric, scaled.
+
+    Attributes
+    ----------
+    name
+        Metric name.
+    values
+        Integer value of every unit (``real * scale``, rounded).
+    real
+        Real value of every unit.
+    scale
+        Integer units per real unit.
+    exact
+        Whether ``values == real * scale`` exactly.
+    tolerance
+        Allowed relative deviation (0.05 for 5 %).
+    groups
+        Balance group of every rep (one group: targets are fixed numbers).
+    lo, hi
+        Integer bounds of every rep's load when there is one group;
+        ``None`` otherwise (the solver then bounds loads against their group's total).
+    """
+
+    name: str
+    values: np.ndarray
+    real: np.ndarray
+    scale: float
+    exact: bool
+    tolerance: float
+    tolerance_exact: Fraction
+    groups: np.ndarray
+    lo: np.ndarray | None
+    hi: np.ndarray | None
+
+    @property
+    def grouped(self) -> bool:
+        """Whether targets depend on which accounts each group receives."""
+        return bool(self.groups.max() > 0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Integer data of one territory design problem.
+
+    Attributes
+    ----------
+    unit_ids
+        Id of every unit (the family's top account id).
+    unit_of_account
+        Unit row of every account row of the dataset.
+    rep_ids, fte, fte_exact
+        Reps, in dataset order, and their capacities.
+    metrics
+        The balanced metrics.
+    pair_unit, pair_rep
+        Allowed unit-rep pairs, sorted by unit then rep.
+    pair_cost
+        Integer objective coefficient of each pair (``real * cost_scale``).
+    pair_compactness, pair_penalty
+        Real workload-hour x km terms of each pair (before objective weights).
+    cost_scale
+        Integer objective units per workload-hour x km.
+    unit_class, class_allowed, class_names
+        Hard segment class of every unit (the hard-ruled segments among its
+        accounts), which reps each class may go to, and a readable name.
+    fixed_rep
+        Rep row a unit is locked to, or -1.
+    current_rep
+        Rep row a unit is with today (its top account's current rep), or -1.
+    """
+
+    unit_ids: np.ndarray
+    unit_of_account: np.ndarray
+    rep_ids: np.ndarray
+    fte: np.ndarray
+    fte_exact: tuple[Fraction, ...]
+    metrics: tuple[MetricData, ...]
+    pair_unit: np.ndarray
+    pair_rep: np.ndarray
+    pair_cost: np.ndarray
+    pair_compactness: np.ndarray
+    pair_penalty: np.ndarray
+    cost_scale: float
+    unit_class: np.ndarray
+    class_allowed: np.ndarray
+    class_names: tuple[str, ...]
+    fixed_rep: np.ndarray
+    current_rep: np.ndarray
+    compactness_weight: float
+    preference_weight: float
+
+    @property
+    def num_units(self) -> int:
+        """Number of units."""
+        return len(self.unit_ids)
+
+    @property
+    def num_reps(self) -> int:
+        """Number of reps."""
+        return len(self.rep_ids)
+
+    def pairs_of(self, unit_rep: np.ndarray) -> np.ndarray:
+        """Pair position of every unit's rep in an assignment; -1 where the pair is not allowed."""
+        unit_rep = np.asarray(unit_rep, dtype=np.int64)
+        keys = self.pair_unit * self.num_reps + self.pair_rep
+        order = np.argsort(keys, kind="stable")
+        wanted = np.arange(len(unit_rep)) * self.num_reps + unit_rep
+        pos = np.searchsorted(keys[order], wanted)
+        pos = np.minimum(pos, len(keys) - 1)
+        found = (keys[order][pos] == wanted) & (unit_rep >= 0) & (unit_rep < self.num_reps)
+        return np.where(found, order[pos], -1)
+
+    def real_cost(self, pairs: np.ndarray) -> float:
+        """Objective in workload-hour x km of a set of chosen pairs."""
+        return float(
+            self.compactness_weight * self.pair_compactness[pairs].sum()
+            + self.preference_weight * self.pair_penalty[pairs].sum()
+        )
+
+
+def _exact_fraction(value: float) -> Fraction:
+    """Decimal value as typed (``0.8`` -> 4/5), bounded denominator."""
+    return Fraction(str(value)).limit_denominator(10**6)
+
+
+def _scale_metric(real: np.ndarray) -> tuple[np.ndarray, float, bool]:
+    """Pick an integer scale: exact powers of ten when possible, else fine-grained."""
+    total = float(real.sum())
+    for digits in range(0, 4):
+        scale = 10.0**digits
+        scaled = real * scale
+        if total * scale > MAX_SCALED_TOTAL:
+            break
+        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6):
+            return np.round(scaled).astype(np.int64), scale, True
+    scale = MAX_SCALED_TOTAL / total if total > 0 else 1.0
+    return np.round(real * scale).astype(np.int64), scale, False
+
+
+def _bounds(
+    values: np.ndarray, scale: float, exact: bool, fte: np.ndarray, tolerance: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Integer load bounds of every rep for a metric balanced across all reps."""
+    total = float(values.sum())
+    target = total * fte / fte.sum()
+    lo_real = target * (1.0 - tolerance)
+    hi_real = target * (1.0 + tolerance)
+    # pull bounds in a hair so float error never lets a plan break the tolerance;
+    # inexact scaling also absorbs its rounding error (at most 1e-4 of the target)
+    margin = 1e-9 * target + (0.0 if exact else 1e-4 * target)
+    lo = np.ceil(lo_real + margin).astype(np.int64)
+    hi = np.floor(hi_real - margin).astype(np.int64)
+    return lo, hi
+
+
+def build_problem(dataset: Dataset) -> Problem:
+    """Turn a dataset into integer arrays for the solver.
+
+    Parameters
+    ----------
+    dataset
+        Validated accounts, reps and scenario.
+
+    Returns
+    -------
+    Problem
+    """
+    scenario = dataset.scenario
+    acc, reps = dataset.accounts, dataset.reps
+    n_reps = len(reps)
+    family = acc["family_id"].to_numpy(dtype=object)
+    unit_ids, unit_of_account = np.unique(family, return_inverse=True)
+    n_units = len(unit_ids)
+    fte = reps["fte"].to_numpy(float)
+    rep_segments = list(reps["segment"])
+
+    # ---------------------------------------------------------------- metrics
+    metrics = []
+    for name, rule in scenario.balance.items():
+        real = np.bincount(unit_of_account, weights=metric_values(acc, name), minlength=n_units)
+        values, scale, exact = _scale_metric(real)
+        groups = balance_groups(rep_segments, rule.within)
+        tolerance = rule.tolerance_pct / 100.0
+        lo, hi = (None, None)
+        if groups.max() == 0:
+            lo, hi = _bounds(values, scale, exact, fte, tolerance)
+        metrics.append(
+            MetricData(
+                name=name,
+                values=values,
+                real=real,
+                scale=scale,
+                exact=exact,
+                tolerance=tolerance,
+                tolerance_exact=_exact_fraction(rule.tolerance_pct) / 100,
+                groups=groups,
+                lo=lo,
+                hi=hi,
+            )
+        )
+
+    # ------------------------------------------------------- locks and owners
+    rep_row = {rep: i for i, rep in enumerate(reps["rep_id"])}
+    top = acc["account_id"].to_numpy(dtype=object) == family
+    current_rep = np.full(n_units, -1, dtype=np.int64)
+    owners = acc["current_rep"].to_numpy(dtype=object)
+    for i in np.flatnonzero(top):
+        if isinstance(owners[i], str):
+            current_rep[unit_of_account[i]] = rep_row.get(owners[i], -1)
+    fixed_rep = np.full(n_units, -1, dtype=np.int64)
+    for i in np.flatnonzero(acc["locked"].to_numpy(bool)):
+        fixed_rep[unit_of_account[i]] = rep_row[owners[i]]
+
+    # ------------------------------------------------------------ eligibility
+    misfit = np.zeros((n_units, n_reps), dtype=float)  # workload-hours of misfit accounts x penalty km
+    workload = acc["workload"].to_numpy(float)
+    hard_labels: list[list[str]] = [[] for _ in range(n_units)]
+    fits_of: dict[str, np.ndarray] = {}
+    if scenario.segment_rules:
+        segments = acc["segment"].to_numpy(dtype=object)
+        for label, rule in scenario.segment_rules.items():
+            members = segments == label
+            if not members.any():
+                continue
+            fits = np.array([s == ANY_SEGMENT or s in rule.reps for s in rep_segments], dtype=bool)
+            fits_of[label] = fits
+            if rule.mode == "hard":
+                # a family follows its top account: hard rules apply to the top account's segment
+                for u in np.unique(unit_of_account[members & top]):
+                    hard_labels[u].append(label)
+            else:
+                hours = np.bincount(unit_of_account[members], weights=workload[members], minlength=n_units)
+                misfit[:, ~fits] += hours[:, None] * rule.penalty_km
+    class_index: dict[str, int] = {}
+    unit_class = np.array(
+        [class_index.setdefault("+".join(sorted(labels)), len(class_index)) for labels in hard_labels],
+        dtype=np.int64,
+    )
+    class_names = tuple(class_index)
+    class_allowed = np.ones((len(class_names), n_reps), dtype=bool)
+    for name, c in class_index.items():
+        for label in filter(None, name.split("+")):
+            class_allowed[c] &= fits_of[label]
+    allowed = class_allowed[unit_class].copy()
+    locked_units = np.flatnonzero(fixed_rep >= 0)
+    allowed[locked_units, :] = False
+    allowed[locked_units, fixed_rep[locked_units]] = True
+
+    # ---------------------------------------------------- compactness (exact)
+    lat = acc["latitude"].to_numpy(float)
+    lon = acc["longitude"].to_numpy(float)
+    rep_lat = reps["latitude"].to_numpy(float)
+    rep_lon = reps["longitude"].to_numpy(float)
+    compact = np.zeros((n_units, n_reps), dtype=float)
+    for start in range(0, len(acc), _CHUNK):
+        stop = min(start + _CHUNK, len(acc))
+        dist = distance_matrix_km(lat[start:stop], lon[start:stop], rep_lat, rep_lon)
+        np.add.at(compact, unit_of_account[start:stop], dist * workload[start:stop, None])
+
+    # ------------------------------------------------------- candidate pruning
+    k = scenario.solver.candidate_reps
+    if k is not None and k < n_reps:
+        # rank by distance of the unit's workload-weighted position (compactness per hour)
+        hours = np.bincount(unit_of_account, weights=workload, minlength=n_units)
+        rank_key = np.where(allowed, compact / np.maximum(hours, 1e-9)[:, None], np.inf)
+        keep = np.zeros_like(allowed)
+        nearest = np.argsort(rank_key, axis=1, kind="stable")[:, :k]
+        np.put_along_axis(keep, nearest, True, axis=1)
+        has_current = current_rep >= 0
+        keep[np.flatnonzero(has_current), current_rep[has_current]] = True
+        allowed &= keep
+
+    pair_unit, pair_rep = np.nonzero(allowed)
+    pair_compactness = compact[pair_unit, pair_rep]
+    pair_penalty = misfit[pair_unit, pair_rep]
+    weights = scenario.objective
+    real_cost = weights.compactness * pair_compactness + weights.preference * pair_penalty
+    top_cost = float(real_cost.max()) if len(real_cost) else 0.0
+    cost_scale = COST_RESOLUTION / top_cost if top_cost > 0 else 1.0
+    pair_cost = np.round(real_cost * cost_scale).astype(np.int64)
+    logger.info(
+        "problem: %d accounts in %d units, %d reps, %d allowed pairs, %d locked units",
+        len(acc),
+        n_units,
+        n_reps,
+        len(pair_unit),
+        len(locked_units),
+    )
+    return Problem(
+        unit_ids=unit_ids,
+        unit_of_account=unit_of_account.astype(np.int64),
+        rep_ids=reps["rep_id"].to_numpy(dtype=object),
+        fte=fte,
+        fte_exact=tuple(_exact_fraction(f) for f in fte),
+        metrics=tuple(metrics),
+        pair_unit=pair_unit.astype(np.int64),
+        pair_rep=pair_rep.astype(np.int64),
+        pair_cost=pair_cost,
+        pair_compactness=pair_compactness,
+        pair_penalty=pair_penalty,
+        cost_scale=cost_scale,
+        unit_class=unit_class,
+        class_allowed=class_allowed,
+        class_names=class_names,
+        fixed_rep=fixed_rep,
+        current_rep=current_rep,
+        compactness_weight=weights.compactness,
+        preference_weight=weights.preference,
+    )
+
+
+def bound_ratio(fraction: Fraction, *, upper: bool) -> tuple[int, int]:
+    """Return ``(num, den)`` of a ratio, rounded safely when the denominator is huge."""
+    if fraction.denominator <= 10**6:
+        return fraction.numerator, fraction.denominator
+    den = 10**6
+    num = math.floor(fraction * den) if upper else math.ceil(fraction * den)
+    return num, den
+
+
+def with_tolerance(problem: Problem, metric: str, tolerance_pct: float) -> Problem:
+    """Return a copy of ``problem`` with one metric's tolerance changed (bounds recomputed)."""
+    changed = []
+    for data in problem.metrics:
+        if data.name == metric:
+            tolerance = tolerance_pct / 100.0
+            lo, hi = (None, None)
+            if not data.grouped:
+                lo, hi = _bounds(data.values, data.scale, data.exact, problem.fte, tolerance)
+            data = replace(
+                data, tolerance=tolerance, tolerance_exact=_exact_fraction(tolerance_pct) / 100, lo=lo, hi=hi
+            )
+        changed.append(data)
+    return replace(problem, metrics=tuple(changed))

@@ -1,0 +1,91 @@
+"""One scoring function for any assignment: ours, a greedy one, or a peer's.
+
+Balance is measured on real (unscaled) values with the same target rule as
+the plan's KPIs (:mod:`models.balance`), so a score and a ``summary.json``
+agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from models.balance import deviation_pct, targets
+from optimizer.problem import Problem
+
+#: Slack when comparing deviations to tolerances.
+EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Score:
+    """Quality of one assignment.
+
+    Attributes
+    ----------
+    max_deviation_pct
+        Per metric, the largest absolute deviation from target in %.
+    within_tolerance
+        Per metric, whether every rep is within the tolerance.
+    compactness
+        Workload-weighted distance to home bases, workload-hour x km.
+    penalty
+        Soft segment penalties, workload-hour x km.
+    objective
+        ``compactness_weight * compactness + preference_weight * penalty``.
+    violations
+        Hard rules broken (pairs not allowed: locks, hard segment rules, candidate limits).
+    """
+
+    max_deviation_pct: dict[str, float]
+    within_tolerance: dict[str, bool]
+    compactness: float
+    penalty: float
+    objective: float
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        """Every metric within tolerance and no hard rule broken."""
+        return all(self.within_tolerance.values()) and not self.violations
+
+
+def score(problem: Problem, unit_rep: np.ndarray) -> Score:
+    """Score an assignment of units to reps.
+
+    Parameters
+    ----------
+    problem
+        The problem the assignment answers.
+    unit_rep
+        Rep row of every unit.
+
+    Returns
+    -------
+    Score
+    """
+    unit_rep = np.asarray(unit_rep, dtype=np.int64)
+    devs: dict[str, float] = {}
+    within: dict[str, bool] = {}
+    for metric in problem.metrics:
+        loads = np.bincount(unit_rep, weights=metric.real, minlength=problem.num_reps)
+        dev = np.abs(deviation_pct(loads, targets(loads, problem.fte, metric.groups)))
+        devs[metric.name] = float(dev.max())
+        within[metric.name] = bool(devs[metric.name] <= metric.tolerance * 100 + EPS)
+    pairs = problem.pairs_of(unit_rep)
+    violations = [
+        f"account family '{problem.unit_ids[u]}' may not go to rep '{problem.rep_ids[unit_rep[u]]}'"
+        for u in np.flatnonzero(pairs < 0)
+    ]
+    ok = pairs[pairs >= 0]
+    compactness = float(problem.pair_compactness[ok].sum())
+    penalty = float(problem.pair_penalty[ok].sum())
+    return Score(
+        max_deviation_pct=devs,
+        within_tolerance=within,
+        compactness=compactness,
+        penalty=penalty,
+        objective=problem.compactness_weight * compactness + problem.preference_weight * penalty,
+        violations=violations,
+    )

@@ -1,0 +1,379 @@
+"""The CP-SAT model: assign every unit to one rep, balanced, compact, fitting segments.
+
+Model (one fixed order: variables, constraints, objective, solve, read back):
+
+* ``x[p]`` boolean per allowed unit-rep pair ``p``;
+* every unit in exactly one territory;
+* ``load[m, r] = sum(value[m, u] * x[u, r])`` for every balanced metric;
+  metrics balanced across all reps get fixed integer bounds from their
+  FTE-scaled targets; metrics balanced within segment groups get
+  ``den * load[m, r] <= num * sum(load[m, group])`` (and the lower mirror),
+  with ``num / den = (1 +- tolerance) * fte_r / fte_group`` as exact fractions;
+* minimise the integer pair costs (compactness + weighted segment penalties).
+
+Locked units and hard segment rules never enter as variables: their pairs are
+absent from the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from optimizer.diagnose import explain_infeasible, presolve_checks
+from optimizer.lns import assignment_cost, improve
+from optimizer.model import build_cp_model
+from optimizer.problem import Problem
+from optimizer.relaxation import LpInfeasibleError, lp_start
+from optimizer.result import Result, Status
+from optimizer.warmstart import greedy_assignment
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SolveSettings:
+    """Solver settings (see the scenario's ``solver`` section)."""
+
+    time_limit_s: float = 30.0
+    seed: int = 0
+    workers: int = 0
+    relative_gap: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.time_limit_s > 0:
+            raise ValueError("time_limit_s must be positive")
+        if self.workers < 0:
+            raise ValueError("workers must be zero (all cores) or more")
+
+    @property
+    def num_workers(self) -> int:
+        """Workers actually used (0 means every core)."""
+        return self.workers or (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A new plan or a better bound during the search."""
+
+    seconds: float
+    objective: float | None
+    bound: float
+    gap: float | None
+    solutions: int
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class _Watcher(cp_model.CpSolverSolutionCallback):
+    """Reports plans and bounds as they improve; remembers when the first plan came."""
+
+    def __init__(self, scale: float, progress: ProgressCallback | None) -> None:
+        super().__init__()
+        self._scale = scale
+        self._progress = progress
+        self._start = time.perf_counter()
+        self.solutions = 0
+        self.first_solution_seconds: float | None = None
+        self.objective: float | None = None
+        self.bound = -np.inf
+
+    def on_solution_callback(self) -> None:
+        self.solutions += 1
+        if self.first_solution_seconds is None:
+            self.first_solution_seconds = time.perf_counter() - self._start
+        self.objective = self.objective_value
+        self.bound = max(self.bound, self.best_objective_bound)
+        self._emit()
+
+    def on_bound(self, bound: float) -> None:
+        self.bound = max(self.bound, bound)
+        self._emit()
+
+    def _emit(self) -> None:
+        if self._progress is None:
+            return
+        gap = _gap(self.objective, self.bound) if self.objective is not None else None
+        self._progress(
+            ProgressEvent(
+                seconds=time.perf_counter() - self._start,
+                objective=None if self.objective is None else self.objective / self._scale,
+                bound=self.bound / self._scale,
+                gap=gap,
+                solutions=self.solutions,
+            )
+        )
+
+
+def _gap(objective: float | None, bound: float) -> float:
+    if objective is None or not np.isfinite(bound):
+        return float("inf")
+    if abs(objective) < 1e-9:
+        return 0.0
+    return max(0.0, (objective - bound) / abs(objective))
+
+
+@dataclass
+class _Stop:
+    """Ctrl-C state: the flag, and the CP-SAT solver running now (to stop it)."""
+
+    event: threading.Event
+    solver: cp_model.CpSolver | None = None
+
+
+@contextmanager
+def _sigint_stops() -> Iterator[_Stop]:
+    """While solving, Ctrl-C stops the search and keeps the best plan so far."""
+    stop = _Stop(threading.Event())
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stop.event.set()
+        if stop.solver is not None:
+            stop.solver.stop_search()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+#: Problems with at most this many pairs go to one CP-SAT model (it proves optimality);
+#: larger ones use LP bound + LP start + large-neighbourhood search.
+FULL_MODEL_PAIRS = 5_000
+
+
+def solve(
+    problem: Problem,
+    settings: SolveSettings | None = None,
+    progress: ProgressCallback | None = None,
+    hint: np.ndarray | None = None,
+) -> Result:
+    """Solve a territory design problem with CP-SAT.
+
+    Small problems (at most :data:`FULL_MODEL_PAIRS` unit-rep pairs) are one
+    CP-SAT model, solved to proven optimality when time allows. Larger ones
+    start from the LP relaxation (:mod:`optimizer.relaxation`: bound and first
+    plan) and improve it by large-neighbourhood search with CP-SAT sub-models
+    (:mod:`optimizer.lns`); the bound reported is the larger of the LP bound
+    and CP-SAT's.
+
+    Parameters
+    ----------
+    problem
+        Built with :func:`optimizer.build_problem`.
+    settings
+        Time limit, seed, workers, gap limit.
+    progress
+        Called with each better plan or bound.
+    hint
+        Rep row per unit to start from (e.g. a previous plan); by default
+        the LP start (large problems) or a greedy plan (small ones).
+
+    Returns
+    -------
+    Result
+        Status OPTIMAL or FEASIBLE with an assignment, or UNKNOWN without one.
+
+    Raises
+    ------
+    InfeasibleError
+        When a quick check, the LP relaxation or CP-SAT proves that no plan
+        exists; the error names the rules in conflict and what to relax.
+    RuntimeError
+        MODEL_INVALID: a bug in the engine.
+    """
+    settings = settings or SolveSettings()
+    presolve_checks(problem)
+    with _sigint_stops() as stop:
+        if len(problem.pair_unit) <= FULL_MODEL_PAIRS:
+            return _solve_full(problem, settings, progress, hint, stop)
+        return _solve_lns(problem, settings, progress, hint, stop)
+
+
+def _solve_lns(
+    problem: Problem,
+    settings: SolveSettings,
+    progress: ProgressCallback | None,
+    hint: np.ndarray | None,
+    stop: _Stop,
+) -> Result:
+    clock = time.perf_counter()
+    deadline = clock + settings.time_limit_s
+    workers = settings.num_workers
+    try:
+        start, lp = lp_start(problem, seconds=0.3 * settings.time_limit_s, seed=settings.seed, workers=workers)
+    except LpInfeasibleError:
+        raise explain_infeasible(problem, settings) from None
+    bound = lp.objective if lp is not None else 0.0
+    if (
+        hint is not None
+        and _is_feasible(problem, hint)
+        and (start is None or assignment_cost(problem, hint) < assignment_cost(problem, start))
+    ):
+        start = hint
+    first_seconds = time.perf_counter() - clock if start is not None else None
+    if start is None:
+        # no plan from the LP: let one CP-SAT model search for the rest of the time
+        remaining = SolveSettings(
+            time_limit_s=max(deadline - time.perf_counter(), 0.1),
+            seed=settings.seed,
+            workers=settings.workers,
+            relative_gap=settings.relative_gap,
+        )
+        return _solve_full(problem, remaining, progress, greedy_assignment(problem), stop)
+
+    def report(cost: int) -> None:
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    seconds=time.perf_counter() - clock,
+                    objective=cost / problem.cost_scale,
+                    bound=bound / problem.cost_scale,
+                    gap=_gap(cost, bound),
+                    solutions=log_steps[0],
+                )
+            )
+
+    log_steps = [1]
+    report(assignment_cost(problem, start))
+    plan, cost, log = improve(
+        problem,
+        start,
+        deadline=deadline,
+        bound=bound,
+        relative_gap=max(settings.relative_gap, 1e-9),
+        seed=settings.seed,
+        workers=workers,
+        on_improve=report,
+        stop=stop.event,
+    )
+    # an integer objective at the LP bound rounded up is optimal
+    optimal = cost <= math.ceil(bound - 1e-6 * max(abs(bound), 1.0))
+    chosen = problem.pairs_of(plan)
+    return Result(
+        status=Status.OPTIMAL if optimal else Status.FEASIBLE,
+        unit_rep=plan,
+        objective=problem.real_cost(chosen),
+        bound=min(bound, cost) / problem.cost_scale,
+        gap=0.0 if optimal else _gap(cost, bound),
+        wall_seconds=time.perf_counter() - clock,
+        interrupted=stop.event.is_set(),
+        statistics={
+            "method": "LP bound + LP start + CP-SAT large-neighbourhood search",
+            "pairs": len(problem.pair_unit),
+            "first_solution_seconds": first_seconds,
+            "lp_bound": None if lp is None else lp.objective / problem.cost_scale,
+            "lns_steps": log.steps,
+            "lns_improvements": log.improvements,
+            "lns_optimal_steps": log.optimal_steps,
+        },
+    )
+
+
+def _is_feasible(problem: Problem, unit_rep: np.ndarray) -> bool:
+    from optimizer.score import score
+
+    return len(unit_rep) == problem.num_units and score(problem, unit_rep).feasible
+
+
+def _solve_full(
+    problem: Problem,
+    settings: SolveSettings,
+    progress: ProgressCallback | None,
+    hint: np.ndarray | None,
+    stop: _Stop,
+) -> Result:
+    parts = build_cp_model(problem)
+    model, x = parts.model, parts.x
+    start = greedy_assignment(problem) if hint is None else hint
+    for p in problem.pairs_of(start):
+        if p >= 0:
+            model.add_hint(x[p], True)
+
+    solver = cp_model.CpSolver()
+    params = solver.parameters
+    params.max_time_in_seconds = settings.time_limit_s
+    params.random_seed = settings.seed
+    params.num_workers = settings.num_workers
+    params.relative_gap_limit = settings.relative_gap
+    params.catch_sigint_signal = False
+    params.log_search_progress = logger.isEnabledFor(logging.DEBUG)
+    if params.log_search_progress:
+        solver.log_callback = logger.debug
+
+    watcher = _Watcher(problem.cost_scale, progress)
+    solver.best_bound_callback = watcher.on_bound
+    logger.info(
+        "solving one CP-SAT model of %d pairs with %d workers, limit %.1fs, seed %d",
+        len(x),
+        settings.num_workers,
+        settings.time_limit_s,
+        settings.seed,
+    )
+    stop.solver = solver
+    code = solver.solve(model, watcher)
+    stop.solver = None
+    wall = solver.wall_time
+    stats = {
+        "method": "one CP-SAT model",
+        "conflicts": int(solver.num_conflicts),
+        "branches": int(solver.num_branches),
+        "booleans": int(solver.num_booleans),
+        "solutions": watcher.solutions,
+        "first_solution_seconds": watcher.first_solution_seconds,
+        "pairs": len(x),
+        "solution_info": solver.solution_info(),
+    }
+    if code == cp_model.MODEL_INVALID:
+        raise RuntimeError(f"CP-SAT rejected the model as invalid (engine bug): {model.validate()}")
+    if code == cp_model.INFEASIBLE:
+        raise explain_infeasible(problem, settings)
+    if code == cp_model.UNKNOWN:
+        return Result(
+            status=Status.UNKNOWN,
+            unit_rep=None,
+            objective=float("nan"),
+            bound=solver.best_objective_bound / problem.cost_scale,
+            gap=float("inf"),
+            wall_seconds=wall,
+            interrupted=stop.event.is_set(),
+            statistics=stats,
+        )
+    chosen = np.array([solver.boolean_value(v) for v in x], dtype=bool)
+    unit_rep = np.full(problem.num_units, -1, dtype=np.int64)
+    unit_rep[problem.pair_unit[chosen]] = problem.pair_rep[chosen]
+    status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
+    result = Result(
+        status=status,
+        unit_rep=unit_rep,
+        objective=problem.real_cost(np.flatnonzero(chosen)),
+        bound=solver.best_objective_bound / problem.cost_scale,
+        gap=0.0 if status is Status.OPTIMAL else _gap(solver.objective_value, solver.best_objective_bound),
+        wall_seconds=wall,
+        interrupted=stop.event.is_set(),
+        statistics=stats,
+    )
+    logger.info(
+        "%s: objective %.1f, bound %.1f, gap %.3f%% in %.1fs",
+        status.value,
+        result.objective,
+        result.bound,
+        100 * result.gap,
+        wall,
+    )
+    return result

@@ -1,0 +1,1 @@
+"""The ``territory`` command line and the scenario-to-plan pipeline it runs."""

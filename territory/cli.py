@@ -1,0 +1,213 @@
+"""The ``territory`` command: a thin layer over the library.
+
+Exit codes (DESIGN.md): 0 a plan was written (or the input is valid);
+1 the scenario has no feasible plan, or none was found in time (the message
+says why); 2 bad input or usage (the message says where and what to do).
+Anything else is a bug and exits 70 with the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.table import Table
+
+from models.errors import InputError
+from models.generate import write_instance
+from models.plan import Plan
+from models.scenario import scenario_json_schema
+from optimizer import InfeasibleError, ProgressEvent
+from territory.pipeline import NoPlanError, check, prepare, solve_prepared, write_plan_folder
+
+EXIT_OK, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
+
+app = typer.Typer(
+    name="territory",
+    help=(
+        "Sales territory and workload optimisation: balance accounts, revenue potential and workload "
+        "across reps (in proportion to FTE), keep territories compact, respect SMB / enterprise fit, "
+        "and write the plan as CSV, JSON and a Folium map.\n\n"
+        "Exit codes: 0 plan written / input valid; 1 no feasible plan (the message says why); "
+        "2 bad input or usage (the message says where and what to do)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=verbose)],
+        force=True,
+    )
+
+
+def _fail(code: int, title: str, message: str) -> typer.Exit:
+    err_console.print(f"[bold red]{title}[/bold red]")
+    err_console.print(message, markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+class _ProgressLine:
+    """One live line: elapsed time, best objective, bound and gap."""
+
+    def __init__(self, live: Live) -> None:
+        self.live = live
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.objective is None:
+            text = f"{event.seconds:6.1f}s  searching...  bound {event.bound:,.0f}"
+        else:
+            gap = "" if event.gap is None else f"  gap {100 * event.gap:.3f} %"
+            text = f"{event.seconds:6.1f}s  plan {event.objective:,.0f}  bound {event.bound:,.0f}{gap}"
+        self.live.update(f"[cyan]solving[/cyan] {text}  [dim](workload-hour x km; Ctrl-C keeps the best plan)[/dim]")
+
+
+def _summary_table(plan: Plan) -> Table:
+    summary = plan.summary()
+    table = Table(title=f"{summary['scenario']}: {summary['status']}, gap {100 * (summary['gap'] or 0):.3f} %")
+    for column in ("metric", "total", "min", "max", "max dev %", "tolerance %", "ok"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for name, m in summary["metrics"].items():
+        if not m["balanced"]:
+            continue
+        table.add_row(
+            name,
+            f"{m['total']:,.0f}",
+            f"{m['min']:,.0f}",
+            f"{m['max']:,.0f}",
+            f"{m['max_deviation_pct']:.2f}",
+            f"{m['tolerance_pct']:g}",
+            "yes" if m["within_tolerance"] else "[red]NO[/red]",
+        )
+    return table
+
+
+@app.command()
+def solve(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Plan folder to write (default: plans/<scenario file name>).")
+    ] = None,
+    time_limit: Annotated[
+        float | None, typer.Option("--time-limit", help="Solver time limit in seconds (overrides the scenario).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the scenario).")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Solver workers, 0 = every core (overrides the scenario).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")] = False,
+) -> None:
+    """Solve a scenario and write the plan folder.
+
+    Writes assignments.csv, territories.csv, summary.json and map.html into
+    OUT, all at once: an existing plan there is replaced only by a complete new one.
+    """
+    _setup_logging(verbose)
+    if time_limit is not None and time_limit <= 0:
+        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    out = out or Path("plans") / scenario.stem
+    try:
+        prepared = prepare(scenario, time_limit_s=time_limit, seed=seed, workers=workers)
+        with Live(console=err_console, transient=True, refresh_per_second=4) as live:
+            plan = solve_prepared(prepared, progress=_ProgressLine(live))
+        folder = write_plan_folder(plan, out)
+    except InputError as exc:
+        raise _fail(EXIT_INPUT, "Bad input", str(exc)) from None
+    except InfeasibleError as exc:
+        raise _fail(EXIT_INFEASIBLE, "No feasible plan", str(exc)) from None
+    except NoPlanError as exc:
+        raise _fail(EXIT_INFEASIBLE, "No plan found", str(exc)) from None
+    out_console.print(_summary_table(plan))
+    if plan.report.interrupted:
+        out_console.print("[yellow]Interrupted: this is the best plan found before Ctrl-C.[/yellow]")
+    out_console.print(
+        f"Plan written to [bold]{folder}[/bold] (assignments.csv, territories.csv, summary.json, map.html)"
+    )
+
+
+@app.command()
+def validate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)],
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")] = False,
+) -> None:
+    """Check a scenario and its data without solving.
+
+    Reads the scenario and both tables, reports every problem found (file,
+    row, column, what to do), and runs the quick feasibility checks.
+    """
+    _setup_logging(verbose)
+    try:
+        prepared = prepare(scenario)
+        check(prepared)
+    except InputError as exc:
+        raise _fail(EXIT_INPUT, "Bad input", str(exc)) from None
+    except InfeasibleError as exc:
+        raise _fail(EXIT_INFEASIBLE, "No feasible plan", str(exc)) from None
+    data = prepared.dataset
+    out_console.print(
+        f"[green]OK[/green] {prepared.loaded.scenario.name}: {len(data.accounts):,} accounts in "
+        f"{prepared.problem.num_units:,} units, {len(data.reps)} reps ({data.reps['fte'].sum():g} FTE), "
+        f"{len(prepared.problem.pair_unit):,} allowed account-rep pairs"
+    )
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of scenario files."""
+    text = json.dumps(scenario_json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Argument(help="Folder to write accounts, reps and scenario.yaml into.")],
+    accounts: Annotated[int, typer.Option("--accounts", min=1, help="Number of accounts.")] = 2000,
+    reps: Annotated[int, typer.Option("--reps", min=1, help="Number of reps.")] = 12,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 7,
+    file_format: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Time limit written into the scenario.")] = 30.0,
+) -> None:
+    """Generate a realistic instance (accounts around Midwest metros) with its scenario file."""
+    if file_format not in {"csv", "parquet"}:
+        raise _fail(EXIT_INPUT, "Bad option", "--format must be csv or parquet")
+    path = write_instance(out, accounts, reps, seed, file_format=file_format, time_limit_s=time_limit)
+    out_console.print(f"Wrote {accounts:,} accounts and {reps} reps; scenario: [bold]{path}[/bold]")
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning unexpected errors into exit code 70."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        err_console.print("Interrupted: nothing was written.")
+        sys.exit(130)
+    except Exception:
+        err_console.print("[bold red]Internal error (a bug in territory; please report it):[/bold red]")
+        err_console.print(traceback.format_exc(), markup=False, highlight=False)
+        sys.exit(EXIT_BUG)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Scenario file in, plan out: the library calls the CLI strings together.
+
+Everything the ``territory`` command does can be done from Python with these
+functions::
+
+    from territory.pipeline import solve_scenario, write_plan_folder
+    plan = solve_scenario("scenarios/example/scenario.yaml", time_limit_s=20)
+    write_plan_folder(plan, "plans/example")
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from maps import write_plan_map
+from models.dataset import Dataset, load_dataset
+from models.plan import Plan, SolveReport
+from models.plan_io import write_plan
+from models.scenario import LoadedScenario, load_scenario
+from optimizer import Problem, ProgressEvent, SolveSettings, build_problem, solve
+from optimizer.diagnose import presolve_checks
+from optimizer.result import Result
+from optimizer.solver import ProgressCallback
+
+logger = logging.getLogger(__name__)
+
+
+class NoPlanError(Exception):
+    """The solver stopped without a plan and without proving there is none (status UNKNOWN)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A scenario read, validated and turned into solver data."""
+
+    loaded: LoadedScenario
+    dataset: Dataset
+    problem: Problem
+
+
+def prepare(
+    scenario_path: Path | str,
+    *,
+    time_limit_s: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+) -> Prepared:
+    """Load a scenario and its data, apply solver overrides, build the problem.
+
+    Raises
+    ------
+    models.errors.InputError
+        Bad scenario or data.
+    """
+    loaded = load_scenario(scenario_path)
+    scenario = loaded.scenario.with_solver(time_limit_s=time_limit_s, seed=seed, workers=workers)
+    loaded = LoadedScenario(scenario=scenario, path=loaded.path)
+    dataset = load_dataset(loaded)
+    return Prepared(loaded=loaded, dataset=dataset, problem=build_problem(dataset))
+
+
+def check(prepared: Prepared) -> None:
+    """Run the quick feasibility checks (raises :class:`optimizer.InfeasibleError`)."""
+    presolve_checks(prepared.problem)
+
+
+def plan_from_result(prepared: Prepared, result: Result) -> Plan:
+    """Turn a solver result into a plan of accounts (units expanded to their accounts)."""
+    if result.unit_rep is None:
+        raise ValueError("the result holds no assignment")
+    settings = prepared.dataset.scenario.solver
+    report = SolveReport(
+        status=result.status.value,
+        objective=result.objective,
+        bound=result.bound,
+        gap=result.gap,
+        solve_seconds=result.wall_seconds,
+        time_limit_s=settings.time_limit_s,
+        seed=settings.seed,
+        workers=SolveSettings(workers=settings.workers).num_workers,
+        units=prepared.problem.num_units,
+        interrupted=result.interrupted,
+        statistics=result.statistics,
+    )
+    return Plan(
+        dataset=prepared.dataset,
+        rep_index=result.unit_rep[prepared.problem.unit_of_account],
+        report=report,
+    )
+
+
+def solve_prepared(prepared: Prepared, progress: ProgressCallback | None = None) -> Plan:
+    """Solve a prepared scenario.
+
+    Raises
+    ------
+    optimizer.InfeasibleError
+        No plan exists; the message says why.
+    NoPlanError
+        The time ran out before the first plan.
+    """
+    settings = prepared.dataset.scenario.solver
+    result = solve(
+        prepared.problem,
+        SolveSettings(
+            time_limit_s=settings.time_limit_s,
+            seed=settings.seed,
+            workers=settings.workers,
+            relative_gap=settings.relative_gap,
+        ),
+        progress=progress,
+    )
+    if not result.has_plan:
+        stopped = "you stopped the search" if result.interrupted else f"the time limit of {settings.time_limit_s:g} s"
+        raise NoPlanError(
+            f"No plan was found before {stopped}, and the scenario was not proven infeasible either "
+            f"(solver status {result.status.value}). Try a longer limit (--time-limit "
+            f"{2 * settings.time_limit_s:g}), looser tolerances, or solver.candidate_reps to shrink the model."
+        )
+    return plan_from_result(prepared, result)
+
+
+def solve_scenario(
+    scenario_path: Path | str,
+    *,
+    time_limit_s: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> Plan:
+    """Read a scenario file, solve it and return the plan.
+
+    Parameters
+    ----------
+    scenario_path
+        The YAML scenario.
+    time_limit_s, seed, workers
+        Override the scenario's solver settings when given.
+    progress
+        Called with each better plan or bound.
+
+    Returns
+    -------
+    models.plan.Plan
+    """
+    return solve_prepared(prepare(scenario_path, time_limit_s=time_limit_s, seed=seed, workers=workers), progress)
+
+
+def write_plan_folder(plan: Plan, out_dir: Path | str) -> Path:
+    """Write the plan folder: assignments, territories, summary and map, atomically."""
+    return write_plan(plan, out_dir, extra={"map.html": write_plan_map})
+
+
+__all__ = [
+    "NoPlanError",
+    "Prepared",
+    "ProgressEvent",
+    "check",
+    "plan_from_result",
+    "prepare",
+    "solve_prepared",
+    "solve_scenario",
+    "write_plan_folder",
+]
