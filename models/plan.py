@@ -208,7 +208,12 @@ class Plan:
 
     # ----------------------------------------------------------------- summary
     def metric_summary(self) -> dict[str, dict[str, Any]]:
-        """Per metric: total, target range, min / max load, worst deviation, tolerance."""
+        """Per metric: total, target, min / max load, worst deviation, tolerance.
+
+        ``target`` is the share of one full-time rep (a 0.5 FTE rep's target is
+        half of it): one number when the metric is balanced across all reps, one
+        number per rep segment preference when it is balanced within segments.
+        """
         out: dict[str, dict[str, Any]] = {}
         for metric in self.metrics:
             loads = self.loads(metric)
@@ -220,8 +225,7 @@ class Plan:
                 "total": float(loads.sum()),
                 "balanced": rule is not None,
                 "within": rule.within if rule is not None else None,
-                "target": float(target.mean()) if rule is None or rule.within == "all" else None,
-                "target_per_fte": _per_fte(target, self.dataset.reps["fte"].to_numpy(float)),
+                "target": self._target_per_fte(target),
                 "min": float(loads.min()),
                 "max": float(loads.max()),
                 "max_deviation_pct": round(max_dev, 4),
@@ -230,6 +234,14 @@ class Plan:
             }
             out[metric] = entry
         return out
+
+    def _target_per_fte(self, target: np.ndarray) -> float | dict[str, float]:
+        per_fte = target / self.dataset.reps["fte"].to_numpy(float)
+        segments = self.dataset.reps["segment"].to_numpy(dtype=object)
+        by_segment = {str(s): float(per_fte[segments == s][0]) for s in dict.fromkeys(segments)}
+        if np.allclose(per_fte, per_fte[0]):
+            return float(per_fte[0])
+        return by_segment
 
     def moves(self) -> dict[str, Any]:
         """Moves against the baseline (the current-rep column)."""
@@ -266,6 +278,7 @@ class Plan:
         metrics = self.metric_summary()
         balanced = [m for m in metrics.values() if m["balanced"]]
         report = asdict(self.report)
+        report.pop("status")
         return {
             "scenario": scenario.name,
             "description": scenario.description,
@@ -288,11 +301,6 @@ class Plan:
             "segment_match_share": round(float(self.segment_match.mean()), 6),
             "moves": self.moves(),
         }
-
-
-def _per_fte(target: np.ndarray, fte: np.ndarray) -> float | None:
-    per = target / fte
-    return float(per[0]) if np.allclose(per, per[0]) else None
 
 
 def _finite(value: float) -> float | None:
