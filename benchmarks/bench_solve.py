@@ -73,6 +73,42 @@ def fmt_pct(value: float | None) -> str:
     return "-" if value is None or not np.isfinite(value) else f"{100 * value:.3f} %"
 
 
+def row(size: str, problem, method: str, seed: object, status: str, first: object, wall: float, unit_rep, bound, gap):
+    """Print one table row, scoring the assignment with the engine's one scoring function."""
+    s = score(problem, unit_rep)
+    devs = " / ".join(f"{s.max_deviation_pct.get(m, float('nan')):.2f}" for m in ("accounts", "potential", "workload"))
+    ok = "" if s.feasible else " (breaks rules)"
+    first_text = f"{first:.1f}" if isinstance(first, float) else str(first)
+    bound_text = "-" if bound is None else f"{bound:,.0f}"
+    print(
+        f"| {size} | {method} | {seed} | {status}{ok} | {first_text} | {wall:.1f} | {s.objective:,.0f} "
+        f"| {bound_text} | {fmt_pct(gap)} | {devs} |"
+    )
+
+
+def result_row(size: str, problem, method: str, seed: int, result) -> None:
+    """Print the row of a solver result (or its status when it holds no plan)."""
+    if result.has_plan:
+        first = result.statistics.get("first_solution_seconds")
+        row(
+            size,
+            problem,
+            method,
+            seed,
+            result.status.value,
+            first,
+            result.wall_seconds,
+            result.unit_rep,
+            result.bound,
+            result.gap,
+        )
+    else:
+        print(
+            f"| {size} | {method} | {seed} | {result.status.value} (no plan) | - | {result.wall_seconds:.1f} "
+            "| - | - | - | - |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2000x12", help="comma-separated NxR sizes (accounts x reps)")
@@ -98,30 +134,15 @@ def main() -> None:
         problem = build_problem(dataset)
         prep = time.perf_counter() - start
 
-        def row(method: str, seed: object, status: str, first: object, wall: float, unit_rep, bound, gap) -> None:
-            s = score(problem, unit_rep)
-            devs = " / ".join(f"{s.max_deviation_pct.get(m, float('nan')):.2f}" for m in ("accounts", "potential", "workload"))
-            ok = "" if s.feasible else " (breaks rules)"
-            first_text = f"{first:.1f}" if isinstance(first, float) else str(first)
-            bound_text = "-" if bound is None else f"{bound:,.0f}"
-            print(
-                f"| {size} | {method} | {seed} | {status}{ok} | {first_text} | {wall:.1f} | {s.objective:,.0f} "
-                f"| {bound_text} | {fmt_pct(gap)} | {devs} |"
-            )
-
         current = problem.current_rep.copy()
         if (current >= 0).all():
-            row("today's plan", "-", "given", "-", 0.0, current, None, None)
+            row(size, problem, "today's plan", "-", "given", "-", 0.0, current, None, None)
         greedy = greedy_assignment(problem)
-        row("greedy", "-", "heuristic", "-", 0.0, greedy, None, None)
+        row(size, problem, "greedy", "-", "heuristic", "-", 0.0, greedy, None, None)
         for seed in seeds:
             settings = SolveSettings(time_limit_s=args.time_limit, seed=seed, workers=args.workers)
             result = solve(problem, settings)
-            first = result.statistics.get("first_solution_seconds")
-            if result.has_plan:
-                row("ours", seed, result.status.value, first, result.wall_seconds, result.unit_rep, result.bound, result.gap)
-            else:
-                print(f"| {size} | ours | {seed} | {result.status.value} | - | {result.wall_seconds:.1f} | - | - | - | - |")
+            result_row(size, problem, "ours", seed, result)
             if args.no_cpsat_alone:
                 continue
             saved = solver_module.FULL_MODEL_PAIRS
@@ -130,14 +151,7 @@ def main() -> None:
                 alone = solve(problem, settings)
             finally:
                 solver_module.FULL_MODEL_PAIRS = saved
-            first = alone.statistics.get("first_solution_seconds")
-            if alone.has_plan:
-                row("cp-sat alone", seed, alone.status.value, first, alone.wall_seconds, alone.unit_rep, alone.bound, alone.gap)
-            else:
-                print(
-                    f"| {size} | cp-sat alone | {seed} | {alone.status.value} (no plan) | - | "
-                    f"{alone.wall_seconds:.1f} | - | - | - | - |"
-                )
+            result_row(size, problem, "cp-sat alone", seed, alone)
         print(f"\n{size}: load + build {prep:.1f} s, {problem.num_units:,} units, {len(problem.pair_unit):,} pairs\n")
 
 
