@@ -15,6 +15,7 @@ Every problem found is collected and raised together as one
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import pandas as pd
 
 from models.errors import InputError, IssueCollector
 from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, LoadedScenario, Scenario
-from models.tables import read_table, spreadsheet_row
+from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +42,12 @@ ACCOUNT_FIELDS = (
     "locked",
     "parent_id",
 )
+SET_ASIDE_COLUMNS = ("account_id", "name", "row", "column", "reason")
 REP_FIELDS = ("rep_id", "name", "latitude", "longitude", "segment", "fte")
 #: Standard column names looked for when the scenario maps nothing.
 _ACCOUNT_DEFAULTS = {"account_id": "id"}
 _REP_DEFAULTS = {"rep_id": "id"}
+_STANDARD_NAMES = {"id"} | (set(ACCOUNT_FIELDS) | set(REP_FIELDS)) - {"account_id", "rep_id"}
 _TRUE = {"true", "yes", "y", "1", "x", "locked", "t"}
 _FALSE = {"false", "no", "n", "0", "", "f", "nan", "none"}
 
@@ -61,12 +64,16 @@ class Dataset:
         The scenario the data belong to.
     source
         Where the scenario file lies, when it came from one.
+    set_aside
+        Accounts left out of the plan (``data.unusable_accounts: set_aside``):
+        ``account_id, name, row, column, reason``.
     """
 
     accounts: pd.DataFrame
     reps: pd.DataFrame
     scenario: Scenario
     source: Path | None = None
+    set_aside: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(SET_ASIDE_COLUMNS)))
 
     def metric_values(self, metric: str) -> np.ndarray:
         """Per-account values of a balance metric, in input units."""
@@ -78,6 +85,15 @@ def metric_values(accounts: pd.DataFrame, metric: str) -> np.ndarray:
     if metric == "accounts":
         return np.ones(len(accounts), dtype=float)
     return accounts[metric].to_numpy(dtype=float)
+
+
+def _closest(name: str, columns: list[str]) -> str | None:
+    """The column most like ``name``, ignoring case (``Fte`` finds ``FTE``), or ``None``."""
+    by_lower: dict[str, str] = {}
+    for column in columns:
+        by_lower.setdefault(column.lower(), column)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
 
 
 def _column_for(
@@ -96,8 +112,8 @@ def _column_for(
     if mapped is not None:
         if mapped in columns:
             return mapped
-        close = difflib.get_close_matches(mapped, columns, n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else f"the file has: {', '.join(columns[:30])}"
+        close = _closest(mapped, columns)
+        hint = f"did you mean '{close}'?" if close else f"the file has: {', '.join(columns[:30])}"
         issues.add(
             f"the scenario maps {mapping_key} to column '{mapped}', which the file does not have",
             file=file,
@@ -108,9 +124,11 @@ def _column_for(
     if default in columns:
         return default
     if required:
-        close = difflib.get_close_matches(default, columns, n=1, cutoff=0.6)
+        # never suggest a column that already holds another field under its standard name
+        taken = {name.lower() for name in _STANDARD_NAMES} - {default.lower()}
+        close = _closest(default, [c for c in columns if c.lower() not in taken])
         hint = (
-            f"map it in the scenario: {mapping_key}: {close[0] if close else '<column name>'}"
+            f"map it in the scenario: {mapping_key}: {close or '<column name>'}"
             if columns
             else "the file has no header row"
         )
@@ -260,7 +278,9 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
             file=path,
             mapping_key=f"columns.reps.{key}",
             issues=issues,
-            required=field in {"rep_id", "latitude", "longitude"} or (field == "segment" and needs_segment),
+            required=field == "rep_id"
+            or (field in {"latitude", "longitude"} and scenario.objective.compactness > 0)
+            or (field == "segment" and needs_segment),
         )
     issues.raise_if_any()
     if raw.empty:
@@ -270,7 +290,11 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     _blank_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     _duplicates(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["rep_id"]
+    needs_home = scenario.objective.compactness > 0
     for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
+        if cols[coord] is None:
+            out[coord] = np.nan
+            continue
         out[coord] = _numbers(
             raw[cols[coord]],
             file=path,
@@ -279,7 +303,20 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
             what=f"home-base {coord}",
             low=-limit,
             high=limit,
+            blank_ok=True,
         )
+        for index in np.flatnonzero(
+            np.isnan(out[coord].to_numpy()) & raw[cols[coord]].isna().to_numpy()
+            | (raw[cols[coord]].astype("string").fillna("").str.strip() == "").to_numpy()
+        ):
+            if needs_home:
+                issues.add(
+                    f"home-base {coord} is blank, and the compactness objective measures distance from it",
+                    file=path,
+                    row=spreadsheet_row(index),
+                    column=cols[coord],
+                    hint="fill in the rep's home base, or set objective.compactness: 0 to plan without home bases",
+                )
     out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ANY_SEGMENT
     out.loc[out["segment"] == "", "segment"] = ANY_SEGMENT
     if cols["fte"]:
@@ -312,7 +349,9 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     return out.reset_index(drop=True)
 
 
-def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str | None = None) -> pd.DataFrame:
+def read_accounts(
+    path: Path, scenario: Scenario, rep_ids: set[str], sheet: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read and validate the accounts table.
 
     Parameters
@@ -328,8 +367,9 @@ def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str 
 
     Returns
     -------
-    pandas.DataFrame
-        The normalised accounts (see the module docstring).
+    tuple of pandas.DataFrame
+        The normalised accounts (see the module docstring), and the accounts
+        set aside (empty unless ``data.unusable_accounts`` is ``set_aside``).
 
     Raises
     ------
@@ -338,6 +378,7 @@ def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str 
     """
     raw = read_table(path, sheet)
     issues = IssueCollector()
+    values = IssueCollector()  # problems that make one account unusable (may be set aside)
     mapping = scenario.columns.accounts
     derived_workload = scenario.workload.by_segment is not None
     needs_segment = bool(scenario.segment_rules) or derived_workload
@@ -384,25 +425,25 @@ def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str 
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["account_id"]
     for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
         out[coord] = _numbers(
-            raw[cols[coord]], file=path, column=cols[coord], issues=issues, what=coord, low=-limit, high=limit
+            raw[cols[coord]], file=path, column=cols[coord], issues=values, what=coord, low=-limit, high=limit
         )
     out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ""
     if cols["potential"]:
         out["potential"] = _numbers(
-            raw[cols["potential"]], file=path, column=cols["potential"], issues=issues, what="potential", low=0.0
+            raw[cols["potential"]], file=path, column=cols["potential"], issues=values, what="potential", low=0.0
         )
     else:
         out["potential"] = 0.0
-    if cols["workload"] and not (derived_workload and mapping.workload is None):
+    if cols["workload"]:  # a workload column wins over hours by segment
         out["workload"] = _numbers(
-            raw[cols["workload"]], file=path, column=cols["workload"], issues=issues, what="workload", low=0.0
+            raw[cols["workload"]], file=path, column=cols["workload"], issues=values, what="workload", low=0.0
         )
     elif derived_workload:
         hours = scenario.workload.by_segment or {}
         out["workload"] = out["segment"].map(hours).astype(float)
         seg_col = cols["segment"] or "segment"
         for index in np.flatnonzero(out["workload"].isna().to_numpy()):
-            issues.add(
+            values.add(
                 f"segment '{out['segment'].iloc[index]}' has no hours in workload.by_segment",
                 file=path,
                 row=spreadsheet_row(index),
@@ -412,13 +453,13 @@ def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str 
     else:
         out["workload"] = 0.0
     for name, column in custom.items():
-        out[name] = _numbers(raw[column], file=path, column=column, issues=issues, what=name, low=0.0)
+        out[name] = _numbers(raw[column], file=path, column=column, issues=values, what=name, low=0.0)
 
     if scenario.segment_rules:
         seg_col = cols["segment"] or "segment"
         for index, label in enumerate(out["segment"]):
             if label not in scenario.segment_rules:
-                issues.add(
+                values.add(
                     f"segment '{label}' has no segment rule",
                     file=path,
                     row=spreadsheet_row(index),
@@ -455,10 +496,58 @@ def read_accounts(path: Path, scenario: Scenario, rep_ids: set[str], sheet: str 
     out["parent_id"] = (
         _ids(raw[cols["parent_id"]]) if cols["parent_id"] else pd.Series(pd.NA, index=raw.index, dtype="string")
     )
+    set_aside = pd.DataFrame(columns=list(SET_ASIDE_COLUMNS))
+    if scenario.data.unusable_accounts == "fail":
+        issues.extend(InputError(values.issues))
+    elif values:
+        out, set_aside = _set_aside(out, values)
+        if out.empty:
+            issues.add(
+                "every account was set aside as unusable",
+                file=path,
+                hint="fix the problems listed in set_aside.csv (run with data.unusable_accounts: fail to see them)",
+            )
     issues.raise_if_any()
+    out = out.reset_index(drop=True)
     out["family_id"] = _families(out, path, cols["parent_id"] or "parent_id")
     _check_family_locks(out, path, cols["locked"] or "locked")
-    return out.reset_index(drop=True)
+    return out, set_aside
+
+
+def _set_aside(accounts: pd.DataFrame, values: IssueCollector) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Drop accounts with unusable values, and their family members below them; list why."""
+    rows: dict[int, list[tuple[str, str]]] = {}
+    for issue in values.issues:
+        if issue.row is not None:
+            rows.setdefault(issue.row - FIRST_DATA_ROW, []).append((issue.column or "", issue.message))
+    drop = np.zeros(len(accounts), dtype=bool)
+    drop[list(rows)] = True
+    # children follow their parent: an account whose parent is set aside goes too
+    ids = accounts["account_id"].to_numpy(dtype=object)
+    parents = accounts["parent_id"].to_numpy(dtype=object, na_value=None)
+    while True:
+        gone = set(ids[drop])
+        follow = np.array([p is not None and p in gone for p in parents]) & ~drop
+        if not follow.any():
+            break
+        for index in np.flatnonzero(follow):
+            rows[int(index)] = [("parent_id", f"its parent account '{parents[index]}' is set aside")]
+        drop |= follow
+    listed = pd.DataFrame(
+        [
+            {
+                "account_id": ids[index],
+                "name": accounts["name"].iloc[index],
+                "row": index + FIRST_DATA_ROW,
+                "column": "; ".join(dict.fromkeys(c for c, _ in reasons)),
+                "reason": "; ".join(m for _, m in reasons),
+            }
+            for index, reasons in sorted(rows.items())
+        ],
+        columns=list(SET_ASIDE_COLUMNS),
+    )
+    logger.warning("%d accounts set aside as unusable (listed in set_aside.csv)", len(listed))
+    return accounts[~drop], listed
 
 
 def _families(accounts: pd.DataFrame, path: Path, parent_column: str) -> pd.Series:
@@ -483,12 +572,11 @@ def _families(accounts: pd.DataFrame, path: Path, parent_column: str) -> pd.Seri
         else:
             parent_index[i] = j
     issues.raise_if_any()
-    root = np.arange(len(ids))
-    # pointer jumping: log(depth) rounds; a cycle never reaches a root
-    current = parent_index.copy()
-    root = np.where(current < 0, root, current)
+    # pointer jumping: each round doubles the distance a pointer covers, so log2(depth) rounds reach the root
+    # (top parents point at themselves); a cycle never reaches one
+    root = np.where(parent_index < 0, np.arange(len(ids)), parent_index)
     for _ in range(64):
-        nxt = np.where(parent_index[root] < 0, root, parent_index[root])
+        nxt = root[root]
         if np.array_equal(nxt, root):
             break
         root = nxt
@@ -545,8 +633,8 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
     """
     scenario = loaded.scenario
     reps = read_reps(loaded.data_path(scenario.data.reps), scenario, scenario.data.reps_sheet)
-    accounts = read_accounts(
+    accounts, set_aside = read_accounts(
         loaded.data_path(scenario.data.accounts), scenario, set(reps["rep_id"]), scenario.data.accounts_sheet
     )
-    logger.info("dataset: %d accounts, %d reps", len(accounts), len(reps))
-    return Dataset(accounts=accounts, reps=reps, scenario=scenario, source=loaded.path)
+    logger.info("dataset: %d accounts (%d set aside), %d reps", len(accounts), len(set_aside), len(reps))
+    return Dataset(accounts=accounts, reps=reps, scenario=scenario, source=loaded.path, set_aside=set_aside)

@@ -25,7 +25,8 @@ class InputIssue:
     file
         The file the problem is in, when there is one.
     row
-        1-based data row (the header is row 0) or ``None``.
+        Row as a spreadsheet shows it (the header is row 1, the first data
+        row is row 2), the line of a scenario file, or ``None``.
     column
         Column name, or a dotted key path for scenario files.
     hint

@@ -1,6 +1,7 @@
 """Writing and reading plan folders, whole or not at all.
 
-A plan folder holds ``assignments.csv``, ``territories.csv``, ``summary.json``
+A plan folder holds ``assignments.csv``, ``territories.csv``, ``summary.json``,
+``set_aside.csv`` (accounts left out as unusable; only a header when none)
 and whatever renderers add (``map.html``). It is first written to a hidden
 temporary folder beside the target and then renamed into place; an existing
 plan is replaced only once the new one is complete, so a failed or killed run
@@ -26,7 +27,7 @@ from models.plan import Plan
 
 logger = logging.getLogger(__name__)
 
-PLAN_FILES = ("assignments.csv", "territories.csv", "summary.json")
+PLAN_FILES = ("assignments.csv", "territories.csv", "summary.json", "set_aside.csv")
 
 #: A writer gets the temporary plan folder and the plan, and writes one file into it.
 ExtraWriter = Callable[[Path, Plan], None]
@@ -57,13 +58,15 @@ def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter]
         raise InputError.single(
             "the output path exists and is not a folder", file=out_dir, hint="choose another --out folder"
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    recover(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a plan folder is shared like any other
     try:
         plan.assignments().to_csv(tmp / "assignments.csv", index=False)
         plan.territories().to_csv(tmp / "territories.csv", index=False)
+        plan.dataset.set_aside.to_csv(tmp / "set_aside.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
         for name, writer in (extra or {}).items():
             writer(tmp / name, plan)
@@ -81,7 +84,7 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         os.replace(tmp, out_dir)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-{os.getpid()}-", dir=out_dir.parent))
     old.rmdir()
     os.replace(out_dir, old)
     try:
@@ -90,6 +93,46 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
         os.replace(old, out_dir)  # put the good plan back
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner_pid(path: Path) -> int | None:
+    """Pid embedded in a temporary folder name (``.plan.tmp-<pid>-xxxx``), if any."""
+    parts = path.name.rsplit(".", 1)[-1].split("-")
+    return int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+
+
+def recover(out_dir: Path | str) -> None:
+    """Clean up after a run that was killed while writing ``out_dir``.
+
+    A run killed between moving the old plan aside and renaming the new one in
+    leaves the old plan in ``.<name>.old-<pid>-*``: it is put back. Temporary
+    folders of runs that are no longer alive are removed. Folders of a run
+    still alive are left alone.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        return
+    for kind in ("old", "tmp"):
+        for path in sorted(out_dir.parent.glob(f".{out_dir.name}.{kind}-*")):
+            pid = _owner_pid(path)
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                continue
+            if kind == "old" and not out_dir.exists() and all((path / f).is_file() for f in PLAN_FILES):
+                os.replace(path, out_dir)
+                logger.warning("restored the previous plan %s after an interrupted write", out_dir)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+                logger.info("removed %s left by an interrupted run", path)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -76,6 +76,13 @@ class DataPaths(_Strict):
     reps: Path = Field(description="Reps table: .csv, .xlsx, .parquet, .geojson or .gpkg.")
     accounts_sheet: str | None = Field(None, description="Excel sheet or GeoPackage layer of the accounts.")
     reps_sheet: str | None = Field(None, description="Excel sheet or GeoPackage layer of the reps.")
+    unusable_accounts: Literal["fail", "set_aside"] = Field(
+        "fail",
+        description=(
+            "Accounts with unusable values (no coordinates, bad potential or workload, a segment without a rule): "
+            "'fail' stops with every problem listed; 'set_aside' plans without them and lists them in set_aside.csv."
+        ),
+    )
 
 
 class Workload(_Strict):

@@ -3,13 +3,16 @@
 Exit codes (DESIGN.md): 0 a plan was written (or the input is valid);
 1 the scenario has no feasible plan, or none was found in time (the message
 says why); 2 bad input or usage (the message says where and what to do).
-Anything else is a bug and exits 70 with the traceback.
+SIGTERM exits 143 and writes nothing; Ctrl-C during a solve writes the best
+plan found so far, marked as interrupted. Anything else is a bug and exits 70
+with the traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -28,7 +31,7 @@ from models.scenario import scenario_json_schema
 from optimizer import InfeasibleError, ProgressEvent
 from territory.pipeline import NoPlanError, check, prepare, solve_prepared, write_plan_folder
 
-EXIT_OK, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_BUG = 0, 1, 2, 70
+EXIT_OK, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_BUG, EXIT_TERMINATED = 0, 1, 2, 70, 143
 
 app = typer.Typer(
     name="territory",
@@ -58,7 +61,7 @@ def _setup_logging(verbose: bool) -> None:
 
 def _fail(code: int, title: str, message: str) -> typer.Exit:
     err_console.print(f"[bold red]{title}[/bold red]")
-    err_console.print(message, markup=False, highlight=False)
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -194,8 +197,14 @@ def generate(
     out_console.print(f"Wrote {accounts:,} accounts and {reps} reps; scenario: [bold]{path}[/bold]")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM: stop at once and write nothing (a plan folder being written is rolled back)."""
+    raise SystemExit(EXIT_TERMINATED)
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning unexpected errors into exit code 70."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except SystemExit:
