@@ -270,13 +270,20 @@ def generate_accounts(n_accounts: int, reps: pd.DataFrame, rng: np.random.Genera
 
     # today's owner: nearest rep of the account's focus, with drift
     rep_focus = reps["Focus"].to_numpy()
-    dist = distance_matrix_km(lat, lon, reps["HomeLatitude"].to_numpy(), reps["HomeLongitude"].to_numpy())
     wants = np.where(segment == "Enterprise", "Enterprise", np.where(segment == "SMB", "SMB", ""))
-    penalty = np.where((wants[:, None] != "") & (rep_focus[None, :] != wants[:, None]), 1e6, 0.0)
-    owner = np.argmin(dist + penalty, axis=1)
+    nearest = np.empty(n_accounts, dtype=np.int64)
+    second = np.empty(n_accounts, dtype=np.int64)
+    for start in range(0, n_accounts, 20_000):  # chunks bound the memory of the distance matrix
+        stop = min(start + 20_000, n_accounts)
+        dist = distance_matrix_km(
+            lat[start:stop], lon[start:stop], reps["HomeLatitude"].to_numpy(), reps["HomeLongitude"].to_numpy()
+        )
+        misfit = (wants[start:stop, None] != "") & (rep_focus[None, :] != wants[start:stop, None])
+        cost = dist + np.where(misfit, 1e6, 0.0)
+        order = np.argsort(cost, axis=1)[:, :2] if len(reps) > 1 else np.zeros((stop - start, 2), dtype=np.int64)
+        nearest[start:stop], second[start:stop] = order[:, 0], order[:, 1]
     drift = rng.random(n_accounts) < DRIFT
-    second = np.argsort(dist + penalty, axis=1)[:, 1] if len(reps) > 1 else owner
-    owner = np.where(drift, second, owner)
+    owner = np.where(drift, second, nearest)
 
     ids = np.array([f"A{i + 1:07d}" for i in range(n_accounts)], dtype=object)
     names = (
@@ -294,8 +301,9 @@ def generate_accounts(n_accounts: int, reps: pd.DataFrame, rng: np.random.Genera
     parent = np.full(n_accounts, "", dtype=object)
     candidates = np.flatnonzero((segment != "Enterprise") & ~locked)
     children = rng.choice(candidates, size=min(len(candidates), int(n_accounts * CHILD_SHARE)), replace=False)
+    heads_by_metro = {m: enterprise[metro[enterprise] == m] for m in range(len(METROS))}
     for child in children:
-        same_metro = enterprise[metro[enterprise] == metro[child]]
+        same_metro = heads_by_metro[int(metro[child])]
         if len(same_metro):
             head = same_metro[rng.integers(0, len(same_metro))]
             parent[child] = ids[head]

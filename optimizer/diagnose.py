@@ -15,6 +15,7 @@ Two levels:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,11 @@ def _real(problem: Problem, metric_index: int, value: float) -> str:
     return f"{value / metric.scale:,.6g}"
 
 
+def _needed_pct(load: float, target: float) -> float:
+    """Tolerance in % (rounded up to 0.1) at which ``load`` is within tolerance of ``target``."""
+    return math.ceil(1000.0 * (load / target - 1.0) - 1e-6) / 10.0
+
+
 def presolve_checks(problem: Problem) -> None:
     """Raise :class:`InfeasibleError` when a quick check proves there is no plan.
 
@@ -58,6 +64,17 @@ def presolve_checks(problem: Problem) -> None:
     reasons: list[str] = []
     has_pair = np.bincount(problem.pair_unit, minlength=problem.num_units) > 0
     orphans = np.flatnonzero(~has_pair)
+    clashing = orphans[problem.fixed_rep[orphans] >= 0]
+    if len(clashing):
+        shown = ", ".join(
+            f"'{problem.unit_ids[u]}' to '{problem.rep_ids[problem.fixed_rep[u]]}'" for u in clashing[:_SHOW]
+        )
+        more = f" and {len(clashing) - _SHOW} more" if len(clashing) > _SHOW else ""
+        reasons.append(
+            f"{len(clashing)} account(s) are locked to a rep whose segment preference their hard segment rule "
+            f"excludes ({shown}{more}); unlock them, or make the rule soft"
+        )
+    orphans = orphans[problem.fixed_rep[orphans] < 0]
     if len(orphans):
         classes = sorted({problem.class_names[c] for c in problem.unit_class[orphans]} - {""})
         cause = (
@@ -80,14 +97,16 @@ def presolve_checks(problem: Problem) -> None:
                 f"of {_names(problem.rep_ids[crossed])}; loosen the tolerance"
             )
             continue
+        shares = metric.values.sum() * problem.fte / problem.fte.sum()  # every rep's target, scaled
         # a unit larger than the upper bound of every rep it may join
         best_hi = np.zeros(problem.num_units, dtype=np.int64)
         np.maximum.at(best_hi, problem.pair_unit, metric.hi[problem.pair_rep])
         too_big = np.flatnonzero(has_pair & (metric.values > best_hi))
         if len(too_big):
             u = too_big[np.argmax(metric.values[too_big] / np.maximum(best_hi[too_big], 1))]
-            target = metric.hi[problem.pair_rep[problem.pair_unit == u]].max() / (1 + metric.tolerance)
-            needed = 100.0 * (metric.values[u] / target - 1.0)
+            # the real target (the rounded-down bound divided by 1 + tolerance understates it)
+            target = shares[problem.pair_rep[problem.pair_unit == u]].max()
+            needed = _needed_pct(metric.values[u], target)
             reasons.append(
                 f"balance of {metric.name}: account family {_names(problem.unit_ids[too_big])} alone holds more "
                 f"than any territory it may join may hold (largest: {_real(problem, m, metric.values[u])} against "
@@ -99,17 +118,16 @@ def presolve_checks(problem: Problem) -> None:
         locked_load = np.bincount(problem.fixed_rep[locked], weights=metric.values[locked], minlength=problem.num_reps)
         over = np.flatnonzero(locked_load > metric.hi)
         for r in over[:_SHOW]:
-            target = metric.hi[r] / (1 + metric.tolerance)
             reasons.append(
                 f"balance of {metric.name}: accounts locked to rep '{problem.rep_ids[r]}' hold "
                 f"{_real(problem, m, locked_load[r])}, above its upper bound {_real(problem, m, metric.hi[r])}; "
-                f"unlock some, or loosen the tolerance to at least {100.0 * (locked_load[r] / target - 1):.1f} %"
+                f"unlock some, or loosen the tolerance to at least {_needed_pct(locked_load[r], shares[r]):.1f} %"
             )
         # a hard segment class whose reps cannot hold the units that can only go to them
         for c, name in enumerate(problem.class_names):
-            if not name:
-                continue
             reps = problem.class_allowed[c]
+            if not name or not reps.any():  # no rep at all: reported above as accounts with no rep
+                continue
             inside = problem.class_allowed[problem.unit_class] <= reps  # unit's reps all inside the class's
             need = metric.values[np.all(inside, axis=1) & ~locked].sum() + locked_load[reps].sum()
             room = metric.hi[reps].sum()

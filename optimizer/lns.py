@@ -43,6 +43,7 @@ class SearchLog:
     steps: int = 0
     improvements: int = 0
     optimal_steps: int = 0
+    proven_optimal: bool = False
     history: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -171,6 +172,11 @@ def improve(
                 log.history.append((time.perf_counter(), cost))
                 if on_improve is not None:
                     on_improve(cost)
+        if optimal and free[movable].all():
+            # every movable unit was free and CP-SAT closed the model: the plan is optimal, stop searching
+            log.optimal_steps += 1
+            log.proven_optimal = True
+            break
         # adapt: grow neighbourhoods CP-SAT closes quickly, shrink the ones it cannot finish
         if optimal:
             log.optimal_steps += 1

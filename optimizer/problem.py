@@ -179,9 +179,24 @@ def _scale_metric(real: np.ndarray) -> tuple[np.ndarray, float, bool]:
 
 
 def _bounds(
-    values: np.ndarray, scale: float, exact: bool, fte: np.ndarray, tolerance: float
+    values: np.ndarray,
+    scale: float,
+    exact: bool,
+    fte: np.ndarray,
+    tolerance: float,
+    fte_exact: tuple[Fraction, ...],
+    tolerance_exact: Fraction,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Integer load bounds of every rep for a metric balanced across all reps."""
+    if exact:
+        # exact rational bounds: a load exactly at the tolerance is allowed (4 of 10 accounts on one of
+        # 3 reps is +20 %), as in the grouped rule and the plan's KPIs
+        total = Fraction(int(values.sum()))
+        fte_total = sum(fte_exact, Fraction(0))
+        shares = [total * f / fte_total for f in fte_exact]
+        lo_exact = [math.ceil(t * (1 - tolerance_exact)) for t in shares]
+        hi_exact = [math.floor(t * (1 + tolerance_exact)) for t in shares]
+        return np.array(lo_exact, dtype=np.int64), np.array(hi_exact, dtype=np.int64)
     total = float(values.sum())
     target = total * fte / fte.sum()
     lo_real = target * (1.0 - tolerance)
@@ -213,6 +228,7 @@ def build_problem(dataset: Dataset) -> Problem:
     unit_ids, unit_of_account = np.unique(family, return_inverse=True)
     n_units = len(unit_ids)
     fte = reps["fte"].to_numpy(float)
+    fte_exact = tuple(_exact_fraction(f) for f in fte)
     rep_segments = list(reps["segment"])
 
     # ---------------------------------------------------------------- metrics
@@ -222,9 +238,10 @@ def build_problem(dataset: Dataset) -> Problem:
         values, scale, exact = _scale_metric(real)
         groups = balance_groups(rep_segments, rule.within)
         tolerance = rule.tolerance_pct / 100.0
+        tolerance_exact = _exact_fraction(rule.tolerance_pct) / 100
         lo, hi = (None, None)
         if groups.max() == 0:
-            lo, hi = _bounds(values, scale, exact, fte, tolerance)
+            lo, hi = _bounds(values, scale, exact, fte, tolerance, fte_exact, tolerance_exact)
         metrics.append(
             MetricData(
                 name=name,
@@ -233,7 +250,7 @@ def build_problem(dataset: Dataset) -> Problem:
                 scale=scale,
                 exact=exact,
                 tolerance=tolerance,
-                tolerance_exact=_exact_fraction(rule.tolerance_pct) / 100,
+                tolerance_exact=tolerance_exact,
                 groups=groups,
                 lo=lo,
                 hi=hi,
@@ -284,8 +301,11 @@ def build_problem(dataset: Dataset) -> Problem:
             class_allowed[c] &= fits_of[label]
     allowed = class_allowed[unit_class].copy()
     locked_units = np.flatnonzero(fixed_rep >= 0)
+    # a lock keeps the current rep only where the hard segment rules allow it; a lock to a rep the rules
+    # exclude leaves the unit no pair at all, which the presolve checks report
+    lock_fits = allowed[locked_units, fixed_rep[locked_units]]
     allowed[locked_units, :] = False
-    allowed[locked_units, fixed_rep[locked_units]] = True
+    allowed[locked_units, fixed_rep[locked_units]] = lock_fits
 
     # ---------------------------------------------------- compactness (exact)
     lat = acc["latitude"].to_numpy(float)
@@ -293,17 +313,27 @@ def build_problem(dataset: Dataset) -> Problem:
     rep_lat = reps["latitude"].to_numpy(float)
     rep_lon = reps["longitude"].to_numpy(float)
     compact = np.zeros((n_units, n_reps), dtype=float)
+    plain = np.zeros((n_units, n_reps), dtype=float)  # unweighted distance sums: ranks units without workload
+    # without any workload information every account weighs one hour: compactness is then plain distance
+    weight = workload if workload.sum() > 0 else np.ones_like(workload)
+    if workload.sum() <= 0:
+        logger.info("no workload known: compactness weighs every account equally")
     for start in range(0, len(acc), _CHUNK):
         stop = min(start + _CHUNK, len(acc))
         dist = distance_matrix_km(lat[start:stop], lon[start:stop], rep_lat, rep_lon)
-        np.add.at(compact, unit_of_account[start:stop], dist * workload[start:stop, None])
+        np.add.at(compact, unit_of_account[start:stop], dist * weight[start:stop, None])
+        np.add.at(plain, unit_of_account[start:stop], dist)
+    # reps without a home base (allowed only when compactness does not count) cost nothing to reach
+    compact = np.nan_to_num(compact, nan=0.0)
 
     # ------------------------------------------------------- candidate pruning
     k = scenario.solver.candidate_reps
     if k is not None and k < n_reps:
         # rank by distance of the unit's workload-weighted position (compactness per hour)
         hours = np.bincount(unit_of_account, weights=workload, minlength=n_units)
-        rank_key = np.where(allowed, compact / np.maximum(hours, 1e-9)[:, None], np.inf)
+        # a unit without workload has zero compactness everywhere: rank its reps by plain distance instead
+        per_hour = np.where((hours > 0)[:, None], compact / np.maximum(hours, 1e-9)[:, None], plain)
+        rank_key = np.where(allowed, per_hour, np.inf)
         keep = np.zeros_like(allowed)
         nearest = np.argsort(rank_key, axis=1, kind="stable")[:, :k]
         np.put_along_axis(keep, nearest, True, axis=1)
@@ -332,7 +362,7 @@ def build_problem(dataset: Dataset) -> Problem:
         unit_of_account=unit_of_account.astype(np.int64),
         rep_ids=reps["rep_id"].to_numpy(dtype=object),
         fte=fte,
-        fte_exact=tuple(_exact_fraction(f) for f in fte),
+        fte_exact=fte_exact,
         metrics=tuple(metrics),
         pair_unit=pair_unit.astype(np.int64),
         pair_rep=pair_rep.astype(np.int64),
@@ -365,11 +395,12 @@ def with_tolerance(problem: Problem, metric: str, tolerance_pct: float) -> Probl
     for data in problem.metrics:
         if data.name == metric:
             tolerance = tolerance_pct / 100.0
+            tolerance_exact = _exact_fraction(tolerance_pct) / 100
             lo, hi = (None, None)
             if not data.grouped:
-                lo, hi = _bounds(data.values, data.scale, data.exact, problem.fte, tolerance)
-            data = replace(
-                data, tolerance=tolerance, tolerance_exact=_exact_fraction(tolerance_pct) / 100, lo=lo, hi=hi
-            )
+                lo, hi = _bounds(
+                    data.values, data.scale, data.exact, problem.fte, tolerance, problem.fte_exact, tolerance_exact
+                )
+            data = replace(data, tolerance=tolerance, tolerance_exact=tolerance_exact, lo=lo, hi=hi)
         changed.append(data)
     return replace(problem, metrics=tuple(changed))

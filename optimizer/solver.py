@@ -262,14 +262,15 @@ def _solve_lns(
         on_improve=report,
         stop=stop.event,
     )
-    # an integer objective at the LP bound rounded up is optimal
-    optimal = cost <= math.ceil(bound - 1e-6 * max(abs(bound), 1.0))
+    # an integer objective at the LP bound rounded up is optimal, and so is a plan CP-SAT closed with every unit free
+    optimal = log.proven_optimal or cost <= math.ceil(bound - 1e-6 * max(abs(bound), 1.0))
     chosen = problem.pairs_of(plan)
+    objective = problem.real_cost(chosen)
     return Result(
         status=Status.OPTIMAL if optimal else Status.FEASIBLE,
         unit_rep=plan,
-        objective=problem.real_cost(chosen),
-        bound=min(bound, cost) / problem.cost_scale,
+        objective=objective,
+        bound=objective if optimal else _real_bound(problem, objective, cost, bound),
         gap=0.0 if optimal else _gap(cost, bound),
         wall_seconds=time.perf_counter() - clock,
         interrupted=stop.event.is_set(),
@@ -283,6 +284,15 @@ def _solve_lns(
             "lns_optimal_steps": log.optimal_steps,
         },
     )
+
+
+def _real_bound(problem: Problem, objective: float, cost: float, bound: float) -> float:
+    """The integer model's bound in the objective's real units: the real objective less the integer gap.
+
+    Dividing the integer bound by the cost scale alone would compare rounded pair costs with the plan's
+    exact cost, and could report a bound above the objective of a proven optimal plan.
+    """
+    return objective - max(cost - bound, 0.0) / problem.cost_scale
 
 
 def _is_feasible(problem: Problem, unit_rep: np.ndarray) -> bool:
@@ -358,11 +368,12 @@ def _solve_full(
     unit_rep = np.full(problem.num_units, -1, dtype=np.int64)
     unit_rep[problem.pair_unit[chosen]] = problem.pair_rep[chosen]
     status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
+    objective = problem.real_cost(np.flatnonzero(chosen))
     result = Result(
         status=status,
         unit_rep=unit_rep,
-        objective=problem.real_cost(np.flatnonzero(chosen)),
-        bound=solver.best_objective_bound / problem.cost_scale,
+        objective=objective,
+        bound=_real_bound(problem, objective, solver.objective_value, solver.best_objective_bound),
         gap=0.0 if status is Status.OPTIMAL else _gap(solver.objective_value, solver.best_objective_bound),
         wall_seconds=wall,
         interrupted=stop.event.is_set(),
