@@ -49,7 +49,7 @@ class SolveReport:
     bound: float
     gap: float
     solve_seconds: float
-    time_limit_s: float
+    time_limit_s: float | None
     seed: int
     workers: int
     units: int

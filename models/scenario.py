@@ -149,9 +149,24 @@ class Objective(_Strict):
 class Solver(_Strict):
     """CP-SAT settings."""
 
-    time_limit_s: float = Field(30.0, gt=0, description="Wall-clock limit of the solve, seconds.")
+    time_limit_s: float | None = Field(
+        30.0,
+        gt=0,
+        description=(
+            "Wall-clock limit of the solve, seconds. null: no limit; the search then stops on deterministic "
+            "criteria and the same scenario, seed and workers give the same plan."
+        ),
+    )
     seed: int = Field(0, ge=0, description="Random seed of the search.")
     workers: int = Field(0, ge=0, description="Search workers; 0 uses every core.")
+    work_limit: float = Field(
+        100.0,
+        gt=0,
+        description=(
+            "Without a time limit (time_limit_s: null): CP-SAT deterministic time the search may use in all "
+            "(about a second of work per unit on a typical core); reproducible, unlike wall-clock limits."
+        ),
+    )
     relative_gap: float = Field(
         0.0, ge=0, lt=1, description="Stop when the proven gap is at most this fraction (0: prove optimal)."
     )

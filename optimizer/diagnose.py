@@ -45,7 +45,8 @@ def _names(ids: np.ndarray) -> str:
 
 def _real(problem: Problem, metric_index: int, value: float) -> str:
     metric = problem.metrics[metric_index]
-    return f"{value / metric.scale:,.6g}"
+    real = value / metric.scale
+    return f"{real:,.0f}" if abs(real) >= 100 else f"{real:,.4g}"
 
 
 def _needed_pct(load: float, target: float) -> float:
@@ -132,10 +133,13 @@ def presolve_checks(problem: Problem) -> None:
             need = metric.values[np.all(inside, axis=1) & ~locked].sum() + locked_load[reps].sum()
             room = metric.hi[reps].sum()
             if need > room:
+                needed = _needed_pct(need, shares[reps].sum())
+                loosen = f", loosen the tolerance to at least {needed:.1f} %" if needed < 100 else ""
                 reasons.append(
                     f"balance of {metric.name}: '{name}' accounts may only go to {_names(problem.rep_ids[reps])}, "
                     f"who together may hold {_real(problem, m, room)} but must take {_real(problem, m, need)}; "
-                    "make the segment rule soft, add reps with that preference, or loosen the tolerance"
+                    f"make the segment rule soft, add reps with that preference{loosen}, "
+                    f"or balance {metric.name} within segments (balance.{metric.name}.within: segment)"
                 )
     if reasons:
         raise InfeasibleError("The scenario has no feasible plan:", reasons)
@@ -202,7 +206,7 @@ def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleE
     """
     headline = "The scenario has no feasible plan: its hard rules cannot all hold together."
     reasons: list[str] = []
-    budget = min(settings.time_limit_s, 30.0)
+    budget = min(settings.time_limit_s or 30.0, 30.0)
     core: list[str] = [f"balance:{m.name}" for m in problem.metrics]
     if problem.num_units * problem.num_reps <= MAX_ANALYSIS_PAIRS:
         full, forbidden = _full_pairs(problem)

@@ -34,6 +34,23 @@ MIN_FREE = 60
 MAX_FREE = 1500
 #: Seconds one sub-model may take.
 STEP_SECONDS = 3.0
+#: Without a time limit (deterministic mode): deterministic time one sub-model may take,
+#: and how many steps in a row without improvement end the search.
+STEP_DTIME = 2.0
+PATIENCE = 25
+
+
+def configure(solver: cp_model.CpSolver, seconds: float | None, seed: int, workers: int) -> None:
+    """Set a sub-model's limits: wall seconds, or deterministic time (reproducible) when ``seconds`` is None."""
+    params = solver.parameters
+    if seconds is None:
+        params.max_deterministic_time = STEP_DTIME
+        params.interleave_search = workers > 1  # parallel search made reproducible
+    else:
+        params.max_time_in_seconds = seconds
+    params.num_workers = workers
+    params.random_seed = seed
+    params.catch_sigint_signal = False
 
 
 @dataclass
@@ -73,12 +90,17 @@ def solve_neighbourhood(
     problem: Problem,
     current: np.ndarray,
     free: np.ndarray,
-    seconds: float,
+    seconds: float | None,
     seed: int,
     workers: int,
     stop: threading.Event | None = None,
+    work: list[float] | None = None,
 ) -> tuple[np.ndarray | None, bool]:
     """Re-optimise the ``free`` units, the others held where ``current`` has them.
+
+    ``seconds`` limits the wall time; ``None`` limits deterministic time
+    instead, so that the step is reproducible. The deterministic time used is
+    appended to ``work`` when given.
 
     Returns
     -------
@@ -90,13 +112,12 @@ def solve_neighbourhood(
         if current[problem.pair_unit[p]] == problem.pair_rep[p]:
             parts.model.add_hint(parts.x[k], True)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = seconds
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = seed
-    solver.parameters.catch_sigint_signal = False
+    configure(solver, seconds, seed, workers)
     if stop is not None and stop.is_set():
         return None, False
     code = solver.solve(parts.model)
+    if work is not None:
+        work.append(solver.deterministic_time)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None, False
     chosen = parts.pairs[np.array([solver.boolean_value(v) for v in parts.x], dtype=bool)]
@@ -109,13 +130,14 @@ def improve(
     problem: Problem,
     start: np.ndarray,
     *,
-    deadline: float,
+    deadline: float | None,
     bound: float,
     relative_gap: float,
     seed: int,
     workers: int,
     on_improve: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
+    work_limit: float = float("inf"),
 ) -> tuple[np.ndarray, int, SearchLog]:
     """Improve a feasible plan until the deadline, the gap target, or a stop request.
 
@@ -126,7 +148,9 @@ def improve(
     start
         A feasible assignment (rep row per unit).
     deadline
-        ``time.perf_counter()`` value to stop at.
+        ``time.perf_counter()`` value to stop at; ``None``: no time limit,
+        the search is reproducible and ends after :data:`PATIENCE` steps in a
+        row without improvement.
     bound
         Lower bound of the integer objective (the search stops when it is reached).
     relative_gap
@@ -137,6 +161,8 @@ def improve(
         Called with the new integer cost after each improvement.
     stop
         Set by the caller (Ctrl-C) to stop after the running step.
+    work_limit
+        Without a deadline: deterministic time all steps may use together.
 
     Returns
     -------
@@ -153,21 +179,30 @@ def improve(
         return current, cost, log
     affinity = rep_affinity(problem)
     size = min(max(MIN_FREE, problem.num_units // 8), MAX_FREE)
-    while time.perf_counter() < deadline - 0.05 and not (stop is not None and stop.is_set()):
+    idle = 0
+    work: list[float] = []
+    while not (stop is not None and stop.is_set()):
         if cost <= 0 or (cost - bound) / cost <= relative_gap:
             break
+        seconds: float | None = None
+        if deadline is None:
+            if idle >= PATIENCE or sum(work) >= work_limit:
+                break
+        else:
+            seconds = min(STEP_SECONDS, deadline - time.perf_counter())
+            if seconds <= 0.05:
+                break
         free = _neighbourhood(problem, current, affinity, movable, size, rng)
-        seconds = min(STEP_SECONDS, deadline - time.perf_counter())
-        if seconds <= 0.05:
-            break
         candidate, optimal = solve_neighbourhood(
-            problem, current, free, seconds, int(rng.integers(0, 2**31 - 1)), workers, stop
+            problem, current, free, seconds, int(rng.integers(0, 2**31 - 1)), workers, stop, work
         )
         log.steps += 1
+        idle += 1
         if candidate is not None:
             new_cost = assignment_cost(problem, candidate)
             if new_cost < cost:
                 current, cost = candidate, new_cost
+                idle = 0
                 log.improvements += 1
                 log.history.append((time.perf_counter(), cost))
                 if on_improve is not None:

@@ -146,7 +146,7 @@ def shrink_tolerances(problem: Problem, factor: float) -> Problem:
 
 
 def lp_start(
-    problem: Problem, seconds: float, seed: int = 0, workers: int = 2
+    problem: Problem, seconds: float | None, seed: int = 0, workers: int = 2
 ) -> tuple[np.ndarray | None, LpSolution | None]:
     """A feasible starting plan from the LP, and the LP itself (its objective bounds the problem).
 
@@ -155,7 +155,8 @@ def lp_start(
     problem
         The problem.
     seconds
-        Time budget for the repair steps.
+        Time budget for the repair steps; ``None``: no wall-clock limit, each
+        repair bounded by deterministic time (reproducible).
     seed, workers
         CP-SAT settings of the repair.
 
@@ -174,7 +175,7 @@ def lp_start(
     if bound_lp is None:
         return None, None
     rng = np.random.default_rng(seed)
-    deadline = time.perf_counter() + seconds
+    deadline = None if seconds is None else time.perf_counter() + seconds
     for factor in (1.0, 0.5):
         try:
             lp = bound_lp if factor == 1.0 else solve_lp(shrink_tolerances(problem, factor))
@@ -185,12 +186,15 @@ def lp_start(
         start = lp.rounded(problem)
         fractional = lp.integral_units(problem) < 0
         for widen in (0.0, 0.1, 0.3):
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                return None, bound_lp
+            step: float | None = None
+            if deadline is not None and seconds is not None:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    return None, bound_lp
+                step = min(remaining, max(2.0, seconds / 4))
             free = fractional | (rng.random(problem.num_units) < widen)
             free &= problem.fixed_rep < 0
-            plan, _ = solve_neighbourhood(problem, start, free, min(remaining, max(2.0, seconds / 4)), seed, workers)
+            plan, _ = solve_neighbourhood(problem, start, free, step, seed, workers)
             if plan is not None:
                 logger.info(
                     "LP start: %d fractional units placed (tolerance x%.1f, %.0f %% of units freed)",

@@ -45,14 +45,15 @@ logger = logging.getLogger(__name__)
 class SolveSettings:
     """Solver settings (see the scenario's ``solver`` section)."""
 
-    time_limit_s: float = 30.0
+    time_limit_s: float | None = 30.0
     seed: int = 0
     workers: int = 0
     relative_gap: float = 0.0
+    work_limit: float = 100.0
 
     def __post_init__(self) -> None:
-        if not self.time_limit_s > 0:
-            raise ValueError("time_limit_s must be positive")
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            raise ValueError("time_limit_s must be positive (or None: no limit, reproducible search)")
         if self.workers < 0:
             raise ValueError("workers must be zero (all cores) or more")
 
@@ -134,22 +135,36 @@ class _Stop:
 
 @contextmanager
 def _sigint_stops() -> Iterator[_Stop]:
-    """While solving, Ctrl-C stops the search and keeps the best plan so far."""
+    """While solving, Ctrl-C stops the search and keeps the best plan so far.
+
+    SIGTERM also stops the search at once; once the solver has returned, the
+    signal is delivered again to whatever handled it before (the CLI exits
+    writing nothing; Python's default ends the process).
+    """
     stop = _Stop(threading.Event())
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    terminated = threading.Event()
 
-    def handler(signum: int, frame: object) -> None:
+    def on_sigint(signum: int, frame: object) -> None:
         stop.event.set()
         if stop.solver is not None:
             stop.solver.stop_search()
 
-    previous = signal.signal(signal.SIGINT, handler)
+    def on_sigterm(signum: int, frame: object) -> None:
+        terminated.set()
+        on_sigint(signum, frame)
+
+    previous_int = signal.signal(signal.SIGINT, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+        if terminated.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 #: Problems with at most this many pairs go to one CP-SAT model (it proves optimality);
@@ -213,10 +228,13 @@ def _solve_lns(
     stop: _Stop,
 ) -> Result:
     clock = time.perf_counter()
-    deadline = clock + settings.time_limit_s
+    limit = settings.time_limit_s
+    deadline = None if limit is None else clock + limit
     workers = settings.num_workers
     try:
-        start, lp = lp_start(problem, seconds=0.3 * settings.time_limit_s, seed=settings.seed, workers=workers)
+        start, lp = lp_start(
+            problem, seconds=None if limit is None else 0.3 * limit, seed=settings.seed, workers=workers
+        )
     except LpInfeasibleError:
         raise explain_infeasible(problem, settings) from None
     bound = lp.objective if lp is not None else 0.0
@@ -230,10 +248,11 @@ def _solve_lns(
     if start is None:
         # no plan from the LP: let one CP-SAT model search for the rest of the time
         remaining = SolveSettings(
-            time_limit_s=max(deadline - time.perf_counter(), 0.1),
+            time_limit_s=None if deadline is None else max(deadline - time.perf_counter(), 0.1),
             seed=settings.seed,
             workers=settings.workers,
             relative_gap=settings.relative_gap,
+            work_limit=settings.work_limit,
         )
         return _solve_full(problem, remaining, progress, greedy_assignment(problem), stop)
 
@@ -257,6 +276,7 @@ def _solve_lns(
         deadline=deadline,
         bound=bound,
         relative_gap=max(settings.relative_gap, 1e-9),
+        work_limit=settings.work_limit,
         seed=settings.seed,
         workers=workers,
         on_improve=report,
@@ -317,7 +337,11 @@ def _solve_full(
 
     solver = cp_model.CpSolver()
     params = solver.parameters
-    params.max_time_in_seconds = settings.time_limit_s
+    if settings.time_limit_s is not None:
+        params.max_time_in_seconds = settings.time_limit_s
+    else:  # no wall-clock limit: bounded, reproducible work
+        params.max_deterministic_time = settings.work_limit
+        params.interleave_search = settings.num_workers > 1
     params.random_seed = settings.seed
     params.num_workers = settings.num_workers
     params.relative_gap_limit = settings.relative_gap

@@ -113,6 +113,14 @@ def solve(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Solver workers, 0 = every core (overrides the scenario).")
     ] = None,
+    no_time_limit: Annotated[
+        bool,
+        typer.Option(
+            "--no-time-limit",
+            help="Search without a time limit, stopping on deterministic criteria: the same scenario, seed and "
+            "workers then give the same plan.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")] = False,
 ) -> None:
     """Solve a scenario and write the plan folder.
@@ -125,7 +133,7 @@ def solve(
         raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
     out = out or Path("plans") / scenario.stem
     try:
-        prepared = prepare(scenario, time_limit_s=time_limit, seed=seed, workers=workers)
+        prepared = prepare(scenario, time_limit_s=time_limit, seed=seed, workers=workers, no_time_limit=no_time_limit)
         with Live(console=err_console, transient=True, refresh_per_second=4) as live:
             plan = solve_prepared(prepared, progress=_ProgressLine(live))
         folder = write_plan_folder(plan, out)

@@ -46,6 +46,7 @@ def prepare(
     time_limit_s: float | None = None,
     seed: int | None = None,
     workers: int | None = None,
+    no_time_limit: bool = False,
 ) -> Prepared:
     """Load a scenario and its data, apply solver overrides, build the problem.
 
@@ -56,6 +57,8 @@ def prepare(
     """
     loaded = load_scenario(scenario_path)
     scenario = loaded.scenario.with_solver(time_limit_s=time_limit_s, seed=seed, workers=workers)
+    if no_time_limit:
+        scenario = scenario.model_copy(update={"solver": scenario.solver.model_copy(update={"time_limit_s": None})})
     loaded = LoadedScenario(scenario=scenario, path=loaded.path)
     dataset = load_dataset(loaded)
     return Prepared(loaded=loaded, dataset=dataset, problem=build_problem(dataset))
@@ -109,15 +112,17 @@ def solve_prepared(prepared: Prepared, progress: ProgressCallback | None = None)
             seed=settings.seed,
             workers=settings.workers,
             relative_gap=settings.relative_gap,
+            work_limit=settings.work_limit,
         ),
         progress=progress,
     )
     if not result.has_plan:
-        stopped = "you stopped the search" if result.interrupted else f"the time limit of {settings.time_limit_s:g} s"
+        limit = settings.time_limit_s or 0.0
+        stopped = "you stopped the search" if result.interrupted else f"the time limit of {limit:g} s"
         raise NoPlanError(
             f"No plan was found before {stopped}, and the scenario was not proven infeasible either "
             f"(solver status {result.status.value}). Try a longer limit (--time-limit "
-            f"{2 * settings.time_limit_s:g}), looser tolerances, or solver.candidate_reps to shrink the model."
+            f"{2 * limit:g}), looser tolerances, or solver.candidate_reps to shrink the model."
         )
     return plan_from_result(prepared, result)
 
