@@ -499,6 +499,14 @@ def read_accounts(
     set_aside = pd.DataFrame(columns=list(SET_ASIDE_COLUMNS))
     if scenario.data.unusable_accounts == "fail":
         issues.extend(InputError(values.issues))
+        if values:
+            rows = {issue.row for issue in values.issues}
+            issues.add(
+                f"{len(rows)} account(s) have unusable values (listed above)",
+                file=path,
+                hint="fix them, or set data.unusable_accounts: set_aside in the scenario to plan without them "
+                "(they are then listed in set_aside.csv)",
+            )
     elif values:
         out, set_aside = _set_aside(out, values)
         if out.empty:

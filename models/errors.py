@@ -123,6 +123,9 @@ class IssueCollector:
         return bool(self.issues)
 
     def raise_if_any(self) -> None:
-        """Raise an :class:`InputError` holding every issue collected so far."""
+        """Raise an :class:`InputError` holding every issue collected so far, in file and row order."""
         if self.issues:
-            raise InputError(list(self.issues))
+            ordered = sorted(
+                self.issues, key=lambda i: (str(i.file or ""), i.row is None, i.row if i.row is not None else 0)
+            )
+            raise InputError(ordered)

@@ -371,7 +371,8 @@ def test_segment_missing_from_by_segment_names_the_row(scenario_writer: Scenario
     accounts[5]["segment"] = "Strategic"
     path = scenario_writer(accounts, reps, workload={"by_segment": {"enterprise": 32, "smb": 6}})
     error = _error(path)
-    assert len(error.issues) == 2
+    assert len([i for i in error.issues if i.row is not None]) == 2
+    assert "unusable_accounts: set_aside" in (_find(error, text="unusable values").hint or "")
     mid = _find(error, row=5, column="segment", text="'mid'")
     assert "workload.by_segment" in mid.message
     assert "enterprise, smb" in (mid.hint or "")
@@ -444,7 +445,9 @@ def test_bad_account_values_are_reported_together(scenario_writer: ScenarioWrite
     )
     error = _error(path)
     assert all(Path(str(issue.file)) == path.parent / "accounts.csv" for issue in error.issues)
-    assert all(issue.row is not None and issue.column is not None for issue in error.issues)
+    rows = [issue for issue in error.issues if issue.row is not None]
+    assert all(issue.column is not None for issue in rows)
+    assert [i.message for i in error.issues if i.row is None] == ["5 account(s) have unusable values (listed above)"]
     _find(error, row=2, column="latitude", text="blank")
     _find(error, row=3, column="latitude", text="'north' is not a number")
     _find(error, row=4, column="latitude", text="above 90")
@@ -456,7 +459,7 @@ def test_bad_account_values_are_reported_together(scenario_writer: ScenarioWrite
     assert "'RZ'" in _find(error, row=5, column="current_rep", text="not in the reps table").message
     _find(error, row=6, column="locked", text="no current rep")
     assert "'mid'" in _find(error, row=2, column="segment", text="no segment rule").message
-    assert len(error.issues) == 9
+    assert len(rows) == 9
     # the message a planner sees names every place
     text = str(error)
     assert "accounts.csv, row 4, column 'latitude'" in text
