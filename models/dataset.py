@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from models.errors import InputError, IssueCollector
-from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, LoadedScenario, Scenario
+from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, AccountColumns, LoadedScenario, RepColumns, Scenario
 from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
 
 logger = logging.getLogger(__name__)
@@ -44,9 +44,6 @@ ACCOUNT_FIELDS = (
 )
 SET_ASIDE_COLUMNS = ("account_id", "name", "row", "column", "reason")
 REP_FIELDS = ("rep_id", "name", "latitude", "longitude", "segment", "fte")
-#: Standard column names looked for when the scenario maps nothing.
-_ACCOUNT_DEFAULTS = {"account_id": "id"}
-_REP_DEFAULTS = {"rep_id": "id"}
 _STANDARD_NAMES = {"id"} | (set(ACCOUNT_FIELDS) | set(REP_FIELDS)) - {"account_id", "rep_id"}
 _TRUE = {"true", "yes", "y", "1", "x", "locked", "t"}
 _FALSE = {"false", "no", "n", "0", "", "f", "nan", "none"}
@@ -134,6 +131,33 @@ def _column_for(
         )
         issues.add(f"required column '{default}' is missing", file=file, column=default, hint=hint)
     return None
+
+
+def _find_columns(
+    raw: pd.DataFrame,
+    fields: tuple[str, ...],
+    mapping: AccountColumns | RepColumns,
+    table: str,
+    *,
+    file: Path,
+    issues: IssueCollector,
+    required: set[str],
+) -> dict[str, str | None]:
+    """Column of every field of a table (``None`` when absent), recording missing required ones."""
+    cols: dict[str, str | None] = {}
+    for field in fields:
+        key = "id" if field in {"account_id", "rep_id"} else field  # the standard column name of ids is 'id'
+        cols[field] = _column_for(
+            raw,
+            field,
+            getattr(mapping, key),
+            "id" if key == "id" else field,
+            file=file,
+            mapping_key=f"columns.{table}.{key}",
+            issues=issues,
+            required=field in required,
+        )
+    return cols
 
 
 def _ids(series: pd.Series) -> pd.Series:
@@ -267,21 +291,12 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     issues = IssueCollector()
     mapping = scenario.columns.reps
     needs_segment = bool(scenario.segment_rules) or any(rule.within == "segment" for rule in scenario.balance.values())
-    cols: dict[str, str | None] = {}
-    for field in REP_FIELDS:
-        key = "id" if field == "rep_id" else field
-        cols[field] = _column_for(
-            raw,
-            field,
-            getattr(mapping, key),
-            _REP_DEFAULTS.get(field, field),
-            file=path,
-            mapping_key=f"columns.reps.{key}",
-            issues=issues,
-            required=field == "rep_id"
-            or (field in {"latitude", "longitude"} and scenario.objective.compactness > 0)
-            or (field == "segment" and needs_segment),
-        )
+    required = {"rep_id"}
+    if scenario.objective.compactness > 0:
+        required |= {"latitude", "longitude"}
+    if needs_segment:
+        required.add("segment")
+    cols = _find_columns(raw, REP_FIELDS, mapping, "reps", file=path, issues=issues, required=required)
     issues.raise_if_any()
     if raw.empty:
         raise InputError.single("the reps table has no rows", file=path, hint="add at least one rep")
@@ -389,19 +404,7 @@ def read_accounts(
         required.add("potential")
     if "workload" in scenario.balance and not derived_workload:
         required.add("workload")
-    cols: dict[str, str | None] = {}
-    for field in ACCOUNT_FIELDS:
-        key = "id" if field == "account_id" else field
-        cols[field] = _column_for(
-            raw,
-            field,
-            getattr(mapping, key),
-            _ACCOUNT_DEFAULTS.get(field, field),
-            file=path,
-            mapping_key=f"columns.accounts.{key}",
-            issues=issues,
-            required=field in required,
-        )
+    cols = _find_columns(raw, ACCOUNT_FIELDS, mapping, "accounts", file=path, issues=issues, required=required)
     custom = {name: rule.column for name, rule in scenario.balance.items() if name not in BUILTIN_METRICS}
     for name, column in custom.items():
         _column_for(

@@ -151,3 +151,13 @@ def test_generator_is_deterministic_and_the_example_is_its_output(tmp_path: Path
     shipped = EXAMPLE.parent
     for name in ("accounts.csv", "reps.csv"):
         assert (folder / name).read_bytes() == (shipped / name).read_bytes()
+
+
+def test_no_plan_in_time_exits_1_with_the_limit_and_what_to_try(tmp_path: Path) -> None:
+    """50 ms is too short for the example's LP start: status unknown, nothing written."""
+    out = tmp_path / "plan"
+    result = runner.invoke(app, ["solve", str(EXAMPLE), "--out", str(out), "--time-limit", "0.05"])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "No plan found" in text and "time limit of 0.05 s" in text and "--time-limit" in text
+    assert not out.exists()
