@@ -20,6 +20,7 @@ import difflib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ import pandas as pd
 from models.errors import InputError, IssueCollector
 from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, AccountColumns, LoadedScenario, RepColumns, Scenario
 from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
+
+if TYPE_CHECKING:
+    from models.units import UnitLayer
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,9 @@ class Dataset:
         The scenario the data belong to.
     source
         Where the scenario file lies, when it came from one.
+    units
+        Basic units (polygons, hexagons, Voronoi cells) and their adjacency;
+        ``None``: every account family is a unit and no adjacency is needed.
     set_aside
         Accounts left out of the plan (``data.unusable_accounts: set_aside``):
         ``account_id, name, row, column, reason``.
@@ -71,6 +78,7 @@ class Dataset:
     scenario: Scenario
     source: Path | None = None
     set_aside: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(SET_ASIDE_COLUMNS)))
+    units: UnitLayer | None = None
 
     def metric_values(self, metric: str) -> np.ndarray:
         """Per-account values of a balance metric, in input units."""
@@ -292,7 +300,7 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     mapping = scenario.columns.reps
     needs_segment = bool(scenario.segment_rules) or any(rule.within == "segment" for rule in scenario.balance.values())
     required = {"rep_id"}
-    if scenario.objective.compactness > 0:
+    if scenario.objective.compactness > 0 and scenario.objective.compactness_measure == "home_base":
         required |= {"latitude", "longitude"}
     if needs_segment:
         required.add("segment")
@@ -305,7 +313,7 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     _blank_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     _duplicates(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["rep_id"]
-    needs_home = scenario.objective.compactness > 0
+    needs_home = scenario.objective.compactness > 0 and scenario.objective.compactness_measure == "home_base"
     for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
         if cols[coord] is None:
             out[coord] = np.nan
@@ -330,7 +338,8 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
                     file=path,
                     row=spreadsheet_row(index),
                     column=cols[coord],
-                    hint="fill in the rep's home base, or set objective.compactness: 0 to plan without home bases",
+                    hint="fill in the rep's home base, or set objective.compactness_measure: centre (compactness "
+                    "around each territory's centre) or objective.compactness: 0 to plan without home bases",
                 )
     out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ANY_SEGMENT
     out.loc[out["segment"] == "", "segment"] = ANY_SEGMENT
@@ -648,4 +657,12 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
         loaded.data_path(scenario.data.accounts), scenario, set(reps["rep_id"]), scenario.data.accounts_sheet
     )
     logger.info("dataset: %d accounts (%d set aside), %d reps", len(accounts), len(set_aside), len(reps))
-    return Dataset(accounts=accounts, reps=reps, scenario=scenario, source=loaded.path, set_aside=set_aside)
+    units = None
+    needs_edges = scenario.territories.contiguous or scenario.objective.distance == "graph"
+    if scenario.units.source != "accounts" or needs_edges:
+        from models.units import build_units
+
+        units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges)
+    return Dataset(
+        accounts=accounts, reps=reps, scenario=scenario, source=loaded.path, set_aside=set_aside, units=units
+    )

@@ -137,11 +137,73 @@ class SegmentRule(_Strict):
         return [str(v).strip().lower() for v in value]
 
 
+class KeyAccounts(_Strict):
+    """Accounts that stay units of their own, assigned individually across the map."""
+
+    segments: list[str] = Field(default_factory=list, description="Account segments that are key accounts.")
+    min_potential: float | None = Field(None, ge=0, description="Accounts with at least this potential.")
+
+    @field_validator("segments")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [str(v).strip().lower() for v in value]
+
+
+class Units(_Strict):
+    """Basic units: the blocks that move as a whole and that contiguity is measured on."""
+
+    source: Literal["accounts", "polygons", "hexagons", "voronoi"] = Field(
+        "accounts",
+        description=(
+            "'accounts': one account (family) per unit; 'polygons': a layer of postal codes, counties ... "
+            "given in 'path'; 'hexagons': H3 cells generated from account coordinates; 'voronoi': Voronoi cells "
+            "around groups of nearby accounts, clipped to the area they cover."
+        ),
+    )
+    path: Path | None = Field(None, description="Polygon layer (GeoJSON, shapefile, GeoPackage), for 'polygons'.")
+    layer: str | None = Field(None, description="Layer of a GeoPackage.")
+    id_column: str | None = Field(None, description="Unit id column of the layer (default: its row number).")
+    account_column: str | None = Field(
+        None,
+        description="Accounts column holding the unit id (e.g. a postal code); unset: join by point in polygon.",
+    )
+    resolution: int = Field(5, ge=0, le=15, description="H3 resolution of generated hexagons / Voronoi groups.")
+    key_accounts: KeyAccounts | None = Field(None, description="Accounts kept as units of their own.")
+    islands: Literal["connect_nearest", "warn"] = Field(
+        "connect_nearest",
+        description=(
+            "Units or groups with no shared border to the rest: 'connect_nearest' links each such group to its "
+            "nearest unit (with a warning naming it); 'warn' only warns (contiguity may then be infeasible)."
+        ),
+    )
+    extra_edges: list[tuple[str, str]] = Field(
+        default_factory=list, description="Unit id pairs to treat as neighbours (ferries, bridges, exclaves)."
+    )
+
+
+class Territories(_Strict):
+    """Shape rules for territories."""
+
+    contiguous: bool = Field(False, description="Every territory one connected area of units (hard).")
+    max_distance_km: float | None = Field(
+        None, gt=0, description="Hard limit: no unit farther than this from its rep's home base."
+    )
+
+
 class Objective(_Strict):
     """Weights of the objective terms (both in workload-hour x km)."""
 
-    compactness: float = Field(
-        1.0, ge=0, description="Weight of workload-weighted great-circle distance from the rep's home base."
+    compactness: float = Field(1.0, ge=0, description="Weight of compactness (workload-weighted distance).")
+    compactness_measure: Literal["home_base", "centre"] = Field(
+        "home_base",
+        description=(
+            "'home_base': workload-weighted distance of each unit from its rep's home base; 'centre': from the "
+            "territory's centre unit, chosen by the solver (open territories, reps without home base)."
+        ),
+    )
+    distance: Literal["great_circle", "graph"] = Field(
+        "great_circle",
+        description="'great_circle' between coordinates, or 'graph': shortest path over the unit adjacency graph.",
     )
     preference: float = Field(1.0, ge=0, description="Weight of soft segment-rule penalties.")
 
@@ -193,6 +255,8 @@ class Scenario(_Strict):
         default_factory=dict,
         description="One rule per account segment label; empty: segments are ignored.",
     )
+    units: Units = Units()
+    territories: Territories = Territories()
     objective: Objective = Objective()
     solver: Solver = Solver()
 

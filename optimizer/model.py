@@ -118,9 +118,87 @@ def build_cp_model(
         for p in np.flatnonzero(mask[pairs]):
             model.add(x[p] == 0).only_enforce_if(switch)
 
+    if problem.contiguous and free is None:
+        _add_contiguity(model, problem, x)
+    centre_terms: list[cp_model.IntVar] = []
+    if problem.centre_distance is not None and free is None:
+        centre_terms = _add_centres(model, problem, x)
     if objective:
-        model.minimize(cp_model.LinearExpr.weighted_sum(x, problem.pair_cost[pairs].tolist()))
+        model.minimize(cp_model.LinearExpr.weighted_sum(x, problem.pair_cost[pairs].tolist()) + sum(centre_terms))
     return parts
+
+
+def _x_of(problem: Problem, x: list[cp_model.IntVar]) -> dict[tuple[int, int], cp_model.IntVar]:
+    return {(int(u), int(r)): x[p] for p, (u, r) in enumerate(zip(problem.pair_unit, problem.pair_rep, strict=True))}
+
+
+def _add_contiguity(model: cp_model.CpModel, problem: Problem, x: list[cp_model.IntVar]) -> None:
+    """Every territory connected: a single-commodity flow from one root unit per territory.
+
+    Chosen over cuts added in rounds because CP-SAT then solves one model with
+    its own search and bound; each round of cuts would restart the search.
+    Key-account units take no part (they are assigned individually).
+    For each rep, units with a variable send flow only along edges whose both
+    ends belong to the rep; every member but the root absorbs one unit of flow,
+    so every member is reached from the root through members.
+    """
+    xs = _x_of(problem, x)
+    key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
+    for r in range(problem.num_reps):
+        nodes = [u for u in range(problem.num_units) if (u, r) in xs and not key[u]]
+        if not nodes:
+            continue
+        big = len(nodes)
+        inflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
+        outflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
+        for a, b in problem.unit_edges:
+            a, b = int(a), int(b)
+            if (a, r) not in xs or (b, r) not in xs or key[a] or key[b]:
+                continue
+            for i, j in ((a, b), (b, a)):
+                flow = model.new_int_var(0, big - 1, "")
+                model.add(flow <= (big - 1) * xs[(i, r)])
+                model.add(flow <= (big - 1) * xs[(j, r)])
+                outflow[i].append(flow)
+                inflow[j].append(flow)
+        roots = []
+        for u in nodes:
+            root = model.new_bool_var("")
+            model.add_implication(root, xs[(u, r)])
+            roots.append(root)
+            model.add(sum(inflow[u]) - sum(outflow[u]) >= xs[(u, r)] - big * root)
+        model.add(sum(roots) <= 1)
+
+
+def _add_centres(model: cp_model.CpModel, problem: Problem, x: list[cp_model.IntVar]) -> list[cp_model.IntVar]:
+    """Compactness from each territory's centre: a centre unit per rep, chosen among its members.
+
+    ``z[u, r]`` is unit ``u``'s weighted distance to rep ``r``'s centre when
+    ``u`` belongs to ``r`` (an element constraint on the centre's index), else 0.
+    """
+    assert problem.centre_distance is not None and problem.unit_weight is not None
+    xs = _x_of(problem, x)
+    scaled = np.round(
+        problem.compactness_weight * problem.cost_scale * problem.unit_weight[:, None] * problem.centre_distance
+    ).astype(np.int64)
+    terms = []
+    for r in range(problem.num_reps):
+        units = [u for u in range(problem.num_units) if (u, r) in xs]
+        if not units:
+            continue
+        centre = model.new_int_var_from_domain(cp_model.Domain.from_values(units), f"centre[{problem.rep_ids[r]}]")
+        member = [xs.get((u, r), 0) for u in range(problem.num_units)]
+        model.add_element(centre, member, 1)
+        for u in units:
+            if problem.unit_weight[u] <= 0:
+                continue
+            row = scaled[u]
+            z = model.new_int_var(0, int(row[units].max()), "")
+            here = model.new_int_var(int(row[units].min()), int(row[units].max()), "")
+            model.add_element(centre, row.tolist(), here)
+            model.add(z >= here).only_enforce_if(xs[(u, r)])
+            terms.append(z)
+    return terms
 
 
 def _add_balance(

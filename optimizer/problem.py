@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -106,6 +107,13 @@ class Problem:
         accounts), which reps each class may go to, and a readable name.
     fixed_rep
         Rep row a unit is locked to, or -1.
+    unit_edges, unit_key, contiguous
+        Unit adjacency (pairs of unit rows), key-account units (exempt from
+        contiguity), and whether every territory must be connected.
+    centre_distance, unit_weight
+        For compactness measured from each territory's centre: unit-to-unit
+        distances in km and each unit's weight (workload hours); ``None`` when
+        compactness is measured from home bases (``pair_compactness``).
     current_rep
         Rep row a unit is with today (its top account's current rep), or -1.
     """
@@ -129,6 +137,11 @@ class Problem:
     current_rep: np.ndarray
     compactness_weight: float
     preference_weight: float
+    unit_edges: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 2), dtype=np.int64))
+    unit_key: np.ndarray | None = None
+    contiguous: bool = False
+    centre_distance: np.ndarray | None = None
+    unit_weight: np.ndarray | None = None
 
     @property
     def num_units(self) -> int:
@@ -150,6 +163,23 @@ class Problem:
         pos = np.minimum(pos, len(keys) - 1)
         found = (keys[order][pos] == wanted) & (unit_rep >= 0) & (unit_rep < self.num_reps)
         return np.where(found, order[pos], -1)
+
+    def centre_cost(self, unit_rep: np.ndarray) -> float:
+        """Workload-weighted km from each territory's best centre unit (0 unless compactness is centre-based)."""
+        if self.centre_distance is None or self.unit_weight is None:
+            return 0.0
+        total = 0.0
+        for r in range(self.num_reps):
+            members = np.flatnonzero(unit_rep == r)
+            if len(members):
+                sub = self.centre_distance[np.ix_(members, members)]
+                total += float((self.unit_weight[members, None] * sub).sum(axis=0).min())
+        return total
+
+    def objective_of(self, unit_rep: np.ndarray) -> float:
+        """Objective of an assignment in workload-hour x km (every pair must be allowed)."""
+        pairs = self.pairs_of(unit_rep)
+        return self.real_cost(pairs[pairs >= 0]) + self.compactness_weight * self.centre_cost(unit_rep)
 
     def real_cost(self, pairs: np.ndarray) -> float:
         """Objective in workload-hour x km of a set of chosen pairs."""
@@ -225,7 +255,11 @@ def build_problem(dataset: Dataset) -> Problem:
     acc, reps = dataset.accounts, dataset.reps
     n_reps = len(reps)
     family = acc["family_id"].to_numpy(dtype=object)
-    unit_ids, unit_of_account = np.unique(family, return_inverse=True)
+    layer = dataset.units
+    if layer is None:
+        unit_ids, unit_of_account = np.unique(family, return_inverse=True)
+    else:
+        unit_ids, unit_of_account = layer.unit_ids, layer.unit_of_account
     n_units = len(unit_ids)
     fte = reps["fte"].to_numpy(float)
     fte_exact = tuple(_exact_fraction(f) for f in fte)
@@ -260,14 +294,26 @@ def build_problem(dataset: Dataset) -> Problem:
     # ------------------------------------------------------- locks and owners
     rep_row = {rep: i for i, rep in enumerate(reps["rep_id"])}
     top = acc["account_id"].to_numpy(dtype=object) == family
-    current_rep = np.full(n_units, -1, dtype=np.int64)
     owners = acc["current_rep"].to_numpy(dtype=object)
-    for i in np.flatnonzero(top):
-        if isinstance(owners[i], str):
-            current_rep[unit_of_account[i]] = rep_row.get(owners[i], -1)
+    current_rep = _unit_owner(unit_of_account, owners, rep_row, n_units, top)
     fixed_rep = np.full(n_units, -1, dtype=np.int64)
+    conflicts: dict[int, set[str]] = {}
     for i in np.flatnonzero(acc["locked"].to_numpy(bool)):
-        fixed_rep[unit_of_account[i]] = rep_row[owners[i]]
+        u = unit_of_account[i]
+        if fixed_rep[u] >= 0 and fixed_rep[u] != rep_row[owners[i]]:
+            conflicts.setdefault(int(u), {str(reps["rep_id"].iloc[fixed_rep[u]])}).add(str(owners[i]))
+        fixed_rep[u] = rep_row[owners[i]]
+    if conflicts:
+        from optimizer.result import InfeasibleError
+
+        raise InfeasibleError(
+            "The scenario has no feasible plan:",
+            [
+                f"unit '{unit_ids[u]}' holds accounts locked to different reps ({', '.join(sorted(r))}); a unit "
+                "moves as a whole: unlock some, or use smaller units"
+                for u, r in list(conflicts.items())[:5]
+            ],
+        )
 
     # ------------------------------------------------------------ eligibility
     misfit = np.zeros((n_units, n_reps), dtype=float)  # workload-hours of misfit accounts x penalty km
@@ -325,6 +371,22 @@ def build_problem(dataset: Dataset) -> Problem:
         np.add.at(plain, unit_of_account[start:stop], dist)
     # reps without a home base (allowed only when compactness does not count) cost nothing to reach
     compact = np.nan_to_num(compact, nan=0.0)
+    limit = scenario.territories.max_distance_km
+    if limit is not None:
+        farthest = np.zeros((n_units, n_reps), dtype=float)
+        for start in range(0, len(acc), _CHUNK):
+            stop = min(start + _CHUNK, len(acc))
+            dist = distance_matrix_km(lat[start:stop], lon[start:stop], rep_lat, rep_lon)
+            np.maximum.at(farthest, unit_of_account[start:stop], np.nan_to_num(dist, nan=0.0))
+        allowed &= farthest <= limit
+        logger.info("max_distance_km %.0f: %d unit-rep pairs beyond it removed", limit, int((farthest > limit).sum()))
+
+    # ------------------------------------------------ centre-based compactness
+    centre_distance = unit_weight = None
+    if scenario.objective.compactness_measure == "centre":
+        unit_weight = np.bincount(unit_of_account, weights=weight, minlength=n_units)
+        centre_distance = _unit_distances(dataset, unit_of_account, n_units, scenario.objective.distance)
+        compact = np.zeros_like(compact)  # the territory centre, not the home base, measures compactness
 
     # ------------------------------------------------------- candidate pruning
     k = scenario.solver.candidate_reps
@@ -347,6 +409,8 @@ def build_problem(dataset: Dataset) -> Problem:
     weights = scenario.objective
     real_cost = weights.compactness * pair_compactness + weights.preference * pair_penalty
     top_cost = float(real_cost.max()) if len(real_cost) else 0.0
+    if centre_distance is not None and unit_weight is not None:
+        top_cost = max(top_cost, weights.compactness * float((unit_weight[:, None] * centre_distance).max(initial=0.0)))
     cost_scale = COST_RESOLUTION / top_cost if top_cost > 0 else 1.0
     pair_cost = np.round(real_cost * cost_scale).astype(np.int64)
     logger.info(
@@ -377,7 +441,54 @@ def build_problem(dataset: Dataset) -> Problem:
         current_rep=current_rep,
         compactness_weight=weights.compactness,
         preference_weight=weights.preference,
+        unit_edges=layer.edges if layer is not None else np.zeros((0, 2), dtype=np.int64),
+        unit_key=layer.key if layer is not None else None,
+        contiguous=scenario.territories.contiguous,
+        centre_distance=centre_distance,
+        unit_weight=unit_weight,
     )
+
+
+def _unit_owner(
+    unit_of_account: np.ndarray, owners: np.ndarray, rep_row: dict[str, int], n_units: int, top: np.ndarray
+) -> np.ndarray:
+    """Current rep of every unit: its top accounts' most common owner (-1 when none has one)."""
+    current = np.full(n_units, -1, dtype=np.int64)
+    rows = np.array([rep_row.get(o, -1) if isinstance(o, str) else -1 for o in owners], dtype=np.int64)
+    keep = (rows >= 0) & top
+    if not keep.any():
+        return current
+    counts = np.zeros((n_units, len(rep_row)), dtype=np.int64)
+    np.add.at(counts, (unit_of_account[keep], rows[keep]), 1)
+    has = counts.sum(axis=1) > 0
+    current[has] = counts[has].argmax(axis=1)
+    return current
+
+
+def _unit_distances(dataset: Dataset, unit_of_account: np.ndarray, n_units: int, measure: str) -> np.ndarray:
+    """Unit-to-unit distances in km: great-circle between unit points, or shortest paths over the adjacency graph."""
+    layer = dataset.units
+    if layer is not None:
+        lat, lon = layer.latitude, layer.longitude
+    else:
+        acc = dataset.accounts
+        counts = np.maximum(np.bincount(unit_of_account, minlength=n_units), 1)
+        lat = np.bincount(unit_of_account, weights=acc["latitude"].to_numpy(float), minlength=n_units) / counts
+        lon = np.bincount(unit_of_account, weights=acc["longitude"].to_numpy(float), minlength=n_units) / counts
+    direct = distance_matrix_km(lat, lon, lat, lon)
+    if measure != "graph" or layer is None or len(layer.edges) == 0:
+        return direct
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(range(n_units))
+    for a, b in layer.edges:
+        graph.add_edge(int(a), int(b), km=float(direct[a, b]))
+    out = np.full((n_units, n_units), np.inf)
+    for source, lengths in nx.all_pairs_dijkstra_path_length(graph, weight="km"):
+        out[source, list(lengths)] = list(lengths.values())
+    # units the graph does not connect fall back to the direct distance
+    return np.where(np.isfinite(out), out, direct)
 
 
 def bound_ratio(fraction: Fraction, *, upper: bool) -> tuple[int, int]:

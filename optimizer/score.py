@@ -51,6 +51,27 @@ class Score:
         return all(self.within_tolerance.values()) and not self.violations
 
 
+def disconnected(problem: Problem, unit_rep: np.ndarray) -> list[int]:
+    """Reps whose territory (key-account units aside) is not one connected piece of the adjacency graph."""
+    import networkx as nx
+
+    key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
+    out = []
+    for r in range(problem.num_reps):
+        members = np.flatnonzero((unit_rep == r) & ~key)
+        if len(members) <= 1:
+            continue
+        inside = np.zeros(problem.num_units, dtype=bool)
+        inside[members] = True
+        edges = problem.unit_edges[inside[problem.unit_edges[:, 0]] & inside[problem.unit_edges[:, 1]]]
+        graph = nx.Graph()
+        graph.add_nodes_from(members.tolist())
+        graph.add_edges_from(edges.tolist())
+        if not nx.is_connected(graph):
+            out.append(r)
+    return out
+
+
 def score(problem: Problem, unit_rep: np.ndarray) -> Score:
     """Score an assignment of units to reps.
 
@@ -79,7 +100,11 @@ def score(problem: Problem, unit_rep: np.ndarray) -> Score:
         for u in np.flatnonzero(pairs < 0)
     ]
     ok = pairs[pairs >= 0]
-    compactness = float(problem.pair_compactness[ok].sum())
+    if problem.contiguous:
+        violations += [
+            f"territory of rep '{problem.rep_ids[r]}' is not connected" for r in disconnected(problem, unit_rep)
+        ]
+    compactness = float(problem.pair_compactness[ok].sum()) + problem.centre_cost(unit_rep)
     penalty = float(problem.pair_penalty[ok].sum())
     return Score(
         max_deviation_pct=devs,

@@ -215,7 +215,9 @@ def solve(
     settings = settings or SolveSettings()
     presolve_checks(problem)
     with _sigint_stops() as stop:
-        if len(problem.pair_unit) <= FULL_MODEL_PAIRS:
+        # contiguity and centre-based compactness live in the one-model formulation only
+        one_model = problem.contiguous or problem.centre_distance is not None
+        if len(problem.pair_unit) <= FULL_MODEL_PAIRS or one_model:
             return _solve_full(problem, settings, progress, hint, stop)
         return _solve_lns(problem, settings, progress, hint, stop)
 
@@ -392,7 +394,7 @@ def _solve_full(
     unit_rep = np.full(problem.num_units, -1, dtype=np.int64)
     unit_rep[problem.pair_unit[chosen]] = problem.pair_rep[chosen]
     status = Status.OPTIMAL if code == cp_model.OPTIMAL else Status.FEASIBLE
-    objective = problem.real_cost(np.flatnonzero(chosen))
+    objective = problem.objective_of(unit_rep)
     result = Result(
         status=status,
         unit_rep=unit_rep,

@@ -1,0 +1,119 @@
+"""Contiguity and centre-based compactness in the CP-SAT model (hand-made graphs, answers known)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimizer import SolveSettings, build_problem, score, solve
+from optimizer.score import disconnected
+from territory.pipeline import prepare
+
+
+def _grid_edges(rows: int, cols: int) -> np.ndarray:
+    edges = []
+    for r in range(rows):
+        for c in range(cols):
+            u = r * cols + c
+            if c + 1 < cols:
+                edges.append((u, u + 1))
+            if r + 1 < rows:
+                edges.append((u, u + cols))
+    return np.array(edges, dtype=np.int64)
+
+
+@pytest.fixture
+def strip_with_far_rep(scenario_writer) -> Path:
+    """A 2 x 6 grid of accounts (one row per latitude band); two reps whose home bases pull them apart.
+
+    Rep West lives at the west end, rep East far east but *north-west* of the middle so that, without
+    contiguity, the cheapest balanced split interleaves columns; with contiguity each rep must hold one
+    connected block of six.
+    """
+    accounts = [
+        {"id": f"a{r}{c}", "latitude": 40.0 + 0.1 * r, "longitude": -90.0 + 0.1 * c, "segment": "smb",
+         "potential": 10.0, "workload": 1.0}
+        for r in range(2)
+        for c in range(6)
+    ]  # fmt: skip
+    reps = [
+        {"id": "W", "latitude": 40.05, "longitude": -90.3, "segment": "any", "fte": 1.0},
+        {"id": "E", "latitude": 40.05, "longitude": -89.2, "segment": "any", "fte": 1.0},
+    ]
+    return scenario_writer(accounts, reps, balance={"accounts": {"tolerance_pct": 1}})
+
+
+def _grid_problem(path: Path, **changes):
+    problem = build_problem(prepare(path).dataset)
+    order = np.argsort(problem.unit_ids)  # ids a{row}{col} sort in grid order
+    assert (order == np.arange(12)).all()
+    return replace(problem, unit_edges=_grid_edges(2, 6), **changes)
+
+
+def test_contiguous_split_of_a_strip_is_two_blocks(strip_with_far_rep: Path) -> None:
+    problem = _grid_problem(strip_with_far_rep, contiguous=True)
+    result = solve(problem, SolveSettings(time_limit_s=10, workers=2))
+    assert result.status.value == "optimal"
+    assert disconnected(problem, result.unit_rep) == []
+    west = set(np.flatnonzero(result.unit_rep == 0))
+    assert west == {0, 1, 2, 6, 7, 8}  # the three western columns
+    assert score(problem, result.unit_rep).feasible
+
+
+def test_disconnected_detects_a_split_territory(strip_with_far_rep: Path) -> None:
+    problem = _grid_problem(strip_with_far_rep, contiguous=True)
+    checker = np.array([0, 1] * 3 + [1, 0] * 3)
+    assert sorted(disconnected(problem, checker)) == [0, 1]
+    assert any("not connected" in v for v in score(problem, checker).violations)
+
+
+def test_key_units_are_exempt_from_contiguity(strip_with_far_rep: Path) -> None:
+    """Unit 5 (far east, top row) is a key account: rep West may hold it across the map."""
+    key = np.zeros(12, dtype=bool)
+    key[5] = True
+    problem = _grid_problem(strip_with_far_rep, contiguous=True, unit_key=key)
+    locked = problem.fixed_rep.copy()
+    locked[5] = 0
+    pairs = ~((problem.pair_unit == 5) & (problem.pair_rep == 1))
+    problem = replace(
+        problem,
+        fixed_rep=locked,
+        pair_unit=problem.pair_unit[pairs],
+        pair_rep=problem.pair_rep[pairs],
+        pair_cost=problem.pair_cost[pairs],
+        pair_compactness=problem.pair_compactness[pairs],
+        pair_penalty=problem.pair_penalty[pairs],
+    )
+    result = solve(problem, SolveSettings(time_limit_s=10, workers=2))
+    assert result.unit_rep[5] == 0
+    assert disconnected(problem, result.unit_rep) == []
+
+
+def test_centre_compactness_picks_the_best_centre(scenario_writer) -> None:
+    """Open territories (no home base): two clusters of three accounts; each territory takes one cluster.
+
+    The 1-median of three points on a line 0.01 deg apart is the middle one: cost = 2 x 1 h x ~1.11 km.
+    """
+    accounts = [
+        {"id": f"{town}{i}", "latitude": lat + 0.01 * i, "longitude": -90.0, "segment": "smb", "potential": 1.0,
+         "workload": 1.0}
+        for town, lat in (("a", 40.0), ("b", 42.0))
+        for i in range(3)
+    ]  # fmt: skip
+    reps = [{"id": "T1", "latitude": "", "longitude": "", "fte": 1.0}, {"id": "T2", "latitude": "", "fte": 1.0}]
+    path = scenario_writer(
+        accounts,
+        reps,
+        balance={"accounts": {"tolerance_pct": 1}},
+        objective={"compactness": 1.0, "compactness_measure": "centre"},
+    )
+    problem = build_problem(prepare(path).dataset)
+    result = solve(problem, SolveSettings(time_limit_s=10, workers=2))
+    assert result.status.value == "optimal"
+    groups = {frozenset(np.flatnonzero(result.unit_rep == r)) for r in range(2)}
+    assert groups == {frozenset({0, 1, 2}), frozenset({3, 4, 5})}
+    step = 6371.0088 * np.radians(0.01)
+    assert result.objective == pytest.approx(4 * step, rel=1e-4)
