@@ -71,11 +71,15 @@ class Plan:
         For every account row, the row of its rep in ``dataset.reps``.
     report
         How the solver found it.
+    unit_rep
+        Rep row of every unit of ``dataset.units`` (units without accounts
+        included), when the plan was built on geographic units.
     """
 
     dataset: Dataset
     rep_index: np.ndarray
     report: SolveReport
+    unit_rep: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         rep_index = np.asarray(self.rep_index, dtype=np.int64)
@@ -204,7 +208,48 @@ class Plan:
         matches = np.bincount(self.rep_index, weights=self.segment_match.astype(float), minlength=n_reps)
         with np.errstate(invalid="ignore", divide="ignore"):
             table["segment_match_pct"] = np.round(100.0 * matches / counts, 3)
+        for column, values in self._shape_kpis().items():
+            table[column] = values
         return table
+
+    def territory_shapes(self) -> list[Any]:
+        """Each rep's territory as one dissolved (multi)polygon of its units, or None (no unit polygons)."""
+        units = self.dataset.units
+        if units is None or units.geometry is None or self.unit_rep is None:
+            return [None] * len(self.dataset.reps)
+        import shapely
+
+        geoms = np.asarray(units.geometry.values, dtype=object)
+        return [
+            shapely.union_all(geoms[self.unit_rep == r]) if (self.unit_rep == r).any() else None
+            for r in range(len(self.dataset.reps))
+        ]
+
+    def _shape_kpis(self) -> dict[str, np.ndarray]:
+        """Area, Polsby-Popper compactness and diameter per territory (where unit polygons exist)."""
+        units = self.dataset.units
+        n_reps = len(self.dataset.reps)
+        if units is None or self.unit_rep is None:
+            return {}
+        diameter = np.zeros(n_reps)
+        for r in range(n_reps):
+            members = np.flatnonzero(self.unit_rep == r)
+            if len(members) > 1:
+                lat, lon = units.latitude[members], units.longitude[members]
+                diameter[r] = haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :]).max()
+        out = {"diameter_km": np.round(diameter, 3)}
+        if units.geometry is None:
+            return out
+        import geopandas as gpd
+
+        shapes = gpd.GeoSeries(self.territory_shapes(), crs="EPSG:4326").to_crs("EPSG:6933")  # equal-area metres
+        area = shapes.area.fillna(0.0).to_numpy() / 1e6
+        perimeter = shapes.length.fillna(0.0).to_numpy() / 1e3
+        with np.errstate(invalid="ignore", divide="ignore"):
+            polsby = np.where(perimeter > 0, 4 * np.pi * area / perimeter**2, np.nan)
+        out["area_km2"] = np.round(area, 3)
+        out["polsby_popper"] = np.round(polsby, 4)
+        return out
 
     # ----------------------------------------------------------------- summary
     def metric_summary(self) -> dict[str, dict[str, Any]]:
@@ -242,6 +287,26 @@ class Plan:
         if np.allclose(per_fte, per_fte[0]):
             return float(per_fte[0])
         return by_segment
+
+    def _geography_summary(self) -> dict[str, Any] | None:
+        """Units, contiguity and shape totals (None without geographic units)."""
+        units = self.dataset.units
+        if units is None or self.unit_rep is None:
+            return None
+        kpis = self._shape_kpis()
+        scenario = self.dataset.scenario
+        out: dict[str, Any] = {
+            "unit_source": scenario.units.source,
+            "units": len(units.unit_ids),
+            "key_account_units": int(units.key.sum()),
+            "contiguous_required": scenario.territories.contiguous,
+            "max_diameter_km": float(kpis["diameter_km"].max()),
+            "notes": list(units.notes),
+        }
+        if "area_km2" in kpis:
+            out["total_area_km2"] = round(float(kpis["area_km2"].sum()), 3)
+            out["mean_polsby_popper"] = _finite(float(np.nanmean(kpis["polsby_popper"])))
+        return out
 
     def moves(self) -> dict[str, Any]:
         """Moves against the baseline (the current-rep column)."""
@@ -304,6 +369,7 @@ class Plan:
                 "max_distance_km": _finite(round(float(self.distance_km.max()), 3)),
             },
             "segment_match_share": round(float(self.segment_match.mean()), 6),
+            "geography": self._geography_summary(),
             "moves": self.moves(),
         }
 

@@ -91,6 +91,7 @@ def plan_from_result(prepared: Prepared, result: Result) -> Plan:
         dataset=prepared.dataset,
         rep_index=result.unit_rep[prepared.problem.unit_of_account],
         report=report,
+        unit_rep=result.unit_rep if prepared.dataset.units is not None else None,
     )
 
 
