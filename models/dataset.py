@@ -466,6 +466,18 @@ def read_accounts(
         out["workload"] = 0.0
     for name, column in custom.items():
         out[name] = _numbers(raw[column], file=path, column=column, issues=values, what=name, low=0.0)
+    code = scenario.units.account_column
+    if code is not None:  # the unit code joining accounts to a polygon layer (postal code, county ...)
+        if code in raw.columns:
+            out[code] = _ids(raw[code])
+        else:
+            close = _closest(code, list(raw.columns))
+            issues.add(
+                f"units.account_column names column '{code}', which the file does not have",
+                file=path,
+                column=code,
+                hint=f"did you mean '{close}'?" if close else "name the accounts column holding the unit code",
+            )
 
     if scenario.segment_rules:
         seg_col = cols["segment"] or "segment"

@@ -176,7 +176,7 @@ class Units(_Strict):
             "nearest unit (with a warning naming it); 'warn' only warns (contiguity may then be infeasible)."
         ),
     )
-    extra_edges: list[tuple[str, str]] = Field(
+    extra_edges: list[tuple[str | int, str | int]] = Field(
         default_factory=list, description="Unit id pairs to treat as neighbours (ferries, bridges, exclaves)."
     )
 
