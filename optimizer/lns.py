@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -38,6 +38,20 @@ STEP_SECONDS = 3.0
 #: and how many steps in a row without improvement end the search.
 STEP_DTIME = 2.0
 PATIENCE = 25
+
+
+def run(solver: cp_model.CpSolver, model: cp_model.CpModel, callback: cp_model.CpSolverSolutionCallback | None = None):
+    """Solve; if CP-SAT fails on the solution hint, solve again without it.
+
+    OR-Tools 9.15 raises ``IndexError: absl::btree_map::at`` on some models whose complete, valid
+    hint it cannot map through presolve (seen with element constraints in region neighbourhoods).
+    """
+    try:
+        return solver.solve(model, callback)
+    except IndexError:
+        logger.debug("CP-SAT failed on the solution hint; solving again without it")
+        model.clear_hints()
+        return solver.solve(model, callback)
 
 
 def configure(solver: cp_model.CpSolver, seconds: float | None, seed: int, workers: int) -> None:
@@ -252,3 +266,120 @@ def _neighbourhood(
         pool = rng.choice(pool, size=size, replace=False)
     free[pool] = True
     return free
+
+
+def _touching_reps(problem: Problem, current: np.ndarray) -> np.ndarray:
+    """Pairs of reps whose territories share a unit border (count of shared edges)."""
+    touch = np.zeros((problem.num_reps, problem.num_reps))
+    if len(problem.unit_edges):
+        a, b = current[problem.unit_edges[:, 0]], current[problem.unit_edges[:, 1]]
+        keep = (a >= 0) & (b >= 0) & (a != b)
+        np.add.at(touch, (a[keep], b[keep]), 1)
+        np.add.at(touch, (b[keep], a[keep]), 1)
+    return touch
+
+
+def _with_fixed_centres(problem: Problem, current: np.ndarray) -> Problem:
+    """Centre-based compactness with each territory's centre held at its current best unit.
+
+    The objective is then linear in the assignment (like distance to a home base), which CP-SAT
+    solves far faster than choosing centres with element constraints; recomputing the centres after
+    each accepted step makes the search a location-allocation alternation (the true objective,
+    with the best centres, never rises).
+    """
+    if problem.centre_distance is None or problem.unit_weight is None:
+        return problem
+    centres = np.zeros(problem.num_reps, dtype=np.int64)
+    for r in range(problem.num_reps):
+        members = np.flatnonzero(current == r)
+        if len(members):
+            sub = problem.unit_weight[members, None] * problem.centre_distance[np.ix_(members, members)]
+            centres[r] = members[int(sub.sum(axis=0).argmin())]
+    compactness = (
+        problem.unit_weight[problem.pair_unit] * problem.centre_distance[problem.pair_unit, centres[problem.pair_rep]]
+    )
+    cost = problem.compactness_weight * compactness + problem.preference_weight * problem.pair_penalty
+    return replace(
+        problem,
+        pair_compactness=compactness,
+        pair_cost=np.round(cost * problem.cost_scale).astype(np.int64),
+        centre_distance=None,
+        unit_weight=None,
+    )
+
+
+def improve_regions(
+    problem: Problem,
+    start: np.ndarray,
+    *,
+    deadline: float | None,
+    seed: int,
+    workers: int,
+    on_improve: Callable[[float], None] | None = None,
+    stop: threading.Event | None = None,
+    work_limit: float = float("inf"),
+    patience: int = PATIENCE,
+) -> tuple[np.ndarray, float, SearchLog]:
+    """LNS for contiguous or centre-based plans: re-optimise 2-3 neighbouring territories at a time.
+
+    Every unit of the chosen reps is freed and may go to any of them, so their
+    contiguity and centres are modelled exactly inside the neighbourhood while
+    all other territories stay as they are; every accepted step keeps every rule.
+
+    Returns
+    -------
+    tuple
+        ``(best assignment, its objective in workload-hour x km, search log)``.
+    """
+    rng = np.random.default_rng(seed)
+    current = start.copy()
+    cost = problem.objective_of(current)
+    log = SearchLog()
+    movable = problem.fixed_rep < 0
+    idle = 0
+    work: list[float] = []
+    while not (stop is not None and stop.is_set()):
+        seconds: float | None = None
+        if idle >= patience:
+            break
+        if deadline is None:
+            if sum(work) >= work_limit:
+                break
+        else:
+            seconds = min(STEP_SECONDS, deadline - time.perf_counter())
+            if seconds <= 0.05:
+                break
+        touch = _touching_reps(problem, current)
+        chosen = [int(rng.integers(problem.num_reps))]
+        for _ in range(int(rng.integers(1, 4))):
+            weights = touch[chosen].sum(axis=0)
+            weights[chosen] = 0
+            if weights.sum() <= 0:
+                break
+            chosen.append(int(rng.choice(problem.num_reps, p=weights / weights.sum())))
+        reps = np.zeros(problem.num_reps, dtype=bool)
+        reps[chosen] = True
+        free = np.isin(current, chosen) & movable
+        parts = build_cp_model(_with_fixed_centres(problem, current), free=free, base=current, hint=current, reps=reps)
+        solver = cp_model.CpSolver()
+        configure(solver, seconds, int(rng.integers(0, 2**31 - 1)), workers)
+        code = run(solver, parts.model)
+        work.append(solver.deterministic_time)
+        log.steps += 1
+        idle += 1
+        if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            picked = parts.pairs[np.array([solver.boolean_value(v) for v in parts.x], dtype=bool)]
+            candidate = current.copy()
+            candidate[problem.pair_unit[picked]] = problem.pair_rep[picked]
+            new_cost = problem.objective_of(candidate)
+            if new_cost < cost - 1e-9:
+                current, cost = candidate, new_cost
+                idle = 0
+                log.improvements += 1
+                log.history.append((time.perf_counter(), cost))
+                if on_improve is not None:
+                    on_improve(cost)
+            if code == cp_model.OPTIMAL:
+                log.optimal_steps += 1
+    logger.info("region LNS: %d steps, %d improvements, objective %.1f", log.steps, log.improvements, cost)
+    return current, cost, log

@@ -53,6 +53,8 @@ def build_cp_model(
     objective: bool = True,
     free: np.ndarray | None = None,
     base: np.ndarray | None = None,
+    hint: np.ndarray | None = None,
+    reps: np.ndarray | None = None,
 ) -> CpModelParts:
     """Build the model.
 
@@ -69,6 +71,14 @@ def build_cp_model(
         pair and lets the rules take them away).
     objective
         Whether to add the objective (feasibility checks skip it).
+    hint
+        Rep row per unit to hint; every auxiliary variable (flows, roots,
+        centres) gets the matching hint too, so that a feasible plan is a
+        complete hint CP-SAT can take as its first solution.
+    reps
+        With ``free``: the reps the free units may go to (all by default).
+        When every unit of these reps is free, their contiguity and centres
+        are modelled inside the neighbourhood.
     free, base
         Optional neighbourhood: only units where ``free`` is true get
         variables; every other unit stays with its rep in ``base`` and enters
@@ -85,7 +95,7 @@ def build_cp_model(
     else:
         if base is None:
             raise ValueError("a neighbourhood (free) needs the base assignment")
-        pairs = np.flatnonzero(free[problem.pair_unit])
+        pairs = np.flatnonzero(free[problem.pair_unit] & (True if reps is None else reps[problem.pair_rep]))
         fixed_units = ~free
     pair_unit, pair_rep = problem.pair_unit[pairs], problem.pair_rep[pairs]
     x = [
@@ -118,21 +128,54 @@ def build_cp_model(
         for p in np.flatnonzero(mask[pairs]):
             model.add(x[p] == 0).only_enforce_if(switch)
 
-    if problem.contiguous and free is None:
-        _add_contiguity(model, problem, x)
+    if hint is not None:
+        for k, p in enumerate(pairs):
+            model.add_hint(x[k], bool(hint[problem.pair_unit[p]] == problem.pair_rep[p]))
+        for metric in problem.metrics:
+            loads = np.bincount(hint[hint >= 0], weights=metric.values[hint >= 0], minlength=problem.num_reps)
+            for r, load in enumerate(parts.loads[metric.name]):
+                model.add_hint(load, round(loads[r]))
+    # contiguity and centres: the whole model, or a neighbourhood holding every unit of its reps
+    whole = free is None or (
+        reps is not None and base is not None and bool(free[np.isin(base, np.flatnonzero(reps))].all())
+    )
+    xs = {(int(problem.pair_unit[p]), int(problem.pair_rep[p])): x[k] for k, p in enumerate(pairs)}
+    if problem.contiguous and whole:
+        _add_contiguity(model, problem, xs, hint)
     centre_terms: list[cp_model.IntVar] = []
-    if problem.centre_distance is not None and free is None:
-        centre_terms = _add_centres(model, problem, x)
+    if problem.centre_distance is not None and whole:
+        centre_terms = _add_centres(model, problem, xs, hint)
     if objective:
         model.minimize(cp_model.LinearExpr.weighted_sum(x, problem.pair_cost[pairs].tolist()) + sum(centre_terms))
     return parts
 
 
-def _x_of(problem: Problem, x: list[cp_model.IntVar]) -> dict[tuple[int, int], cp_model.IntVar]:
-    return {(int(u), int(r)): x[p] for p, (u, r) in enumerate(zip(problem.pair_unit, problem.pair_rep, strict=True))}
+def _flow_hint(problem: Problem, members: list[int], key: np.ndarray) -> tuple[int | None, dict[tuple[int, int], int]]:
+    """Root and arc flows that make a connected territory feasible: subtree sizes of a BFS tree."""
+    import networkx as nx
+
+    inside = set(members)
+    graph = nx.Graph()
+    graph.add_nodes_from(members)
+    graph.add_edges_from((int(a), int(b)) for a, b in problem.unit_edges if a in inside and b in inside)
+    if not members or not nx.is_connected(graph):
+        return None, {}
+    root = members[0]
+    tree = nx.bfs_tree(graph, root)
+    flows: dict[tuple[int, int], int] = {}
+    for node in reversed(list(nx.topological_sort(tree))):
+        below = 1 + sum(flows[(node, child)] for child in tree.successors(node))
+        for parent in tree.predecessors(node):
+            flows[(parent, node)] = below
+    return root, flows
 
 
-def _add_contiguity(model: cp_model.CpModel, problem: Problem, x: list[cp_model.IntVar]) -> None:
+def _add_contiguity(
+    model: cp_model.CpModel,
+    problem: Problem,
+    xs: dict[tuple[int, int], cp_model.IntVar],
+    hint: np.ndarray | None = None,
+) -> None:
     """Every territory connected: a single-commodity flow from one root unit per territory.
 
     Chosen over cuts added in rounds because CP-SAT then solves one model with
@@ -142,13 +185,15 @@ def _add_contiguity(model: cp_model.CpModel, problem: Problem, x: list[cp_model.
     ends belong to the rep; every member but the root absorbs one unit of flow,
     so every member is reached from the root through members.
     """
-    xs = _x_of(problem, x)
     key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
     for r in range(problem.num_reps):
         nodes = [u for u in range(problem.num_units) if (u, r) in xs and not key[u]]
         if not nodes:
             continue
         big = len(nodes)
+        hint_root, hint_flows = (
+            _flow_hint(problem, [u for u in nodes if hint[u] == r], key) if hint is not None else (None, {})
+        )
         inflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
         outflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
         for a, b in problem.unit_edges:
@@ -157,6 +202,8 @@ def _add_contiguity(model: cp_model.CpModel, problem: Problem, x: list[cp_model.
                 continue
             for i, j in ((a, b), (b, a)):
                 flow = model.new_int_var(0, big - 1, "")
+                if hint is not None:
+                    model.add_hint(flow, hint_flows.get((i, j), 0))
                 model.add(flow <= (big - 1) * xs[(i, r)])
                 model.add(flow <= (big - 1) * xs[(j, r)])
                 outflow[i].append(flow)
@@ -164,20 +211,26 @@ def _add_contiguity(model: cp_model.CpModel, problem: Problem, x: list[cp_model.
         roots = []
         for u in nodes:
             root = model.new_bool_var("")
+            if hint is not None:
+                model.add_hint(root, u == hint_root)
             model.add_implication(root, xs[(u, r)])
             roots.append(root)
             model.add(sum(inflow[u]) - sum(outflow[u]) >= xs[(u, r)] - big * root)
         model.add(sum(roots) <= 1)
 
 
-def _add_centres(model: cp_model.CpModel, problem: Problem, x: list[cp_model.IntVar]) -> list[cp_model.IntVar]:
+def _add_centres(
+    model: cp_model.CpModel,
+    problem: Problem,
+    xs: dict[tuple[int, int], cp_model.IntVar],
+    hint: np.ndarray | None = None,
+) -> list[cp_model.IntVar]:
     """Compactness from each territory's centre: a centre unit per rep, chosen among its members.
 
     ``z[u, r]`` is unit ``u``'s weighted distance to rep ``r``'s centre when
     ``u`` belongs to ``r`` (an element constraint on the centre's index), else 0.
     """
     assert problem.centre_distance is not None and problem.unit_weight is not None
-    xs = _x_of(problem, x)
     scaled = np.round(
         problem.compactness_weight * problem.cost_scale * problem.unit_weight[:, None] * problem.centre_distance
     ).astype(np.int64)
@@ -187,6 +240,12 @@ def _add_centres(model: cp_model.CpModel, problem: Problem, x: list[cp_model.Int
         if not units:
             continue
         centre = model.new_int_var_from_domain(cp_model.Domain.from_values(units), f"centre[{problem.rep_ids[r]}]")
+        hinted = [u for u in units if hint is not None and hint[u] == r]
+        best = None
+        if hinted:
+            sub = problem.centre_distance[np.ix_(hinted, hinted)] * problem.unit_weight[hinted, None]
+            best = hinted[int(sub.sum(axis=0).argmin())]
+            model.add_hint(centre, best)
         member = [xs.get((u, r), 0) for u in range(problem.num_units)]
         model.add_element(centre, member, 1)
         for u in units:
@@ -195,6 +254,9 @@ def _add_centres(model: cp_model.CpModel, problem: Problem, x: list[cp_model.Int
             row = scaled[u]
             z = model.new_int_var(0, int(row[units].max()), "")
             here = model.new_int_var(int(row[units].min()), int(row[units].max()), "")
+            if best is not None:
+                model.add_hint(here, int(row[best]))
+                model.add_hint(z, int(row[best]) if hint is not None and hint[u] == r else 0)
             model.add_element(centre, row.tolist(), here)
             model.add(z >= here).only_enforce_if(xs[(u, r)])
             terms.append(z)

@@ -25,17 +25,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ortools.sat.python import cp_model
 
 from optimizer.diagnose import explain_infeasible, presolve_checks
-from optimizer.lns import assignment_cost, improve
+from optimizer.lns import assignment_cost, improve, improve_regions, run
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem
 from optimizer.relaxation import LpInfeasibleError, lp_start
 from optimizer.result import Result, Status
+from optimizer.treestart import tree_start
 from optimizer.warmstart import greedy_assignment
 
 logger = logging.getLogger(__name__)
@@ -167,6 +168,10 @@ def _sigint_stops() -> Iterator[_Stop]:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+#: Contiguous or centre-based problems with at most this many pairs go straight to one CP-SAT model.
+SMALL_SHAPED_PAIRS = 200
+#: Region-LNS steps in a row without improvement before restarting from a new contiguous plan.
+RESTART_PATIENCE = 40
 #: Problems with at most this many pairs go to one CP-SAT model (it proves optimality);
 #: larger ones use LP bound + LP start + large-neighbourhood search.
 FULL_MODEL_PAIRS = 5_000
@@ -216,10 +221,107 @@ def solve(
     presolve_checks(problem)
     with _sigint_stops() as stop:
         # contiguity and centre-based compactness live in the one-model formulation only
-        one_model = problem.contiguous or problem.centre_distance is not None
-        if len(problem.pair_unit) <= FULL_MODEL_PAIRS or one_model:
+        shaped = problem.contiguous or problem.centre_distance is not None
+        if shaped and len(problem.pair_unit) > SMALL_SHAPED_PAIRS:
+            return _solve_regions(problem, settings, progress, hint, stop)
+        if len(problem.pair_unit) <= FULL_MODEL_PAIRS or shaped:
             return _solve_full(problem, settings, progress, hint, stop)
         return _solve_lns(problem, settings, progress, hint, stop)
+
+
+def _solve_regions(
+    problem: Problem,
+    settings: SolveSettings,
+    progress: ProgressCallback | None,
+    hint: np.ndarray | None,
+    stop: _Stop,
+) -> Result:
+    """Contiguous or centre-based plans: a first plan, region LNS, then one CP-SAT model for the bound."""
+    clock = time.perf_counter()
+    limit = settings.time_limit_s
+    start = hint
+    if start is None and problem.contiguous:
+        start = tree_start(problem, seed=settings.seed)
+    if start is None:
+        try:
+            start, _ = lp_start(problem, seconds=None if limit is None else 0.3 * limit, seed=settings.seed)
+        except LpInfeasibleError:
+            raise explain_infeasible(problem, settings) from None
+    if start is None or not _is_feasible(problem, start):
+        return _solve_full(problem, settings, progress, start, stop)
+    first_seconds = time.perf_counter() - clock
+
+    def report(cost: float) -> None:
+        if progress is not None:
+            progress(ProgressEvent(time.perf_counter() - clock, cost, 0.0, None, 0))
+
+    report(problem.objective_of(start))
+    lns_deadline = None if limit is None else clock + 0.75 * limit
+    # restarts from new contiguous plans when the search stalls: local optima of region moves are common
+    plan, best, log = improve_regions(
+        problem,
+        start,
+        deadline=lns_deadline,
+        seed=settings.seed,
+        workers=settings.num_workers,
+        on_improve=report,
+        stop=stop.event,
+        work_limit=0.75 * settings.work_limit / 4,
+        patience=RESTART_PATIENCE,
+    )
+    for restart in range(1, 4 if limit is None else 10**6):
+        if stop.event.is_set() or (lns_deadline is not None and time.perf_counter() > lns_deadline - 0.5):
+            break
+        again = tree_start(problem, seed=settings.seed + restart) if problem.contiguous else None
+        if again is None:
+            break
+        candidate, cost, more = improve_regions(
+            problem,
+            again,
+            deadline=lns_deadline,
+            seed=settings.seed + restart,
+            workers=settings.num_workers,
+            stop=stop.event,
+            work_limit=0.75 * settings.work_limit / 4,
+            patience=RESTART_PATIENCE,
+        )
+        log.steps += more.steps
+        log.improvements += more.improvements
+        if cost < best:
+            plan, best = candidate, cost
+            report(best)
+    remaining = SolveSettings(
+        time_limit_s=None if limit is None else max(clock + limit - time.perf_counter(), 0.5),
+        seed=settings.seed,
+        workers=settings.workers,
+        relative_gap=settings.relative_gap,
+        work_limit=0.25 * settings.work_limit,
+    )
+    final = plan if stop.event.is_set() else None
+    result = _solve_full(problem, remaining, None, plan, stop) if final is None else None
+    if result is None or result.unit_rep is None or result.objective > problem.objective_of(plan):
+        objective = problem.objective_of(plan)
+        bound = min(result.bound, objective) if result is not None else 0.0
+        result = Result(
+            status=Status.FEASIBLE,
+            unit_rep=plan,
+            objective=objective,
+            bound=bound,
+            gap=_gap(objective, bound),
+            wall_seconds=time.perf_counter() - clock,
+            interrupted=stop.event.is_set(),
+        )
+    return replace(
+        result,
+        wall_seconds=time.perf_counter() - clock,
+        statistics={
+            **result.statistics,
+            "method": "contiguous first plan + region LNS with CP-SAT, then one CP-SAT model for the bound",
+            "first_solution_seconds": first_seconds,
+            "region_lns_steps": log.steps,
+            "region_lns_improvements": log.improvements,
+        },
+    )
 
 
 def _solve_lns(
@@ -330,12 +432,13 @@ def _solve_full(
     hint: np.ndarray | None,
     stop: _Stop,
 ) -> Result:
-    parts = build_cp_model(problem)
+    start = hint
+    if start is None and problem.contiguous:
+        start = tree_start(problem, seed=settings.seed)
+    if start is None:
+        start = greedy_assignment(problem)
+    parts = build_cp_model(problem, hint=start)
     model, x = parts.model, parts.x
-    start = greedy_assignment(problem) if hint is None else hint
-    for p in problem.pairs_of(start):
-        if p >= 0:
-            model.add_hint(x[p], True)
 
     solver = cp_model.CpSolver()
     params = solver.parameters
@@ -362,7 +465,7 @@ def _solve_full(
         settings.seed,
     )
     stop.solver = solver
-    code = solver.solve(model, watcher)
+    code = run(solver, model, watcher)
     stop.solver = None
     wall = solver.wall_time
     stats = {
@@ -379,6 +482,19 @@ def _solve_full(
         raise RuntimeError(f"CP-SAT rejected the model as invalid (engine bug): {model.validate()}")
     if code == cp_model.INFEASIBLE:
         raise explain_infeasible(problem, settings)
+    if code == cp_model.UNKNOWN and _is_feasible(problem, start):
+        # CP-SAT did not take up the hint in time, but the start plan keeps every rule: report it
+        logger.info("CP-SAT found no plan of its own in time; keeping the feasible start plan")
+        return Result(
+            status=Status.FEASIBLE,
+            unit_rep=start,
+            objective=problem.objective_of(start),
+            bound=solver.best_objective_bound / problem.cost_scale,
+            gap=_gap(problem.objective_of(start) * problem.cost_scale, solver.best_objective_bound),
+            wall_seconds=wall,
+            interrupted=stop.event.is_set(),
+            statistics={**stats, "solution_info": "start plan (CP-SAT found none in time)"},
+        )
     if code == cp_model.UNKNOWN:
         return Result(
             status=Status.UNKNOWN,
