@@ -109,27 +109,33 @@ def solve_neighbourhood(
     workers: int,
     stop: threading.Event | None = None,
     work: list[float] | None = None,
+    reps: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, bool]:
     """Re-optimise the ``free`` units, the others held where ``current`` has them.
 
     ``seconds`` limits the wall time; ``None`` limits deterministic time
     instead, so that the step is reproducible. The deterministic time used is
-    appended to ``work`` when given.
+    appended to ``work`` when given. With ``reps`` (a mask), the free units may
+    only go to those reps and the hint is complete (flows, roots, centres), as
+    region neighbourhoods of contiguous plans need.
 
     Returns
     -------
     tuple
         ``(assignment or None, proven optimal for the neighbourhood)``.
     """
-    parts = build_cp_model(problem, free=free, base=current)
-    for k, p in enumerate(parts.pairs):
-        if current[problem.pair_unit[p]] == problem.pair_rep[p]:
-            parts.model.add_hint(parts.x[k], True)
+    if reps is None:
+        parts = build_cp_model(problem, free=free, base=current)
+        for k, p in enumerate(parts.pairs):
+            if current[problem.pair_unit[p]] == problem.pair_rep[p]:
+                parts.model.add_hint(parts.x[k], True)
+    else:
+        parts = build_cp_model(problem, free=free, base=current, hint=current, reps=reps)
     solver = cp_model.CpSolver()
     configure(solver, seconds, seed, workers)
     if stop is not None and stop.is_set():
         return None, False
-    code = solver.solve(parts.model)
+    code = run(solver, parts.model)
     if work is not None:
         work.append(solver.deterministic_time)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -360,17 +366,20 @@ def improve_regions(
         reps = np.zeros(problem.num_reps, dtype=bool)
         reps[chosen] = True
         free = np.isin(current, chosen) & movable
-        parts = build_cp_model(_with_fixed_centres(problem, current), free=free, base=current, hint=current, reps=reps)
-        solver = cp_model.CpSolver()
-        configure(solver, seconds, int(rng.integers(0, 2**31 - 1)), workers)
-        code = run(solver, parts.model)
-        work.append(solver.deterministic_time)
+        candidate, optimal = solve_neighbourhood(
+            _with_fixed_centres(problem, current),
+            current,
+            free,
+            seconds,
+            int(rng.integers(0, 2**31 - 1)),
+            workers,
+            stop,
+            work,
+            reps=reps,
+        )
         log.steps += 1
         idle += 1
-        if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            picked = parts.pairs[np.array([solver.boolean_value(v) for v in parts.x], dtype=bool)]
-            candidate = current.copy()
-            candidate[problem.pair_unit[picked]] = problem.pair_rep[picked]
+        if candidate is not None:
             new_cost = problem.objective_of(candidate)
             if new_cost < cost - 1e-9:
                 current, cost = candidate, new_cost
@@ -379,7 +388,7 @@ def improve_regions(
                 log.history.append((time.perf_counter(), cost))
                 if on_improve is not None:
                     on_improve(cost)
-            if code == cp_model.OPTIMAL:
+            if optimal:
                 log.optimal_steps += 1
     logger.info("region LNS: %d steps, %d improvements, objective %.1f", log.steps, log.improvements, cost)
     return current, cost, log
