@@ -108,11 +108,15 @@ def presolve_checks(problem: Problem) -> None:
             # the real target (the rounded-down bound divided by 1 + tolerance understates it)
             target = shares[problem.pair_rep[problem.pair_unit == u]].max()
             needed = _needed_pct(metric.values[u], target)
+            # with equal FTE, k territories give each a share of total / k: the largest k whose upper bound holds it
+            fits_k = int(metric.values.sum() * (1 + metric.tolerance) // max(metric.values[u], 1))
+            what = "account family" if problem.unit_edges.size == 0 else "unit"
             reasons.append(
-                f"balance of {metric.name}: account family {_names(problem.unit_ids[too_big])} alone holds more "
+                f"balance of {metric.name}: {what} {_names(problem.unit_ids[too_big])} alone holds more "
                 f"than any territory it may join may hold (largest: {_real(problem, m, metric.values[u])} against "
                 f"an upper bound of {_real(problem, m, best_hi[u])}); it fits with a tolerance of at least "
-                f"{needed:.1f} %, or with fewer reps sharing the total"
+                f"{needed:.1f} %, or with at most {fits_k} territories of equal FTE sharing the total"
+                + ("" if what == "account family" else ", or smaller units (a finer resolution or layer)")
             )
         # locked accounts that overload a rep
         locked = problem.fixed_rep >= 0
