@@ -145,8 +145,38 @@ def presolve_checks(problem: Problem) -> None:
                     f"make the segment rule soft, add reps with that preference{loosen}, "
                     f"or balance {metric.name} within segments (balance.{metric.name}.within: segment)"
                 )
+    if problem.contiguous:
+        reasons += _contiguity_conflicts(problem)
     if reasons:
         raise InfeasibleError("The scenario has no feasible plan:", reasons)
+
+
+def _contiguity_conflicts(problem: Problem) -> list[str]:
+    """Territories that cannot be one area: units locked to a rep that no chain of units open to it joins."""
+    import networkx as nx
+
+    key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
+    out = []
+    for r in range(problem.num_reps):
+        locked = np.flatnonzero((problem.fixed_rep == r) & ~key)
+        if len(locked) < 2:
+            continue
+        open_to_r = np.zeros(problem.num_units, dtype=bool)
+        open_to_r[problem.pair_unit[problem.pair_rep == r]] = True
+        open_to_r &= ~key
+        edges = problem.unit_edges[open_to_r[problem.unit_edges[:, 0]] & open_to_r[problem.unit_edges[:, 1]]]
+        graph = nx.Graph()
+        graph.add_nodes_from(np.flatnonzero(open_to_r).tolist())
+        graph.add_edges_from(edges.tolist())
+        pieces = {frozenset(nx.node_connected_component(graph, int(u))) for u in locked}
+        if len(pieces) > 1:
+            groups = [sorted(problem.unit_ids[[u for u in locked if u in piece]]) for piece in pieces]
+            out.append(
+                f"contiguity: rep '{problem.rep_ids[r]}' has accounts locked in units that no chain of units open "
+                f"to it connects ({'; '.join(', '.join(map(str, g[:3])) for g in groups)}); unlock some, make them "
+                "key accounts (units.key_accounts), or turn territories.contiguous off"
+            )
+    return out
 
 
 def _full_pairs(problem: Problem) -> tuple[Problem, dict[str, np.ndarray]]:

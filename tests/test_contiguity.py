@@ -117,3 +117,27 @@ def test_centre_compactness_picks_the_best_centre(scenario_writer) -> None:
     assert groups == {frozenset({0, 1, 2}), frozenset({3, 4, 5})}
     step = 6371.0088 * np.radians(0.01)
     assert result.objective == pytest.approx(4 * step, rel=1e-4)
+
+
+def test_locked_units_that_cannot_be_joined_are_named(strip_with_far_rep: Path) -> None:
+    """Rep West holds locked units at both ends of the strip while a hard rule keeps the middle from it."""
+    from optimizer import InfeasibleError
+    from optimizer.diagnose import presolve_checks
+
+    problem = _grid_problem(strip_with_far_rep, contiguous=True)
+    locked = problem.fixed_rep.copy()
+    locked[[0, 5]] = 0
+    keep = ~(((problem.pair_unit == 0) | (problem.pair_unit == 5)) & (problem.pair_rep == 1))
+    keep &= ~(np.isin(problem.pair_unit, [2, 3, 8, 9]) & (problem.pair_rep == 0))  # middle columns closed to West
+    problem = replace(
+        problem,
+        fixed_rep=locked,
+        pair_unit=problem.pair_unit[keep],
+        pair_rep=problem.pair_rep[keep],
+        pair_cost=problem.pair_cost[keep],
+        pair_compactness=problem.pair_compactness[keep],
+        pair_penalty=problem.pair_penalty[keep],
+    )
+    with pytest.raises(InfeasibleError, match="rep 'W' has accounts locked in units that no chain") as error:
+        presolve_checks(problem)
+    assert "a00" in str(error.value) and "a05" in str(error.value)
