@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -55,10 +53,10 @@ def main() -> None:
     parser.add_argument("--formats", default="csv,parquet", help="csv and/or parquet")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    print(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import describe
+
+    print(f"Machine: {describe()}")
     print()
     print("| accounts | reps | format | file MB | load + validate (s) | peak memory (MB) |")
     print("|---|---|---|---|---|---|")

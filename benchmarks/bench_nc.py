@@ -32,9 +32,6 @@ tables with the machine, versions and limits beside them.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -52,6 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from machine import describe  # noqa: E402
 from peers import PeerError, gerrychain_parts, metis_parts, score_partition  # noqa: E402
 
 #: NC State Plane (metres), for border lengths and representative points.
@@ -60,26 +58,6 @@ PROJECTED_CRS = "EPSG:32119"
 SOURCE_CRS = "EPSG:4267"
 ID_COLUMN = "FIPS"
 METRIC = "BIR74"
-
-
-def version(package: str) -> str:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine() -> str:
-    """One line describing the machine and the versions that matter."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    libs = ", ".join(f"{p} {version(p)}" for p in ("gerrychain", "pymetis", "libpysal", "networkx"))
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, OR-Tools {version('ortools')}, {libs}"
 
 
 def load_counties() -> gpd.GeoDataFrame:
@@ -269,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     def score(assignment: np.ndarray) -> dict[str, Any]:
         return score_partition(assignment, weights, coords, graph, k, tol)
 
-    print(f"Machine: {machine()}")
+    print(f"Machine: {describe(('ortools', 'gerrychain', 'pymetis', 'libpysal', 'networkx'))}")
     print(
         f"Instance: North Carolina, {len(counties)} counties (libpysal sids2), metric {METRIC} "
         f"(total {weights.sum():,.0f}, mean per territory {weights.sum() / k:,.0f}, largest county "

@@ -22,16 +22,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import ortools
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe  # noqa: E402
 
 from models.dataset import load_dataset  # noqa: E402
 from models.generate import write_instance  # noqa: E402
@@ -42,18 +44,6 @@ from optimizer.warmstart import greedy_assignment  # noqa: E402
 
 EXAMPLE = REPO / "scenarios" / "example" / "scenario.yaml"
 INSTANCES = REPO / "benchmarks" / "instances"
-
-
-def machine() -> str:
-    """One line describing the machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, OR-Tools {ortools.__version__}"
 
 
 def instance(size: str) -> Path:
@@ -119,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    print(f"Machine: {machine()}")
+    print(f"Machine: {describe()}")
     print(f"Limits: {args.time_limit:g} s per solve, workers {args.workers or os.cpu_count()}, seeds {seeds}")
     print()
     print(
