@@ -37,6 +37,40 @@ def _subtree_sums(tree: nx.Graph, root: int, weights: np.ndarray) -> tuple[dict[
     return parent, sums
 
 
+def _match_parts_to_reps(problem: Problem, unit_rep: np.ndarray, key: np.ndarray, key_load: np.ndarray) -> None:
+    """Relabel the parts so each goes to the rep it suits best (home-base cost).
+
+    Parts were cut to the shares of reps in table order; parts cut for reps of
+    the same FTE and the same key-account load are interchangeable, so a
+    minimum-cost matching within each such group puts territories near their
+    reps' home bases without changing any rep's loads.
+    """
+    from ortools.graph.python import linear_sum_assignment
+
+    big = int(problem.pair_cost.max(initial=0)) * max(problem.num_units, 1) + 1
+    cost = np.full((problem.num_reps, problem.num_reps), big, dtype=np.int64)  # part x rep
+    free = ~key
+    for p, u, r in zip(range(len(problem.pair_unit)), problem.pair_unit, problem.pair_rep, strict=True):
+        if free[u]:
+            part = unit_rep[u]
+            cost[part, r] = (0 if cost[part, r] == big else cost[part, r]) + int(problem.pair_cost[p])
+    new_label = np.arange(problem.num_reps)
+    signature = [(float(problem.fte[r]), *np.round(key_load[:, r], 6)) for r in range(problem.num_reps)]
+    for kind in set(signature):
+        group = np.array([r for r in range(problem.num_reps) if signature[r] == kind])
+        if len(group) < 2:
+            continue
+        solver = linear_sum_assignment.SimpleLinearSumAssignment()
+        for i, part in enumerate(group):
+            for j, rep in enumerate(group):
+                solver.add_arc_with_cost(i, j, int(min(cost[part, rep], 2**62)))
+        if solver.solve() == solver.OPTIMAL:
+            for i, part in enumerate(group):
+                new_label[part] = group[solver.right_mate(i)]
+    relabel = free & (unit_rep >= 0)
+    unit_rep[relabel] = new_label[unit_rep[relabel]]
+
+
 def tree_start(problem: Problem, *, seed: int = 0, attempts: int = 200, slack: float = 0.8) -> np.ndarray | None:
     """A contiguous plan close to balance, or None when no split was found.
 
@@ -125,5 +159,6 @@ def tree_start(problem: Problem, *, seed: int = 0, attempts: int = 200, slack: f
         remaining -= part
         fte_left -= float(problem.fte[rep])
     unit_rep[list(remaining)] = problem.num_reps - 1
+    _match_parts_to_reps(problem, unit_rep, key, key_load)
     logger.info("tree start: contiguous plan of %d territories", problem.num_reps)
     return unit_rep

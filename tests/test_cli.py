@@ -161,3 +161,11 @@ def test_no_plan_in_time_exits_1_with_the_limit_and_what_to_try(tmp_path: Path) 
     text = " ".join(result.output.split())
     assert "No plan found" in text and "time limit of 0.05 s" in text and "--time-limit" in text
     assert not out.exists()
+
+
+def test_the_example_variants_validate() -> None:
+    """The contiguous variant (Voronoi units) reads and passes the quick checks; the infeasible one is caught."""
+    contiguous = runner.invoke(app, ["validate", str(EXAMPLE.parent / "contiguous.yaml")])
+    assert contiguous.exit_code == 0, contiguous.output
+    infeasible = runner.invoke(app, ["validate", str(EXAMPLE.parent / "infeasible.yaml")])
+    assert infeasible.exit_code == 1 and "within segments" in " ".join(infeasible.output.split())
