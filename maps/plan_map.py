@@ -128,7 +128,7 @@ def build_plan_map(plan: Plan, *, title: str | None = None, carto_api_key: str |
     cards = [_territory_card(plan, row, colors[i], labels[i]) for i, row in enumerate(territories.to_dict("records"))]
     members_of = _members_by_rep(plan.rep_index, len(reps))
 
-    shapes = plan.territory_shapes()  # dissolved unit polygons, where the plan was built on geographic units
+    shapes = plan.territory_shapes  # dissolved unit polygons, where the plan was built on geographic units
     for r, (color, label, members) in enumerate(zip(colors, labels, members_of, strict=True)):
         group = folium.FeatureGroup(name=html.escape(label), show=True).add_to(fmap)
         area = shapes[r]

@@ -208,10 +208,11 @@ class Plan:
         matches = np.bincount(self.rep_index, weights=self.segment_match.astype(float), minlength=n_reps)
         with np.errstate(invalid="ignore", divide="ignore"):
             table["segment_match_pct"] = np.round(100.0 * matches / counts, 3)
-        for column, values in self._shape_kpis().items():
+        for column, values in self.shape_kpis.items():
             table[column] = values
         return table
 
+    @cached_property
     def territory_shapes(self) -> list[Any]:
         """Each rep's territory as one dissolved (multi)polygon of its units, or None (no unit polygons)."""
         units = self.dataset.units
@@ -225,7 +226,8 @@ class Plan:
             for r in range(len(self.dataset.reps))
         ]
 
-    def _shape_kpis(self) -> dict[str, np.ndarray]:
+    @cached_property
+    def shape_kpis(self) -> dict[str, np.ndarray]:
         """Area, Polsby-Popper compactness and diameter per territory (where unit polygons exist)."""
         units = self.dataset.units
         n_reps = len(self.dataset.reps)
@@ -242,7 +244,7 @@ class Plan:
             return out
         import geopandas as gpd
 
-        shapes = gpd.GeoSeries(self.territory_shapes(), crs="EPSG:4326").to_crs("EPSG:6933")  # equal-area metres
+        shapes = gpd.GeoSeries(self.territory_shapes, crs="EPSG:4326").to_crs("EPSG:6933")  # equal-area metres
         area = shapes.area.fillna(0.0).to_numpy() / 1e6
         perimeter = shapes.length.fillna(0.0).to_numpy() / 1e3
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -293,7 +295,7 @@ class Plan:
         units = self.dataset.units
         if units is None or self.unit_rep is None:
             return None
-        kpis = self._shape_kpis()
+        kpis = self.shape_kpis
         scenario = self.dataset.scenario
         out: dict[str, Any] = {
             "unit_source": scenario.units.source,

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -76,6 +77,13 @@ class SearchLog:
     optimal_steps: int = 0
     proven_optimal: bool = False
     history: list[tuple[float, float]] = field(default_factory=list)
+
+    def improved(self, cost: float, on_improve: Callable[[Any], None] | None) -> None:
+        """Record an accepted, better plan and tell the caller."""
+        self.improvements += 1
+        self.history.append((time.perf_counter(), cost))
+        if on_improve is not None:
+            on_improve(cost)
 
 
 def assignment_cost(problem: Problem, unit_rep: np.ndarray) -> int:
@@ -223,10 +231,7 @@ def improve(
             if new_cost < cost:
                 current, cost = candidate, new_cost
                 idle = 0
-                log.improvements += 1
-                log.history.append((time.perf_counter(), cost))
-                if on_improve is not None:
-                    on_improve(cost)
+                log.improved(cost, on_improve)
         if optimal and free[movable].all():
             # every movable unit was free and CP-SAT closed the model: the plan is optimal, stop searching
             log.optimal_steps += 1
@@ -384,10 +389,7 @@ def improve_regions(
             if new_cost < cost - 1e-9:
                 current, cost = candidate, new_cost
                 idle = 0
-                log.improvements += 1
-                log.history.append((time.perf_counter(), cost))
-                if on_improve is not None:
-                    on_improve(cost)
+                log.improved(cost, on_improve)
             if optimal:
                 log.optimal_steps += 1
     logger.info("region LNS: %d steps, %d improvements, objective %.1f", log.steps, log.improvements, cost)

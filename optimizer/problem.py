@@ -164,6 +164,17 @@ class Problem:
         found = (keys[order][pos] == wanted) & (unit_rep >= 0) & (unit_rep < self.num_reps)
         return np.where(found, order[pos], -1)
 
+    def restrict_pairs(self, keep: np.ndarray) -> Problem:
+        """The problem with only the pairs where ``keep`` is true (every per-pair array cut alike)."""
+        return replace(
+            self,
+            pair_unit=self.pair_unit[keep],
+            pair_rep=self.pair_rep[keep],
+            pair_cost=self.pair_cost[keep],
+            pair_compactness=self.pair_compactness[keep],
+            pair_penalty=self.pair_penalty[keep],
+        )
+
     def centre_cost(self, unit_rep: np.ndarray) -> float:
         """Workload-weighted km from each territory's best centre unit (0 unless compactness is centre-based)."""
         if self.centre_distance is None or self.unit_weight is None:

@@ -78,15 +78,7 @@ def test_key_units_are_exempt_from_contiguity(strip_with_far_rep: Path) -> None:
     locked = problem.fixed_rep.copy()
     locked[5] = 0
     pairs = ~((problem.pair_unit == 5) & (problem.pair_rep == 1))
-    problem = replace(
-        problem,
-        fixed_rep=locked,
-        pair_unit=problem.pair_unit[pairs],
-        pair_rep=problem.pair_rep[pairs],
-        pair_cost=problem.pair_cost[pairs],
-        pair_compactness=problem.pair_compactness[pairs],
-        pair_penalty=problem.pair_penalty[pairs],
-    )
+    problem = replace(problem, fixed_rep=locked).restrict_pairs(pairs)
     result = solve(problem, SolveSettings(time_limit_s=10, workers=2))
     assert result.unit_rep[5] == 0
     assert disconnected(problem, result.unit_rep) == []
@@ -129,15 +121,7 @@ def test_locked_units_that_cannot_be_joined_are_named(strip_with_far_rep: Path) 
     locked[[0, 5]] = 0
     keep = ~(((problem.pair_unit == 0) | (problem.pair_unit == 5)) & (problem.pair_rep == 1))
     keep &= ~(np.isin(problem.pair_unit, [2, 3, 8, 9]) & (problem.pair_rep == 0))  # middle columns closed to West
-    problem = replace(
-        problem,
-        fixed_rep=locked,
-        pair_unit=problem.pair_unit[keep],
-        pair_rep=problem.pair_rep[keep],
-        pair_cost=problem.pair_cost[keep],
-        pair_compactness=problem.pair_compactness[keep],
-        pair_penalty=problem.pair_penalty[keep],
-    )
+    problem = replace(problem, fixed_rep=locked).restrict_pairs(keep)
     with pytest.raises(InfeasibleError, match="rep 'W' has accounts locked in units that no chain") as error:
         presolve_checks(problem)
     assert "a00" in str(error.value) and "a05" in str(error.value)

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from models.plan import Plan
 from models.plan_io import write_plan
 from optimizer import InfeasibleError
 from territory.pipeline import prepare, solve_prepared
@@ -134,10 +135,8 @@ def metric_of(row: dict[str, Any], metric: str) -> float:
     return 1.0 if metric == "accounts" else float(row[metric])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(instance=instances())
-def test_every_plan_keeps_every_hard_rule(instance: Instance) -> None:
-    """Random small scenario -> either a clear InfeasibleError or a plan that keeps every rule."""
+def _solve(instance: Instance) -> Plan:
+    """Write the instance as a scenario folder and solve it (one worker, 5 s, seed 0)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = write_scenario(
             Path(tmp) / "case",
@@ -146,60 +145,66 @@ def test_every_plan_keeps_every_hard_rule(instance: Instance) -> None:
             balance=instance.balance,
             segment_rules=instance.segment_rules,
         )
-        prepared = prepare(path, time_limit_s=5, workers=1, seed=0)
-        try:
-            plan = solve_prepared(prepared)
-        except InfeasibleError as error:
-            event("no plan: InfeasibleError")
-            assert str(error).strip()
-            return
-        event(f"plan: {plan.report.status}")
-        assert plan.report.status in {"optimal", "feasible"}
+        return solve_prepared(prepare(path, time_limit_s=5, workers=1, seed=0))
 
-        # every account assigned exactly once, in input order
-        table = plan.assignments()
-        input_ids = [a["id"] for a in instance.accounts]
-        assert table["account_id"].tolist() == input_ids
-        owner = dict(zip(table["account_id"], table["rep_id"], strict=True))
-        assert set(owner.values()) <= {r["id"] for r in instance.reps}
 
-        # locks, families, hard segment rule
-        for row in instance.accounts:
-            if row["locked"]:
-                assert owner[row["id"]] == row["current_rep"], row["id"]
-        roots = family_roots(instance.accounts)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instance=instances())
+def test_every_plan_keeps_every_hard_rule(instance: Instance) -> None:
+    """Random small scenario -> either a clear InfeasibleError or a plan that keeps every rule."""
+    try:
+        plan = _solve(instance)
+    except InfeasibleError as error:
+        event("no plan: InfeasibleError")
+        assert str(error).strip()
+        return
+    event(f"plan: {plan.report.status}")
+    assert plan.report.status in {"optimal", "feasible"}
+
+    # every account assigned exactly once, in input order
+    table = plan.assignments()
+    input_ids = [a["id"] for a in instance.accounts]
+    assert table["account_id"].tolist() == input_ids
+    owner = dict(zip(table["account_id"], table["rep_id"], strict=True))
+    assert set(owner.values()) <= {r["id"] for r in instance.reps}
+
+    # locks, families, hard segment rule
+    for row in instance.accounts:
+        if row["locked"]:
+            assert owner[row["id"]] == row["current_rep"], row["id"]
+    roots = family_roots(instance.accounts)
+    for account_id, root in roots.items():
+        assert owner[account_id] == owner[root], (account_id, root)
+    rep_segment = {r["id"]: r["segment"] for r in instance.reps}
+    segment = {a["id"]: a["segment"] for a in instance.accounts}
+    if instance.hard_enterprise:
         for account_id, root in roots.items():
-            assert owner[account_id] == owner[root], (account_id, root)
-        rep_segment = {r["id"]: r["segment"] for r in instance.reps}
-        segment = {a["id"]: a["segment"] for a in instance.accounts}
-        if instance.hard_enterprise:
-            for account_id, root in roots.items():
-                if segment[root] == "enterprise":
-                    assert rep_segment[owner[account_id]] == "enterprise", account_id
+            if segment[root] == "enterprise":
+                assert rep_segment[owner[account_id]] == "enterprise", account_id
 
-        # every balanced metric within tolerance, recomputed from the assignments table
-        rep_ids = [r["id"] for r in instance.reps]
-        fte = np.array([r["fte"] for r in instance.reps])
-        by_id = {a["id"]: a for a in instance.accounts}
-        for metric, rule in instance.balance.items():
-            loads = np.zeros(len(rep_ids))
-            for account_id, rep_id in owner.items():
-                loads[rep_ids.index(rep_id)] += metric_of(by_id[account_id], metric)
-            keys = [r["segment"] for r in instance.reps] if rule["within"] == "segment" else ["all"] * len(rep_ids)
-            for key in set(keys):
-                members = np.array([k == key for k in keys])
-                target = fte[members] / fte[members].sum() * loads[members].sum()
-                slack = rule["tolerance_pct"] / 100 * target + 1e-7 * max(1.0, float(target.max()))
-                assert np.all(np.abs(loads[members] - target) <= slack), (metric, key, loads, target)
+    # every balanced metric within tolerance, recomputed from the assignments table
+    rep_ids = [r["id"] for r in instance.reps]
+    fte = np.array([r["fte"] for r in instance.reps])
+    by_id = {a["id"]: a for a in instance.accounts}
+    for metric, rule in instance.balance.items():
+        loads = np.zeros(len(rep_ids))
+        for account_id, rep_id in owner.items():
+            loads[rep_ids.index(rep_id)] += metric_of(by_id[account_id], metric)
+        keys = [r["segment"] for r in instance.reps] if rule["within"] == "segment" else ["all"] * len(rep_ids)
+        for key in set(keys):
+            members = np.array([k == key for k in keys])
+            target = fte[members] / fte[members].sum() * loads[members].sum()
+            slack = rule["tolerance_pct"] / 100 * target + 1e-7 * max(1.0, float(target.max()))
+            assert np.all(np.abs(loads[members] - target) <= slack), (metric, key, loads, target)
 
-        # territories.csv adds up to the input totals
-        out = write_plan(plan, Path(tmp) / "plan")
-        territories = pd.read_csv(out / "territories.csv")
-        assert territories["rep_id"].astype(str).tolist() == rep_ids
-        assert territories["accounts"].sum() == len(instance.accounts)
-        totals = {m: sum(metric_of(a, m) for a in instance.accounts) for m in ("potential", "workload")}
-        for metric, total in totals.items():
-            assert abs(territories[metric].sum() - total) <= 1e-6 * max(1.0, total), metric
+    # territories.csv adds up to the input totals
+    with tempfile.TemporaryDirectory() as tmp:
+        territories = pd.read_csv(write_plan(plan, Path(tmp) / "plan") / "territories.csv")
+    assert territories["rep_id"].astype(str).tolist() == rep_ids
+    assert territories["accounts"].sum() == len(instance.accounts)
+    totals = {m: sum(metric_of(a, m) for a in instance.accounts) for m in ("potential", "workload")}
+    for metric, total in totals.items():
+        assert abs(territories[metric].sum() - total) <= 1e-6 * max(1.0, total), metric
 
 
 def haversine(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
@@ -271,21 +276,12 @@ def test_solver_agrees_with_brute_force_on_tiny_instances(instance: Instance) ->
     """Tiny scenario (at most 9 families, 3 reps): the engine finds a plan exactly when enumeration does,
     and its proven optimum is the enumerated minimum (up to the integer scaling of pair costs)."""
     best, _ = brute_force(instance)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = write_scenario(
-            Path(tmp) / "case",
-            instance.accounts,
-            instance.reps,
-            balance=instance.balance,
-            segment_rules=instance.segment_rules,
-        )
-        prepared = prepare(path, time_limit_s=5, workers=1, seed=0)
-        try:
-            plan = solve_prepared(prepared)
-        except InfeasibleError as error:
-            event("no plan: InfeasibleError")
-            assert best is None, f"the engine found no plan, but one costs {best}:\n{error}"
-            return
+    try:
+        plan = _solve(instance)
+    except InfeasibleError as error:
+        event("no plan: InfeasibleError")
+        assert best is None, f"the engine found no plan, but one costs {best}:\n{error}"
+        return
     event(f"plan: {plan.report.status}")
     assert best is not None, "the engine returned a plan that enumeration says breaks a rule"
     assert plan.report.status == "optimal"
