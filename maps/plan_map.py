@@ -4,25 +4,30 @@ The map is built from a :class:`~models.plan.Plan` alone: it never re-solves
 and never reads scenario files. Every territory is one layer (named
 ``"<rep name> (<rep_id>)"``) that the layer control toggles; it holds
 
-- the territory's area: a concave hull around its accounts, lightly filled in
-  the territory colour, with the territory KPIs on hover and click;
+- the territory's area: its dissolved unit polygons when the plan was built
+  on geographic units, else a concave hull around its accounts, lightly
+  filled in the territory colour, with the territory KPIs on hover and click;
 - its accounts: circle markers in the territory colour, sized by potential,
   outlined in black when the account moved away from its current rep;
 - the rep's home base: a star in the territory colour.
 
 A legend (bottom right) lists every rep with its loads and its largest
-deviation from target; a title (top) names the scenario and how the solve
-ended.
+deviation from target; clicking a rep zooms to its territory ("All" zooms
+back out). A title (top left) names the scenario and how the solve ended.
 
-Accounts are drawn through one GeoJSON layer per territory whose point
-features become ``L.CircleMarker`` objects on a canvas renderer, so maps of
-thousands of accounts stay small and fast; per-account style (radius, move
-outline) rides in each feature's ``style`` property.
+Accounts are sent as compact columns (coordinates, radius, id, name, values)
+and drawn by a few lines of JavaScript as ``L.CircleMarker`` objects on the
+map's canvas renderer, with their tooltip built only when the pointer reaches
+them: a 100,000-account plan stays a few megabytes and opens in seconds.
+
+``offline=True`` writes a page that needs no network: no base map tiles, and
+Leaflet and jQuery inlined from installed packages (see :mod:`maps.assets`).
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 import warnings
@@ -36,13 +41,15 @@ import numpy as np
 import pandas as pd
 import shapely
 import xyzservices
-from branca.element import MacroElement, Template
+from branca.element import Element, Figure, MacroElement, Template
 from folium.utilities import JsCode
 from shapely.geometry import MultiPoint, mapping
 from shapely.geometry.base import BaseGeometry
 
+from maps.assets import inline_assets
 from maps.palette import territory_colors
 from models.plan import Plan
+from models.plan_io import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ logger = logging.getLogger(__name__)
 BASE_TILES = "CartoDB positron"
 #: ... and a keyless alternative in the layer control.
 ALTERNATIVE_TILES = "OpenStreetMap"
+#: Background of offline maps (no tiles): a pale paper tone.
+OFFLINE_BACKGROUND = "#f4f3ef"
 #: Concave-hull ratio (0: tightest, 1: convex hull).
 CONCAVE_RATIO = 0.4
 #: Fill opacity of territory areas.
@@ -59,10 +68,16 @@ MIN_RADIUS_PX = 3.0
 MAX_RADIUS_PX = 9.0
 #: Outline of accounts that moved away from their current rep.
 MOVED_OUTLINE = {"color": "#000000", "weight": 2, "opacity": 1.0}
+#: The layer control starts collapsed above this many territories (it would cover the map).
+LAYER_CONTROL_OPEN_UP_TO = 20
+#: Decimals of account coordinates in the page (5: about one metre).
+COORD_DECIMALS = 5
 #: Area padding as a share of the map's diagonal, and its bounds in degrees of latitude.
 _PAD_SHARE = 0.015
 _PAD_MIN_DEG = 0.003
 _PAD_MAX_DEG = 0.25
+#: Unit polygons are simplified to this share of the map's diagonal (invisible at any useful zoom).
+_SIMPLIFY_SHARE = 2e-4
 #: Keep every area beneath every account: on the shared canvas the last layer drawn takes the
 #: mouse, so an area added later (another territory, or one toggled back on) would hide the
 #: tooltips of the accounts under it.
@@ -71,7 +86,13 @@ _AREA_TO_BACK = JsCode("function (feature, layer) { layer.on('add', function () 
 _STAR_PATH = "M12 1.8l3.1 6.5 7.1.9-5.2 4.9 1.3 7-6.3-3.4-6.3 3.4 1.3-7-5.2-4.9 7.1-.9z"
 
 
-def build_plan_map(plan: Plan, *, title: str | None = None, carto_api_key: str | None = None) -> folium.Map:
+def build_plan_map(
+    plan: Plan,
+    *,
+    title: str | None = None,
+    carto_api_key: str | None = None,
+    offline: bool = False,
+) -> folium.Map:
     """Draw a plan as a Folium map with one toggleable layer per territory.
 
     Parameters
@@ -85,16 +106,92 @@ def build_plan_map(plan: Plan, *, title: str | None = None, carto_api_key: str |
         2026; without it the positron tiles carry an "API key required"
         watermark). OpenStreetMap tiles are always offered as an alternative
         base layer in the layer control.
+    offline
+        Draw no base map tiles (they come from the web). Save the map with
+        :func:`save_page` and ``offline=True`` to inline the scripts too.
 
     Returns
     -------
     folium.Map
-        Ready to display in a notebook or to save with ``Map.save``.
+        Ready to display in a notebook or to save with :func:`save_page`.
 
     Examples
     --------
     >>> m = build_plan_map(plan)  # doctest: +SKIP
-    >>> m.save("map.html")  # doctest: +SKIP
+    >>> save_page(m, "map.html")  # doctest: +SKIP
+    """
+    fmap = new_map(plan, carto_api_key=carto_api_key, offline=offline)
+    draw_plan(fmap, plan, title=title)
+    return fmap
+
+
+def new_map(
+    plan: Plan,
+    *,
+    carto_api_key: str | None = None,
+    offline: bool = False,
+    **options: Any,
+) -> folium.Map:
+    """An empty Folium map centred on a plan, with the base layers (none offline).
+
+    Parameters
+    ----------
+    plan
+        The plan whose accounts and home bases set the centre.
+    carto_api_key
+        See :func:`build_plan_map`.
+    offline
+        Leave out the tile layers; the map shows a plain background.
+    **options
+        Further :class:`folium.Map` arguments (size and position in a page).
+    """
+    lat, lon = _all_points(plan)
+    center = [float((lat.min() + lat.max()) / 2), float((lon.min() + lon.max()) / 2)] if len(lat) else [0.0, 0.0]
+    fmap = folium.Map(location=center, zoom_start=6, tiles=None, control_scale=True, prefer_canvas=True, **options)
+    if offline:
+        Element(f"<style>.folium-map.leaflet-container {{background: {OFFLINE_BACKGROUND};}}</style>").add_to(
+            fmap.get_root().header
+        )
+        return fmap
+    if carto_api_key:
+        _positron_tiles(carto_api_key).add_to(fmap)
+    # without a CARTO key, positron tiles carry a watermark: OpenStreetMap is the base map then
+    folium.TileLayer(ALTERNATIVE_TILES, name=ALTERNATIVE_TILES).add_to(fmap)
+    return fmap
+
+
+def draw_plan(
+    fmap: folium.Map,
+    plan: Plan,
+    *,
+    title: str | None = None,
+    highlight: np.ndarray | None = None,
+    notes: Sequence[str] | None = None,
+    status_note: str | None = None,
+) -> folium.Map:
+    """Add a plan's territories, accounts, home bases, legend and title to a map.
+
+    Parameters
+    ----------
+    fmap
+        The map to draw on (see :func:`new_map`).
+    plan
+        The plan to draw.
+    title
+        Heading of the map; default: the scenario name.
+    highlight
+        Accounts to outline in black, one flag per account row; default: the
+        accounts that moved away from their current rep (``Plan.moved``).
+    notes
+        Per account, the text of the tooltip's "Baseline" line; default:
+        ``moved from <rep>``, ``kept`` or ``no current rep``.
+    status_note
+        Extra text for the title's status line (default: the number moved).
+
+    Returns
+    -------
+    folium.Map
+        ``fmap``.
     """
     accounts = plan.assignments()
     territories = plan.territories()
@@ -102,66 +199,75 @@ def build_plan_map(plan: Plan, *, title: str | None = None, carto_api_key: str |
     scenario = plan.dataset.scenario
     colors = territory_colors(len(reps))
     labels = [_rep_label(name, rep_id) for name, rep_id in zip(reps["name"], reps["rep_id"], strict=True)]
+    if highlight is None:
+        highlight = plan.moved
+    if notes is None:
+        notes = _baseline_notes(accounts["current_rep"], plan.moved)
 
     acc_lat = accounts["latitude"].to_numpy(float)
     acc_lon = accounts["longitude"].to_numpy(float)
     rep_lat = reps["latitude"].to_numpy(float)
     rep_lon = reps["longitude"].to_numpy(float)
-    all_lat = np.concatenate([acc_lat, rep_lat])
-    all_lon = np.concatenate([acc_lon, rep_lon])
-    finite = np.isfinite(all_lat) & np.isfinite(all_lon)
-    all_lat, all_lon = all_lat[finite], all_lon[finite]
-
-    if len(all_lat):
-        center = [float((all_lat.min() + all_lat.max()) / 2), float((all_lon.min() + all_lon.max()) / 2)]
-    else:
-        center = [0.0, 0.0]
-    fmap = folium.Map(location=center, zoom_start=6, tiles=None, control_scale=True, prefer_canvas=True)
-    if carto_api_key:
-        _positron_tiles(carto_api_key).add_to(fmap)
-    # without a CARTO key, positron tiles carry a watermark: OpenStreetMap is the base map then
-    folium.TileLayer(ALTERNATIVE_TILES, name=ALTERNATIVE_TILES).add_to(fmap)
-
-    lon_scale = math.cos(math.radians(center[0])) or 1.0
+    all_lat, all_lon = _all_points(plan)
+    mid_lat = float((all_lat.min() + all_lat.max()) / 2) if len(all_lat) else 0.0
+    lon_scale = math.cos(math.radians(mid_lat)) or 1.0
     pad = _area_padding(all_lon * lon_scale, all_lat)
+    simplify = pad / _PAD_SHARE * _SIMPLIFY_SHARE
     radii = _marker_radii(accounts["potential"].to_numpy(float))
+    values = _tooltip_values(plan, accounts)
     cards = [_territory_card(plan, row, colors[i], labels[i]) for i, row in enumerate(territories.to_dict("records"))]
     members_of = _members_by_rep(plan.rep_index, len(reps))
 
     shapes = plan.territory_shapes  # dissolved unit polygons, where the plan was built on geographic units
+    bounds: list[list[list[float]] | None] = []
     for r, (color, label, members) in enumerate(zip(colors, labels, members_of, strict=True)):
         group = folium.FeatureGroup(name=html.escape(label), show=True).add_to(fmap)
         area = shapes[r]
-        if area is None:
+        if area is not None and not area.is_empty:
+            area = shapely.set_precision(shapely.simplify(area, simplify, preserve_topology=True), 1e-6)
+        else:
             area = territory_area(acc_lon[members], acc_lat[members], pad=pad, lon_scale=lon_scale)
         if area is None:
             logger.debug("territory %s has no accounts with coordinates: no area drawn", label)
         else:
             _area_layer(area, str(reps["rep_id"].iloc[r]), color, cards[r]).add_to(group)
+        bounds.append(_bounds(area, rep_lat[r], rep_lon[r]))
         if len(members):
-            _account_layer(accounts.iloc[members], radii[members], color, label).add_to(group)
+            AccountLayer(
+                accounts.iloc[members],
+                radii[members],
+                np.asarray(highlight, dtype=bool)[members],
+                [notes[i] for i in members],
+                {name: column[members] for name, column in values.items()},
+                color=color,
+                rep_label=label,
+            ).add_to(group)
         if math.isfinite(rep_lat[r]) and math.isfinite(rep_lon[r]):
             _home_marker(float(rep_lat[r]), float(rep_lon[r]), color, label, cards[r]).add_to(group)
 
-    folium.LayerControl(collapsed=False).add_to(fmap)
+    folium.LayerControl(collapsed=len(reps) > LAYER_CONTROL_OPEN_UP_TO).add_to(fmap)
     summary = plan.summary()
-    _Overlay(_LEGEND_CSS, _legend_html(plan, territories, colors, labels)).add_to(fmap)
-    _Overlay("", _title_html(title or scenario.name, summary)).add_to(fmap)
-    if len(all_lat):
-        fmap.fit_bounds(
-            [[float(all_lat.min()), float(all_lon.min())], [float(all_lat.max()), float(all_lon.max())]],
-            padding=(20, 20),
-        )
+    all_bounds = (
+        [[float(all_lat.min()), float(all_lon.min())], [float(all_lat.max()), float(all_lon.max())]]
+        if len(all_lat)
+        else None
+    )
+    MapControl(_title_html(title or scenario.name, summary, status_note), position="topleft", css=_LEGEND_CSS).add_to(
+        fmap
+    )
+    MapControl(_legend_html(plan, territories, colors, labels, bounds, all_bounds), position="bottomright").add_to(fmap)
+    if all_bounds is not None:
+        fmap.fit_bounds(all_bounds, padding=(20, 20))
     logger.info("map of plan %r: %d territories, %d accounts", scenario.name, len(reps), len(accounts))
     return fmap
 
 
-def write_plan_map(path: Path, plan: Plan, *, carto_api_key: str | None = None) -> None:
-    """Save the map of a plan as an HTML page (Leaflet and the tiles load from the web when opened).
+def write_plan_map(path: Path, plan: Plan, *, carto_api_key: str | None = None, offline: bool = False) -> None:
+    """Save the map of a plan as an HTML page.
 
     The signature fits :data:`models.plan_io.ExtraWriter`, so
     ``write_plan(plan, out, extra={"map.html": write_plan_map})`` adds the map
-    to a plan folder (bind a key with ``functools.partial``).
+    to a plan folder (bind the keywords with ``functools.partial``).
 
     Parameters
     ----------
@@ -171,10 +277,69 @@ def write_plan_map(path: Path, plan: Plan, *, carto_api_key: str | None = None) 
         The plan to draw.
     carto_api_key
         See :func:`build_plan_map`.
+    offline
+        Write a page that needs no network: no tiles, scripts inlined from
+        installed packages (see :mod:`maps.assets`). By default Leaflet and
+        the tiles load from the web when the page is opened.
     """
+    save_page(build_plan_map(plan, carto_api_key=carto_api_key, offline=offline), path, offline=offline)
+
+
+def page_html(element: folium.Map | Figure | MacroElement, *, offline: bool = False) -> str:
+    """Render a Folium map (or the figure holding it) as a full HTML page.
+
+    Parameters
+    ----------
+    element
+        A map, or any element of the figure to render.
+    offline
+        Inline every script and style sheet from installed packages.
+    """
+    page = element.get_root().render()
+    return inline_assets(page) if offline else page
+
+
+def save_page(element: folium.Map | Figure | MacroElement, path: Path | str, *, offline: bool = False) -> Path:
+    """Write :func:`page_html` to ``path``, whole or not at all; return the path."""
     path = Path(path)
-    build_plan_map(plan, carto_api_key=carto_api_key).save(str(path))
-    logger.info("map written to %s", path)
+    text = page_html(element, offline=offline)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    logger.info("page written to %s (%s)", path, "offline" if offline else "online")
+    return path
+
+
+def _all_points(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes and longitudes of every account and home base with coordinates."""
+    accounts, reps = plan.dataset.accounts, plan.dataset.reps
+    lat = np.concatenate([accounts["latitude"].to_numpy(float), reps["latitude"].to_numpy(float)])
+    lon = np.concatenate([accounts["longitude"].to_numpy(float), reps["longitude"].to_numpy(float)])
+    finite = np.isfinite(lat) & np.isfinite(lon)
+    return lat[finite], lon[finite]
+
+
+def _bounds(area: BaseGeometry | None, home_lat: float, home_lon: float) -> list[list[float]] | None:
+    """[[south, west], [north, east]] of a territory's area and home base."""
+    boxes = []
+    if area is not None and not area.is_empty:
+        west, south, east, north = area.bounds
+        boxes.append((south, west, north, east))
+    if math.isfinite(home_lat) and math.isfinite(home_lon):
+        boxes.append((home_lat, home_lon, home_lat, home_lon))
+    if not boxes:
+        return None
+    south, west, north, east = (f(b[k] for b in boxes) for k, f in enumerate((min, min, max, max)))
+    return [[round(south, 6), round(west, 6)], [round(north, 6), round(east, 6)]]
+
+
+def _baseline_notes(current: pd.Series, moved: np.ndarray) -> list[str]:
+    """Per account: ``moved from <rep>``, ``kept`` or ``no current rep``."""
+    out = []
+    for rep, was_moved in zip(current.to_numpy(object, na_value=None), moved, strict=True):
+        if was_moved:
+            out.append(f"moved from {_text(rep)}")
+        else:
+            out.append("kept" if _present(rep) else "no current rep")
+    return out
 
 
 def _positron_tiles(api_key: str | None) -> folium.TileLayer:
@@ -255,6 +420,15 @@ def _marker_radii(potential: np.ndarray) -> np.ndarray:
     return np.round(MIN_RADIUS_PX + (MAX_RADIUS_PX - MIN_RADIUS_PX) * np.sqrt(values / top), 2)
 
 
+def _tooltip_values(plan: Plan, accounts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per account, the value of every metric the plan reports (except the account count)."""
+    out = {}
+    for metric in plan.metrics:
+        if metric != "accounts" and metric in accounts:
+            out[metric] = pd.to_numeric(accounts[metric], errors="coerce").to_numpy(float)
+    return out
+
+
 # ----------------------------------------------------------------------- layers
 def _area_layer(area: BaseGeometry, rep_id: str, color: str, card: str) -> folium.GeoJson:
     feature = {
@@ -280,61 +454,130 @@ def _area_layer(area: BaseGeometry, rep_id: str, color: str, card: str) -> foliu
     return layer
 
 
-def _account_layer(accounts: pd.DataFrame, radii: np.ndarray, color: str, rep_label: str) -> folium.GeoJson:
-    """One GeoJSON layer of circle markers for a territory's accounts."""
-    features = []
-    rows = zip(
-        accounts["account_id"].tolist(),
-        accounts["name"].tolist(),
-        accounts["segment"].tolist(),
-        accounts["potential"].tolist(),
-        accounts["workload"].tolist(),
-        accounts["current_rep"].tolist(),
-        accounts["moved"].tolist(),
-        accounts["longitude"].tolist(),
-        accounts["latitude"].tolist(),
-        radii.tolist(),
-        strict=True,
-    )
-    rep_text = _text(rep_label)
-    for account_id, name, segment, potential, workload, current, moved, lon, lat, radius in rows:
-        if not (math.isfinite(lon) and math.isfinite(lat)):
-            continue
-        style: dict[str, Any] = {"radius": radius}
-        if moved:
-            style.update(MOVED_OUTLINE)
-            baseline = f"moved from {_text(current)}"
-        else:
-            baseline = "kept" if _present(current) else "no current rep"
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [round(lon, 6), round(lat, 6)]},
-                "properties": {
-                    "kind": "account",
-                    "account_id": _text(account_id),
-                    "name": _text(name),
-                    "segment": _text(segment),
-                    "potential": _number(potential),
-                    "workload": _number(workload, 1),
-                    "rep": rep_text,
-                    "baseline": baseline,
-                    "moved": bool(moved),
-                    "style": style,
-                },
+class AccountLayer(MacroElement):
+    """A territory's accounts as canvas circle markers, sent as compact columns.
+
+    Added to a territory's :class:`folium.FeatureGroup`, so the layer control
+    toggles the accounts with their territory. ``data`` holds the columns the
+    page receives (``lat``, ``lon``, ``radius``, ``id``, ``name``,
+    ``segment``, ``note`` as an index into ``notes``, ``highlight`` as a list
+    of row positions, and one list per metric under ``values``); tests and
+    benchmarks read it back.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function () {
+            var d = {{ this.data|tojson }};
+            var base = {{ this.style|tojson }}, outline = {{ this.outline|tojson }};
+            var highlighted = new Set(d.highlight), markers = new Array(d.lat.length);
+            for (var i = 0; i < d.lat.length; i++) {
+                var opts = Object.assign({radius: d.radius[i]}, base, highlighted.has(i) ? outline : null);
+                markers[i] = L.circleMarker([d.lat[i], d.lon[i]], opts);
+                markers[i].accountRow = i;
             }
-        )
-    marker = folium.CircleMarker(
-        radius=MIN_RADIUS_PX, color=color, weight=1, opacity=0.9, fill=True, fill_color=color, fill_opacity=0.75
+            function fmt(x, digits) {
+                return (x === null) ? "&ndash;" : x.toLocaleString("en-US",
+                    {minimumFractionDigits: digits, maximumFractionDigits: digits});
+            }
+            function card(i) {
+                var rows = [["Account", d.name[i]], ["Id", d.id[i]], ["Segment", d.segment[i]]];
+                d.values.forEach(function (v) { rows.push([v.label, fmt(v.data[i], v.digits)]); });
+                rows.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
+                return "<table class='account-card'>" + rows.map(function (r) {
+                    return "<tr><th>" + r[0] + "</th><td>" + r[1] + "</td></tr>"; }).join("") + "</table>";
+            }
+            var accounts = L.featureGroup(markers);
+            accounts.on("mouseover", function (e) {
+                var m = e.layer;
+                if (!m.getTooltip()) { m.bindTooltip(card(m.accountRow), {sticky: true}); m.openTooltip(e.latlng); }
+            });
+            accounts.addTo({{ this._parent.get_name() }});
+        })();
+        {% endmacro %}
+        """
     )
-    tooltip = folium.GeoJsonTooltip(
-        fields=["name", "account_id", "segment", "potential", "workload", "rep", "baseline"],
-        aliases=["Account", "Id", "Segment", "Potential", "Workload", "Rep", "Baseline"],
-        sticky=True,
+
+    def __init__(
+        self,
+        accounts: pd.DataFrame,
+        radii: np.ndarray,
+        highlight: np.ndarray,
+        notes: Sequence[str],
+        values: dict[str, np.ndarray],
+        *,
+        color: str,
+        rep_label: str,
+    ) -> None:
+        super().__init__()
+        self._name = "AccountLayer"
+        lat = accounts["latitude"].to_numpy(float)
+        lon = accounts["longitude"].to_numpy(float)
+        keep = np.isfinite(lat) & np.isfinite(lon)
+        note_text = list(dict.fromkeys(notes))
+        note_index = {text: k for k, text in enumerate(note_text)}
+        self.data: dict[str, Any] = {
+            "rep": _text(rep_label),
+            "lat": np.round(lat[keep], COORD_DECIMALS).tolist(),
+            "lon": np.round(lon[keep], COORD_DECIMALS).tolist(),
+            "radius": np.asarray(radii, float)[keep].tolist(),
+            "id": [_text(v) for v in accounts["account_id"].to_numpy(object)[keep]],
+            "name": [_text(v) for v in accounts["name"].to_numpy(object, na_value=None)[keep]],
+            "segment": [_text(v) for v in accounts["segment"].to_numpy(object, na_value=None)[keep]],
+            "notes": note_text,
+            "note": [note_index[t] for t, k in zip(notes, keep, strict=True) if k],
+            "highlight": np.flatnonzero(np.asarray(highlight, dtype=bool)[keep]).tolist(),
+            "values": [
+                {
+                    "label": _text(metric.replace("_", " ").capitalize()),
+                    "digits": 0 if metric in ("accounts", "potential") else 1,
+                    "data": [None if not math.isfinite(x) else round(x, 2) for x in column[keep].tolist()],
+                }
+                for metric, column in values.items()
+            ],
+        }
+        self.style = {"color": color, "weight": 1, "opacity": 0.9, "fillColor": color, "fillOpacity": 0.75}
+        self.outline = MOVED_OUTLINE
+
+
+class MapControl(MacroElement):
+    """Fixed HTML (legend, title) as a Leaflet control, so it stays inside its map (also side by side).
+
+    A click on an element with a ``data-bounds`` attribute (``[[south, west],
+    [north, east]]``) zooms the map there: the legend's fit-to-territory view.
+    """
+
+    _template = Template(
+        """
+        {% macro header(this, kwargs) %}{{ this.css }}{% endmacro %}
+        {% macro script(this, kwargs) %}
+        (function () {
+            var map = {{ this._parent.get_name() }};
+            var control = L.control({position: {{ this.position|tojson }}});
+            control.onAdd = function () {
+                var div = L.DomUtil.create("div", "plan-control");
+                div.innerHTML = {{ this.html|tojson }};
+                L.DomEvent.disableClickPropagation(div);
+                L.DomEvent.disableScrollPropagation(div);
+                L.DomEvent.on(div, "click", function (e) {
+                    var target = e.target.closest("[data-bounds]");
+                    if (target) { map.fitBounds(JSON.parse(target.getAttribute("data-bounds")), {padding: [20, 20]}); }
+                });
+                return div;
+            };
+            control.addTo(map);
+        })();
+        {% endmacro %}
+        """
     )
-    return folium.GeoJson(
-        {"type": "FeatureCollection", "features": features}, marker=marker, tooltip=tooltip, control=False
-    )
+
+    def __init__(self, html_text: str, *, position: str, css: str = "") -> None:
+        super().__init__()
+        self._name = "MapControl"
+        self.html = html_text
+        self.position = position
+        self.css = css
 
 
 def _home_marker(lat: float, lon: float, color: str, label: str, card: str) -> folium.Marker:
@@ -400,35 +643,53 @@ def _largest_deviation(plan: Plan, row: dict[str, Any]) -> tuple[str, float]:
     return best
 
 
-def _legend_html(plan: Plan, territories: pd.DataFrame, colors: Sequence[str], labels: Sequence[str]) -> str:
+def _legend_html(
+    plan: Plan,
+    territories: pd.DataFrame,
+    colors: Sequence[str],
+    labels: Sequence[str],
+    bounds: Sequence[list[list[float]] | None],
+    all_bounds: list[list[float]] | None,
+) -> str:
+    """Legend: one row per rep with its loads and largest deviation; a click on a row zooms to the territory."""
     balance = plan.dataset.scenario.balance
+    metrics = plan.metrics
     rows = []
-    for row, color, label in zip(territories.to_dict("records"), colors, labels, strict=True):
+    for row, color, label, box in zip(territories.to_dict("records"), colors, labels, bounds, strict=True):
         metric, deviation = _largest_deviation(plan, row)
         rule = balance.get(metric)
+        zoom = f' data-bounds="{json.dumps(box)}" title="zoom to this territory"' if box else ""
+        cells = "".join(
+            f'<td class="num">{_number(row[m], 0 if m in ("accounts", "potential") else 1)}</td>' for m in metrics
+        )
         rows.append(
-            "<tr>"
+            f"<tr{zoom}>"
             f"<td>{_swatch(color)}</td>"
             f'<td class="rep">{_text(label)}</td>'
             f"<td>{_text(row['segment'])}</td>"
             f'<td class="num">{_number(row["fte"], 2)}</td>'
-            f'<td class="num">{_number(row["accounts"])}</td>'
-            f'<td class="num">{_number(row["potential"])}</td>'
-            f'<td class="num">{_number(row["workload"])}</td>'
+            f"{cells}"
             f'<td class="num" title="{_text(metric)}">{_deviation(deviation, rule)}'
             f"{' ' + _text(metric) if metric else ''}</td>"
             "</tr>"
         )
+    headers = "".join(f"<th>{_text(m.replace('_', ' ').capitalize())}</th>" for m in metrics)
+    everything = (
+        f' <button type="button" class="plan-zoom-all" data-bounds="{json.dumps(all_bounds)}">All</button>'
+        if all_bounds
+        else ""
+    )
     return (
-        '<div id="plan-legend" class="plan-legend"><details open><summary>Territories</summary>'
+        '<div class="plan-legend"><details open><summary>Territories'
+        f'<span class="plan-legend-hint"> (click a rep to zoom)</span>{everything}</summary>'
         '<div class="plan-legend-body"><table>'
-        "<thead><tr><th></th><th>Rep</th><th>Segment</th><th>FTE</th><th>Accounts</th><th>Potential</th>"
-        '<th>Workload</th><th title="largest deviation from target among balanced metrics">Max dev.</th></tr>'
+        f"<thead><tr><th></th><th>Rep</th><th>Segment</th><th>FTE</th>{headers}"
+        '<th title="largest deviation from target among balanced metrics">Max dev.</th></tr>'
         "</thead><tbody>" + "".join(rows) + "</tbody></table></div></details></div>"
     )
 
 
-def _title_html(heading: str, summary: dict[str, Any]) -> str:
+def _title_html(heading: str, summary: dict[str, Any], status_note: str | None = None) -> str:
     gap = summary.get("gap")
     parts = [
         f"status {_text(summary.get('status'))}",
@@ -437,12 +698,14 @@ def _title_html(heading: str, summary: dict[str, Any]) -> str:
         f"{summary.get('reps', 0):,} reps",
     ]
     moves = summary.get("moves") or {}
-    if moves.get("baseline"):
-        parts.append(f"{moves.get('accounts_moved', 0):,} moved")
+    if status_note is not None:
+        parts.append(_text(status_note))
+    elif moves.get("baseline"):
+        parts.append(f"{moves.get('accounts_moved', 0):,} moved (outlined)")
     within = summary.get("all_within_tolerance")
     parts.append("all balance rules met" if within else "some balance rules missed")
     return (
-        '<div id="plan-title" class="plan-title">'
+        '<div class="plan-title">'
         f'<div class="plan-title-heading">{_text(heading)}</div>'
         f'<div class="plan-title-status">{" &middot; ".join(parts)}</div></div>'
     )
@@ -450,40 +713,28 @@ def _title_html(heading: str, summary: dict[str, Any]) -> str:
 
 _LEGEND_CSS = """
 <style>
-.plan-title {position: fixed; top: 10px; left: 50%; transform: translateX(-50%); z-index: 1000;
-  background: rgba(255,255,255,0.92); padding: 6px 14px; border-radius: 6px;
-  box-shadow: 0 1px 5px rgba(0,0,0,0.35); font: 13px/1.35 sans-serif; text-align: center; pointer-events: none;}
+.plan-control {font: 12px/1.3 sans-serif;}
+.plan-title {background: rgba(255,255,255,0.92); padding: 6px 12px; border-radius: 6px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35); font: 13px/1.35 sans-serif; max-width: 46vw;}
 .plan-title-heading {font-size: 16px; font-weight: 600;}
 .plan-title-status {color: #444;}
-.plan-legend {position: fixed; bottom: 24px; right: 10px; z-index: 1000; background: rgba(255,255,255,0.94);
-  padding: 6px 8px; border-radius: 6px; box-shadow: 0 1px 5px rgba(0,0,0,0.35); font: 12px/1.3 sans-serif;}
+.plan-legend {background: rgba(255,255,255,0.94); padding: 6px 8px; border-radius: 6px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35);}
 .plan-legend summary {font-weight: 600; cursor: pointer;}
+.plan-legend-hint {font-weight: normal; color: #666;}
 .plan-legend-body {max-height: 40vh; overflow-y: auto; margin-top: 4px;}
 .plan-legend table {border-collapse: collapse;}
 .plan-legend th {position: sticky; top: 0; background: #fff; text-align: left; padding: 1px 5px;}
 .plan-legend td {padding: 1px 5px; white-space: nowrap;}
+.plan-legend tr[data-bounds] {cursor: zoom-in;}
+.plan-legend tr[data-bounds]:hover {background: #eef;}
 .plan-legend td.num {text-align: right;}
 .plan-legend .over {color: #c00; font-weight: 600;}
+.plan-zoom-all {font: 11px sans-serif; margin-left: 6px; cursor: zoom-out;}
+.account-card th {text-align: left; padding-right: 8px; font-weight: 600;}
 .territory-home {background: none; border: none;}
 </style>
 """
-
-
-class _Overlay(MacroElement):
-    """Fixed HTML (legend, title) laid over the map, with optional CSS in the page head."""
-
-    _template = Template(
-        """
-        {% macro header(this, kwargs) %}{{ this.css }}{% endmacro %}
-        {% macro html(this, kwargs) %}{{ this.body }}{% endmacro %}
-        """
-    )
-
-    def __init__(self, css: str, body: str) -> None:
-        super().__init__()
-        self._name = "PlanOverlay"
-        self.css = css
-        self.body = body
 
 
 # ------------------------------------------------------------------- formatting

@@ -28,9 +28,46 @@ from models.plan import Plan
 logger = logging.getLogger(__name__)
 
 PLAN_FILES = ("assignments.csv", "territories.csv", "summary.json", "set_aside.csv")
+#: Files `territory solve` adds through ``extra`` writers (maps.write_plan_map, maps.report, models.plan_excel);
+#: not required by :func:`read_plan`, so folders written without them still read.
+RENDERED_FILES = ("map.html", "report.html", "plan.xlsx")
+
 
 #: A writer gets the temporary plan folder and the plan, and writes one file into it.
 ExtraWriter = Callable[[Path, Plan], None]
+
+
+def write_atomic(path: Path | str, write: Callable[[Path], None]) -> Path:
+    """Write one file whole or not at all: ``write`` fills a temporary file beside it, renamed into place.
+
+    Parameters
+    ----------
+    path
+        The file to write; an existing file is replaced only once the new one is complete.
+    write
+        Called with the temporary path; writes the whole file there.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-{os.getpid()}-", suffix=path.suffix, dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp makes it private; a plan file is shared like any other
+        with open(tmp, "rb") as stream:
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter] | None = None) -> Path:

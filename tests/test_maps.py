@@ -1,7 +1,11 @@
-"""Folium rendering of a plan: layers, areas, markers, legend, colours."""
+"""Folium rendering of a plan: layers, areas, markers, legend, colours, offline pages, side-by-side maps.
+
+The small named plans here (:func:`three_cities_plan`) are shared with the report, workbook and browser tests.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -12,8 +16,10 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from maps import build_plan_map, territory_colors, write_plan_map
-from maps.plan_map import MOVED_OUTLINE, territory_area
+from maps import build_compare_map, build_plan_map, territory_colors, write_compare_map, write_plan_map
+from maps.assets import OfflineAssetError, inline_assets, remote_assets
+from maps.compare_map import SyncViews, changed_accounts
+from maps.plan_map import MOVED_OUTLINE, AccountLayer, MapControl, territory_area
 from models.dataset import Dataset
 from models.plan import Plan, SolveReport
 from models.scenario import Scenario
@@ -63,8 +69,7 @@ def _reps(rows: list[tuple[str, str, float, float, str, float]]) -> pd.DataFrame
     return frame
 
 
-@pytest.fixture(scope="module")
-def three_cities() -> Plan:
+def three_cities_plan() -> Plan:
     """Nine accounts around Lisbon (4), Porto (4) and Faro (1); one rep per city.
 
     Carla (Faro) holds a single account; A4 sits in Lisbon with Ana but its
@@ -104,8 +109,67 @@ def three_cities() -> Plan:
     return Plan(dataset=dataset, rep_index=rep_index, report=_report(9))
 
 
+def custom_metric_plan(*, name: str = "t", first_rep_name: str | None = None) -> Plan:
+    """The three cities with a custom balanced metric (``revenue_last_year``), as a scenario may add."""
+    plan = three_cities_plan()
+    reps = plan.dataset.reps.copy()
+    if first_rep_name is not None:
+        reps.loc[0, "name"] = first_rep_name
+    accounts = plan.dataset.accounts.assign(revenue_last_year=np.arange(9, dtype=float) * 10.5)
+    scenario = Scenario.model_validate(
+        {
+            "name": name,
+            "data": {"accounts": "a.csv", "reps": "r.csv"},
+            "balance": {
+                "accounts": {"tolerance_pct": 10},
+                "revenue_last_year": {"column": "LastYear", "tolerance_pct": 15},
+            },
+        }
+    )
+    return Plan(
+        dataset=Dataset(accounts=accounts, reps=reps, scenario=scenario), rep_index=plan.rep_index, report=plan.report
+    )
+
+
+@pytest.fixture(scope="module")
+def three_cities() -> Plan:
+    """See :func:`three_cities_plan`."""
+    return three_cities_plan()
+
+
 def _groups(fmap: folium.Map) -> list[folium.FeatureGroup]:
     return [child for child in fmap._children.values() if isinstance(child, folium.FeatureGroup)]
+
+
+def _account_layers(group: folium.FeatureGroup) -> list[AccountLayer]:
+    return [child for child in group._children.values() if isinstance(child, AccountLayer)]
+
+
+def _accounts_drawn(fmap: folium.Map) -> dict[str, dict]:
+    """Account id -> what the page gets for it (its layer's columns at its row), across all territories."""
+    out = {}
+    for group in _groups(fmap):
+        for layer in _account_layers(group):
+            data = layer.data
+            for i, account_id in enumerate(data["id"]):
+                out[account_id] = {
+                    "layer": group.layer_name,
+                    "name": data["name"][i],
+                    "radius": data["radius"][i],
+                    "note": data["notes"][data["note"][i]],
+                    "highlight": i in data["highlight"],
+                    "values": {v["label"]: v["data"][i] for v in data["values"]},
+                }
+    return out
+
+
+def _controls(fmap: folium.Map) -> dict[str, str]:
+    """'legend' and 'title' HTML of the map's controls."""
+    out = {}
+    for child in fmap._children.values():
+        if isinstance(child, MapControl):
+            out["legend" if "plan-legend" in child.html else "title"] = child.html
+    return out
 
 
 def _geojson_features(group: folium.FeatureGroup, kind: str) -> list[dict]:
@@ -143,22 +207,26 @@ def test_one_area_per_territory_covering_its_accounts(three_cities: Plan) -> Non
 
 def test_one_marker_per_account_in_its_territory_layer(three_cities: Plan) -> None:
     fmap = build_plan_map(three_cities)
-    per_group = {group.layer_name: _geojson_features(group, "account") for group in _groups(fmap)}
-    counts = {k: len(v) for k, v in per_group.items()}
+    drawn = _accounts_drawn(fmap)
+    assert sorted(drawn) == [f"A{i}" for i in range(1, 10)]
+    counts = {
+        layer: sum(1 for a in drawn.values() if a["layer"] == layer) for layer in {a["layer"] for a in drawn.values()}
+    }
     assert counts == {"Ana Lima (R1)": 4, "Bruno Costa (R2)": 4, "Carla Reis (R3)": 1}
-    ids = sorted(f["properties"]["account_id"] for features in per_group.values() for f in features)
-    assert ids == [f"A{i}" for i in range(1, 10)]
-    html = fmap.get_root().render()
-    assert html.count('"kind": "account"') == 9
-    assert html.count("new L.CircleMarker(latlng, opts)") == 3  # one marker template per territory layer
+    assert [len(_account_layers(g)) for g in _groups(fmap)] == [1, 1, 1]
+    page = fmap.get_root().render()
+    assert page.count("L.featureGroup(markers)") == 3  # one account layer script per territory
+
+
+def test_account_columns_carry_every_reported_metric(three_cities: Plan) -> None:
+    drawn = _accounts_drawn(build_plan_map(three_cities))
+    assert drawn["A2"]["values"] == {"Potential": 2000.0, "Workload": 11.0}
+    assert drawn["A2"]["name"] == "Lisbon customer 1"
 
 
 def test_marker_radius_grows_with_potential_within_bounds(three_cities: Plan) -> None:
-    fmap = build_plan_map(three_cities)
-    features = [f for group in _groups(fmap) for f in _geojson_features(group, "account")]
-    by_potential = sorted(
-        (float(f["properties"]["potential"].replace(",", "")), f["properties"]["style"]["radius"]) for f in features
-    )
+    drawn = _accounts_drawn(build_plan_map(three_cities))
+    by_potential = sorted((a["values"]["Potential"], a["radius"]) for a in drawn.values())
     radii = [radius for _, radius in by_potential]
     assert radii == sorted(radii)
     assert 3.0 <= radii[0] < radii[-1] == 9.0
@@ -166,17 +234,13 @@ def test_marker_radius_grows_with_potential_within_bounds(three_cities: Plan) ->
 
 def test_moved_account_has_a_black_outline(three_cities: Plan) -> None:
     fmap = build_plan_map(three_cities)
-    features = {f["properties"]["account_id"]: f for g in _groups(fmap) for f in _geojson_features(g, "account")}
-    moved = features["A4"]
-    assert moved["properties"]["moved"] is True
-    assert moved["properties"]["baseline"] == "moved from R2"
-    assert {k: moved["properties"]["style"][k] for k in MOVED_OUTLINE} == MOVED_OUTLINE
-    for account_id, feature in features.items():
-        if account_id != "A4":
-            assert "color" not in feature["properties"]["style"], account_id
-    assert features["A8"]["properties"]["baseline"] == "kept"
-    html = fmap.get_root().render()
-    assert html.count('"color": "#000000"') == 1
+    drawn = _accounts_drawn(fmap)
+    assert [k for k, a in drawn.items() if a["highlight"]] == ["A4"]
+    assert drawn["A4"]["note"] == "moved from R2"
+    assert drawn["A8"]["note"] == "kept"
+    layers = [layer for g in _groups(fmap) for layer in _account_layers(g)]
+    assert all(layer.outline == MOVED_OUTLINE for layer in layers)
+    assert "1 moved (outlined)" in _controls(fmap)["title"]
 
 
 def test_home_bases_are_star_markers_in_the_territory_colour(three_cities: Plan) -> None:
@@ -204,31 +268,42 @@ def test_territory_card_holds_kpis(three_cities: Plan) -> None:
 
 
 def test_legend_lists_every_rep_and_title_shows_status(three_cities: Plan) -> None:
-    html = build_plan_map(three_cities).get_root().render()
-    legend = re.search(r'<div id="plan-legend".*?</table>', html, flags=re.S)
-    assert legend is not None
-    rows = re.findall(r'<td class="rep">(.*?)</td>', legend.group(0))
+    controls = _controls(build_plan_map(three_cities))
+    legend = controls["legend"]
+    rows = re.findall(r'<td class="rep">(.*?)</td>', legend)
     assert rows == ["Ana Lima (R1)", "Bruno Costa (R2)", "Carla Reis (R3)"]
     for color in territory_colors(3):
-        assert f"background:{color}" in legend.group(0)
-    title = re.search(r'<div id="plan-title".*?</div></div>', html, flags=re.S)
-    assert title is not None
-    assert ">t<" in title.group(0) and "status optimal" in title.group(0) and "gap 0.00%" in title.group(0)
-    assert "1 moved" in title.group(0)
+        assert f"background:{color}" in legend
+    headers = re.findall(r"<th>(.*?)</th>", legend)
+    assert headers[:6] == ["", "Rep", "Segment", "FTE", "Accounts", "Potential"] and headers[6] == "Workload"
+    title = controls["title"]
+    assert ">t<" in title and "status optimal" in title and "gap 0.00%" in title
 
 
 def test_legend_shows_largest_deviation_among_balanced_metrics(three_cities: Plan) -> None:
-    html = build_plan_map(three_cities).get_root().render()
+    legend = _controls(build_plan_map(three_cities))["legend"]
     territories = three_cities.territories().set_index("rep_id")
     devs = territories.loc["R3", ["accounts_deviation_pct", "potential_deviation_pct"]]
     worst = devs.abs().idxmax().removesuffix("_deviation_pct")
-    assert f"{devs.loc[f'{worst}_deviation_pct']:+.1f}%" in html
+    carla = re.search(r"<tr[^>]*>(?:(?!</tr>).)*Carla Reis \(R3\).*?</tr>", legend).group(0)
+    assert f"{devs.loc[f'{worst}_deviation_pct']:+.1f}%" in carla and carla.endswith(f" {worst}</td></tr>")
+
+
+def test_legend_rows_zoom_to_their_territory(three_cities: Plan) -> None:
+    """Fit-to-territory view: each legend row carries its territory's bounds, 'All' the whole plan's."""
+    legend = _controls(build_plan_map(three_cities))["legend"]
+    boxes = [json.loads(b) for b in re.findall(r'<tr data-bounds="(.*?)"', legend)]
+    assert len(boxes) == 3
+    (south, west), (north, east) = boxes[2]  # Carla: one account at Faro and her home base there
+    assert south < 37.02 < north and west < -7.93 < east
+    assert north - south < 0.2
+    everything = json.loads(re.search(r'class="plan-zoom-all" data-bounds="(.*?)"', legend).group(1))
+    assert everything == [[pytest.approx(37.02), pytest.approx(-9.14)], [pytest.approx(41.18), pytest.approx(-7.93)]]
 
 
 def test_custom_title_and_fit_bounds(three_cities: Plan) -> None:
     fmap = build_plan_map(three_cities, title="Q3 redesign")
-    html = fmap.get_root().render()
-    assert "Q3 redesign" in html
+    assert "Q3 redesign" in _controls(fmap)["title"]
     fits = [c for c in fmap._children.values() if type(c).__name__ == "FitBounds"]
     assert len(fits) == 1
     (south, west), (north, east) = fits[0].bounds
@@ -281,12 +356,12 @@ def test_degenerate_territories_and_unsafe_names() -> None:
     groups = _groups(fmap)
     assert [g.layer_name for g in groups] == ["O&#x27;Neil &lt;admin&gt; (R1)", "R2", "Idle (R3)"]
     assert [len(_geojson_features(g, "territory")) for g in groups] == [1, 1, 0]
-    assert [len(_geojson_features(g, "account")) for g in groups] == [2, 3, 0]
+    assert [sum(len(layer.data["id"]) for layer in _account_layers(g)) for g in groups] == [2, 3, 0]
     for group in groups[:2]:
         polygon = shape(_geojson_features(group, "territory")[0]["geometry"])
         assert polygon.geom_type == "Polygon" and polygon.area > 0
     html = fmap.get_root().render()
-    names = [f["properties"]["name"] for f in _geojson_features(groups[0], "account")]
+    names = _account_layers(groups[0])[0].data["name"]
     assert names[0] == "&lt;b&gt;Acme&lt;/b&gt; &amp; &#96;co&#96; &#36;{x}"
     assert "<b>Acme</b>" not in html and "${x}" not in html
     assert "gap 50.00%" in html
@@ -303,11 +378,9 @@ def test_account_without_current_rep_is_drawn_as_unowned() -> None:
         rep_index=np.array([0, 0]),
         report=_report(2),
     )
-    features = {
-        f["properties"]["account_id"]: f for g in _groups(build_plan_map(plan)) for f in _geojson_features(g, "account")
-    }
-    assert features["U1"]["properties"]["baseline"] == "no current rep"
-    assert features["U1"]["properties"]["moved"] is False
+    drawn = _accounts_drawn(build_plan_map(plan))
+    assert drawn["U1"]["note"] == "no current rep"
+    assert drawn["U1"]["highlight"] is False
 
 
 @pytest.mark.parametrize("count", [1, 2, 3])
@@ -356,4 +429,81 @@ def test_write_plan_map_works_as_an_extra_writer_of_a_plan_folder(three_cities: 
     from models.plan_io import write_plan
 
     folder = write_plan(three_cities, tmp_path / "plan", extra={"map.html": write_plan_map})
-    assert (folder / "map.html").read_text(encoding="utf-8").count('"kind": "account"') == 9
+    page = (folder / "map.html").read_text(encoding="utf-8")
+    assert page.count("L.featureGroup(markers)") == 3 and page.count('"kind": "territory"') == 3
+
+
+def test_territory_drawn_as_its_unit_polygons_when_the_plan_has_them() -> None:
+    """A plan built on geographic units draws each territory as its dissolved units, not a hull of its accounts."""
+    plan = three_cities_plan()
+    squares = [shapely.box(-9.5, 38.5, -8.8, 39.0), shapely.box(-8.9, 40.9, -8.3, 41.5), None]
+    plan.__dict__["territory_shapes"] = squares  # what Plan.territory_shapes gives for a unit plan
+    groups = _groups(build_plan_map(plan))
+    for group, square in zip(groups[:2], squares[:2], strict=True):
+        drawn = shape(_geojson_features(group, "territory")[0]["geometry"])
+        assert drawn.equals(square)
+    carla = shape(_geojson_features(groups[2], "territory")[0]["geometry"])  # no unit shape: hull of her account
+    assert carla.contains(shapely.Point(-7.93, 37.02))
+
+
+def test_offline_page_loads_nothing_from_the_network(three_cities: Plan, tmp_path: Path) -> None:
+    online = build_plan_map(three_cities).get_root().render()
+    assert any("leaflet.js" in url for url in remote_assets(online))
+    write_plan_map(tmp_path / "map.html", three_cities, offline=True)
+    page = (tmp_path / "map.html").read_text(encoding="utf-8")
+    assert remote_assets(page) == []
+    assert "tile.openstreetmap.org" not in page and "basemaps.cartocdn.com" not in page
+    assert "/* leaflet.js */" in page and "/* jquery-3.7.1.min.js */" in page and "/* leaflet.css */" in page
+    assert "url(data:image/png;base64," in page  # the layer switch icon of leaflet.css, inlined
+    assert "bootstrap" not in page.lower()
+
+
+def test_offline_refuses_a_remote_asset_no_package_provides() -> None:
+    page = '<html><head><script src="https://example.org/lib/unknown-plugin.js"></script></head></html>'
+    with pytest.raises(OfflineAssetError, match=r"unknown-plugin\.js"):
+        inline_assets(page)
+    cluster = '<script src="https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0/leaflet.markercluster.js"></script>'
+    assert "MarkerClusterGroup" in inline_assets(cluster)
+
+
+def _moved_plan(plan: Plan, moves: dict[int, int]) -> Plan:
+    """The same accounts with some of them given to another rep (account row -> rep row)."""
+    rep_index = plan.rep_index.copy()
+    for row, rep in moves.items():
+        rep_index[row] = rep
+    return Plan(dataset=plan.dataset, rep_index=rep_index, report=plan.report)
+
+
+def test_changed_accounts_names_where_the_other_plan_puts_them(three_cities: Plan) -> None:
+    other = _moved_plan(three_cities, {0: 1})  # A1: Ana -> Bruno
+    rep_of = [pd.Series(p.rep_ids, index=p.dataset.accounts["account_id"]) for p in (three_cities, other)]
+    flags, notes = changed_accounts(rep_of, 0, ["A", "B"])
+    assert flags.tolist() == [True] + [False] * 8
+    assert notes[0] == "B: R2" and notes[1] == "same in B"
+    flags, notes = changed_accounts(rep_of, 1, ["A", "B"])
+    assert flags.sum() == 1 and notes[0] == "A: R1"
+    fewer = rep_of[1].drop("A9")
+    flags, notes = changed_accounts([rep_of[0], fewer], 0, ["A", "B"])
+    assert notes[8] == "not in B" and not flags[8]
+
+
+def test_compare_map_two_synchronised_maps_with_changes_outlined(three_cities: Plan, tmp_path: Path) -> None:
+    other = _moved_plan(three_cities, {0: 1, 4: 0})
+    figure = build_compare_map([three_cities, other], ["today", "proposal"])
+    maps = [c for c in figure._children.values() if isinstance(c, folium.Map)]
+    assert len(maps) == 2
+    assert [m.left for m in maps] == [(0.0, "%"), (50.0, "%")]
+    sync = [c for c in maps[1]._children.values() if isinstance(c, SyncViews)]
+    assert len(sync) == 1 and sync[0].maps == maps
+    for fmap in maps:
+        drawn = _accounts_drawn(fmap)
+        assert sorted(k for k, a in drawn.items() if a["highlight"]) == ["A1", "A5"]
+        assert "2 accounts placed differently" in _controls(fmap)["title"]
+    assert "proposal: t" in _controls(maps[1])["title"]
+    path = write_compare_map([three_cities, other], ["today", "proposal"], tmp_path / "compare.html", offline=True)
+    page = path.read_text(encoding="utf-8")
+    assert remote_assets(page) == [] and page.count("L.featureGroup(markers)") == 6
+    with pytest.raises(ValueError, match="two to"):
+        build_compare_map([three_cities], ["only"])
+    with pytest.raises(ValueError, match="one label per plan"):
+        build_compare_map([three_cities, other], ["a"])

@@ -1,0 +1,209 @@
+"""Open the engine's pages in headless Chromium: errors, render time, screenshots.
+
+Used by the browser tests, the render benchmark and the README's pictures, so
+all three see the pages the same way. It drives the system's Chromium (Debian's
+``chromium`` package) through Playwright's Python package with
+``executable_path``; it never downloads a browser. Requests that leave the
+machine are blocked and recorded (file pages and localhost pass), so a page
+that still needs the network shows up as blocked requests and broken rendering
+instead of quietly loading from a CDN.
+
+Make the README's pictures of a plan folder (written by ``territory solve``)::
+
+    python -m maps.screenshot plans/example --out docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+#: Debian's chromium package; override with the CHROMIUM environment variable.
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+#: Headless, sandbox-free (root in CI), and quiet: no background traffic of the browser's own.
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+#: Hosts a page may reach: this machine only.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+#: Browser window size for pages and screenshots.
+VIEWPORT = {"width": 1400, "height": 900}
+
+# Wait until the browser has painted twice after the load event: the canvas drawn by Leaflet is on screen.
+_PAINTED = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => done(true))))"
+
+
+@dataclass
+class PageCheck:
+    """What happened when a page was opened.
+
+    Attributes
+    ----------
+    path
+        The page opened.
+    seconds
+        From the start of navigation to the second paint after the load event
+        (the load event waits for embedded frames such as the report's map).
+    errors
+        Uncaught JavaScript exceptions and console errors, of the page and its frames.
+    blocked
+        URLs of requests that tried to leave the machine (aborted).
+    screenshot
+        The PNG written, if one was asked for.
+    """
+
+    path: Path
+    seconds: float
+    errors: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    screenshot: Path | None = None
+
+
+def chromium_path() -> str:
+    """The Chromium executable: ``$CHROMIUM``, else Debian's, else ``chromium`` on PATH.
+
+    Raises
+    ------
+    FileNotFoundError
+        No Chromium is installed; the message says how to install it.
+    """
+    candidate = os.environ.get("CHROMIUM") or DEFAULT_CHROMIUM
+    if Path(candidate).is_file():
+        return candidate
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    raise FileNotFoundError(
+        f"no Chromium at {candidate}: install Debian's package (apt-get install -y chromium) "
+        "or set CHROMIUM to the browser's path"
+    )
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium (a Playwright ``Browser``), closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=list(CHROMIUM_ARGS), headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def is_local(url: str) -> bool:
+    """Whether a request stays on this machine (file, data and blob URLs, localhost)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("file", "data", "blob", "about"):
+        return True
+    return parsed.hostname in LOCAL_HOSTS
+
+
+def open_page(
+    browser: Any,
+    path: Path | str,
+    *,
+    screenshot: Path | str | None = None,
+    viewport: dict[str, int] | None = None,
+    timeout_s: float = 60.0,
+) -> tuple[PageCheck, Any]:
+    """Open a page with the network blocked; return what happened and the live page.
+
+    Parameters
+    ----------
+    browser
+        From :func:`chromium`.
+    path
+        The HTML file.
+    screenshot
+        Write a PNG of the window here once the page has painted.
+    viewport
+        Window size; default :data:`VIEWPORT`.
+    timeout_s
+        Give up loading after this long.
+
+    Returns
+    -------
+    (PageCheck, playwright Page)
+        The page stays open for further checks; close it (or its context) when done.
+    """
+    path = Path(path).resolve()
+    context = browser.new_context(viewport=viewport or VIEWPORT)
+    page = context.new_page()
+    check = PageCheck(path=path, seconds=float("nan"))
+
+    def route(request_route: Any) -> None:
+        url = request_route.request.url
+        if is_local(url):
+            request_route.continue_()
+        else:
+            check.blocked.append(url)
+            request_route.abort()
+
+    context.route("**/*", route)
+    page.on("pageerror", lambda exc: check.errors.append(f"uncaught: {exc}"))
+    page.on("console", lambda msg: check.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    start = time.perf_counter()
+    page.goto(path.as_uri(), wait_until="load", timeout=timeout_s * 1000)
+    page.evaluate(_PAINTED)
+    check.seconds = time.perf_counter() - start
+    if screenshot is not None:
+        check.screenshot = Path(screenshot)
+        page.screenshot(path=str(check.screenshot))
+    logger.info(
+        "%s rendered in %.2f s (%d errors, %d blocked)", path.name, check.seconds, len(check.errors), len(check.blocked)
+    )
+    return check, page
+
+
+def render(
+    path: Path | str, *, screenshot: Path | str | None = None, viewport: dict[str, int] | None = None
+) -> PageCheck:
+    """Open one page in a fresh headless Chromium (see :func:`open_page`) and close it again."""
+    with chromium() as browser:
+        check, page = open_page(browser, path, screenshot=screenshot, viewport=viewport)
+        page.context.close()
+    return check
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Screenshots of a plan folder's map and report (``docs/example-map.png``, ``docs/example-report.png``)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("plan", type=Path, help="plan folder written by 'territory solve'")
+    parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for the PNGs (default: docs)")
+    parser.add_argument("--prefix", default="example", help="file name prefix (default: example)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    with chromium() as browser:
+        for page_name, height in (("map", 900), ("report", 1800)):
+            target = args.out / f"{args.prefix}-{page_name}.png"
+            check, page = open_page(
+                browser, args.plan / f"{page_name}.html", screenshot=target, viewport={"width": 1400, "height": height}
+            )
+            page.context.close()
+            if check.errors:
+                logger.warning("%s: %s", target, "; ".join(check.errors))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
