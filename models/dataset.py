@@ -26,10 +26,19 @@ import numpy as np
 import pandas as pd
 
 from models.errors import InputError, IssueCollector
-from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, AccountColumns, LoadedScenario, RepColumns, Scenario
+from models.scenario import (
+    ANY_SEGMENT,
+    BUILTIN_METRICS,
+    FORECAST_METRIC,
+    AccountColumns,
+    LoadedScenario,
+    RepColumns,
+    Scenario,
+)
 from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
 
 if TYPE_CHECKING:
+    from models.forecast import ForecastResult
     from models.units import UnitLayer
 
 logger = logging.getLogger(__name__)
@@ -47,7 +56,7 @@ ACCOUNT_FIELDS = (
     "parent_id",
 )
 SET_ASIDE_COLUMNS = ("account_id", "name", "row", "column", "reason")
-REP_FIELDS = ("rep_id", "name", "latitude", "longitude", "segment", "fte")
+REP_FIELDS = ("rep_id", "name", "latitude", "longitude", "segment", "fte", "quota_floor", "quota_cap")
 _STANDARD_NAMES = {"id"} | (set(ACCOUNT_FIELDS) | set(REP_FIELDS)) - {"account_id", "rep_id"}
 _TRUE = {"true", "yes", "y", "1", "x", "locked", "t"}
 _FALSE = {"false", "no", "n", "0", "", "f", "nan", "none"}
@@ -71,6 +80,10 @@ class Dataset:
     set_aside
         Accounts left out of the plan (``data.unusable_accounts: set_aside``):
         ``account_id, name, row, column, reason``.
+    forecast
+        The opportunities with their win probability and expected revenue
+        (``data.opportunities``); their sum per account is the accounts'
+        ``expected_revenue`` column. ``None`` without opportunities.
     """
 
     accounts: pd.DataFrame
@@ -79,6 +92,7 @@ class Dataset:
     source: Path | None = None
     set_aside: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(SET_ASIDE_COLUMNS)))
     units: UnitLayer | None = None
+    forecast: ForecastResult | None = None
 
     def metric_values(self, metric: str) -> np.ndarray:
         """Per-account values of a balance metric, in input units."""
@@ -252,7 +266,9 @@ def _blank_ids(ids: pd.Series, *, file: Path, column: str, issues: IssueCollecto
         issues.add(f"{what} id is blank", file=file, row=spreadsheet_row(index), column=column, hint="fill in the id")
 
 
-def _flags(series: pd.Series, *, file: Path, column: str, issues: IssueCollector) -> np.ndarray:
+def _flags(
+    series: pd.Series, *, file: Path, column: str, issues: IssueCollector, what: str = "locked flag"
+) -> np.ndarray:
     text = series.astype("string").fillna("").str.strip().str.lower()
     out = np.zeros(len(series), dtype=bool)
     for index, value in enumerate(text):
@@ -260,7 +276,7 @@ def _flags(series: pd.Series, *, file: Path, column: str, issues: IssueCollector
             out[index] = True
         elif value not in _FALSE:
             issues.add(
-                f"locked flag '{series.iloc[index]}' is not true or false",
+                f"{what} '{series.iloc[index]}' is not true or false",
                 file=file,
                 row=spreadsheet_row(index),
                 column=column,
@@ -357,6 +373,12 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
         out["fte"] = fte
     else:
         out["fte"] = 1.0
+    for limit in ("quota_floor", "quota_cap"):  # optional per-rep quota limits (blank: the scenario's)
+        if cols[limit]:
+            out[limit] = _numbers(
+                raw[cols[limit]], file=path, column=cols[limit], issues=issues, what=limit.replace("_", " "),
+                low=0.0, blank_ok=True,
+            )  # fmt: skip
     if scenario.segment_rules:
         known = {ANY_SEGMENT} | {rep for rule in scenario.segment_rules.values() for rep in rule.reps}
         for index, label in enumerate(out["segment"]):
@@ -414,7 +436,11 @@ def read_accounts(
     if "workload" in scenario.balance and not derived_workload:
         required.add("workload")
     cols = _find_columns(raw, ACCOUNT_FIELDS, mapping, "accounts", file=path, issues=issues, required=required)
-    custom = {name: rule.column for name, rule in scenario.balance.items() if name not in BUILTIN_METRICS}
+    custom = {
+        name: rule.column
+        for name, rule in scenario.balance.items()
+        if name not in BUILTIN_METRICS and name != FORECAST_METRIC  # the forecast fills expected_revenue
+    }
     for name, column in custom.items():
         _column_for(
             raw,
@@ -665,10 +691,22 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
     """
     scenario = loaded.scenario
     reps = read_reps(loaded.data_path(scenario.data.reps), scenario, scenario.data.reps_sheet)
+    if scenario.quota is not None:  # floors and caps against the target do not depend on the plan
+        from models.quota import check_quota_limits
+
+        check_quota_limits(
+            reps, scenario.quota, reps_file=loaded.data_path(scenario.data.reps), scenario_file=loaded.path
+        )
     accounts, set_aside = read_accounts(
         loaded.data_path(scenario.data.accounts), scenario, set(reps["rep_id"]), scenario.data.accounts_sheet
     )
     logger.info("dataset: %d accounts (%d set aside), %d reps", len(accounts), len(set_aside), len(reps))
+    forecast = None
+    if scenario.data.opportunities is not None:
+        from models.forecast import forecast_dataset
+
+        forecast = forecast_dataset(loaded, accounts, set(set_aside["account_id"]))
+        accounts = accounts.assign(**{FORECAST_METRIC: forecast.by_account(accounts["account_id"])})
     units = None
     needs_edges = scenario.territories.contiguous or scenario.objective.distance == "graph"
     if scenario.units.source != "accounts" or needs_edges:
@@ -676,5 +714,11 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
 
         units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges)
     return Dataset(
-        accounts=accounts, reps=reps, scenario=scenario, source=loaded.path, set_aside=set_aside, units=units
+        accounts=accounts,
+        reps=reps,
+        scenario=scenario,
+        source=loaded.path,
+        set_aside=set_aside,
+        units=units,
+        forecast=forecast,
     )

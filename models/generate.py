@@ -22,6 +22,7 @@ Columns use CRM-export names (``AccountId``, ``BillingLatitude``, ``OwnerId``
 
 from __future__ import annotations
 
+import datetime
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -320,6 +321,102 @@ def generate_accounts(n_accounts: int, reps: pd.DataFrame, rng: np.random.Genera
             "IsLocked": np.where(locked, "true", "false"),
             "ParentId": parent,
             "Metro": np.array([m.name for m in METROS])[metro],
+        }
+    )
+
+
+#: Generated deals per segment: mean sales cycle (days), open deals and closed deals per account (Poisson means).
+OPPORTUNITY_PROFILE = {"SMB": (45.0, 0.35, 0.8), "Mid": (90.0, 0.7, 1.0), "Enterprise": (180.0, 1.2, 1.3)}
+WIN_RATE = 0.35
+OPEN_STAGES = ("Prospecting", "Qualification", "Proposal", "Negotiation")
+
+
+def generate_opportunities(
+    accounts: pd.DataFrame, rng: np.random.Generator, as_of: datetime.date, history_days: int = 730
+) -> pd.DataFrame:
+    """Deals for generated accounts: today's open pipeline and the closed deals of the past years.
+
+    Each account gets a Poisson number of open and of closed deals by segment
+    (:data:`OPPORTUNITY_PROFILE`); amounts are a log-normal fraction (median a
+    quarter) of the account's potential, rounded to 100. Closed deals close on a
+    uniform day of the last ``history_days`` after a gamma-distributed cycle
+    whose mean is the segment's, and are won with probability
+    :data:`WIN_RATE`; open deals were opened up to one and a half cycles ago,
+    and their stage follows how far into the cycle they are.
+
+    Parameters
+    ----------
+    accounts
+        Accounts from :func:`generate_accounts` (``AccountId, Segment, AnnualRevenuePotential``).
+    rng
+        Random generator (explicit, for determinism).
+    as_of
+        The day the pipeline is exported: no deal is opened or closed after it.
+    history_days
+        How far back closed deals go.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``OpportunityId, AccountId, Amount, CreatedDate, StageName,
+        ExpectedCloseDate, ClosedDate, IsWon`` (dates as YYYY-MM-DD, blank
+        ``ClosedDate`` while open), ordered by account and opening date.
+    """
+    segment = accounts["Segment"].to_numpy(dtype=object)
+    potential = accounts["AnnualRevenuePotential"].to_numpy(dtype=float)
+    cycle = np.array([OPPORTUNITY_PROFILE[s][0] for s in segment])
+    n_open = rng.poisson([OPPORTUNITY_PROFILE[s][1] for s in segment])
+    n_closed = rng.poisson([OPPORTUNITY_PROFILE[s][2] for s in segment])
+    frames = []
+    for counts, is_open in ((n_open, True), (n_closed, False)):
+        owner = np.repeat(np.arange(len(accounts)), counts)
+        length = cycle[owner]
+        if is_open:
+            age = np.floor(rng.uniform(0.0, 1.5, len(owner)) * length)
+            opened_ago, closed_ago = age, np.full(len(owner), np.nan)
+            progress = age / length
+            stage = np.array(OPEN_STAGES)[np.minimum((progress * len(OPEN_STAGES)).astype(int), len(OPEN_STAGES) - 1)]
+            won = np.full(len(owner), "", dtype=object)
+        else:
+            duration = np.round(rng.gamma(4.0, length / 4.0))
+            closed_ago = np.floor(rng.uniform(0.0, history_days, len(owner)))
+            opened_ago = closed_ago + duration
+            is_won = rng.random(len(owner)) < WIN_RATE
+            stage = np.where(is_won, "Closed Won", "Closed Lost")
+            won = np.where(is_won, "true", "false").astype(object)
+        amount = np.maximum(np.round(potential[owner] * 0.25 * np.exp(rng.normal(0.0, 0.6, len(owner))), -2), 100.0)
+        expected_after = np.round(length * rng.uniform(0.8, 1.2, len(owner)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "account": owner,
+                    "AccountId": accounts["AccountId"].to_numpy()[owner],
+                    "Amount": amount.astype(np.int64),
+                    "opened_ago": opened_ago,
+                    "StageName": stage,
+                    "expected_ago": opened_ago - expected_after,
+                    "closed_ago": closed_ago,
+                    "IsWon": won,
+                }
+            )
+        )
+    deals = pd.concat(frames, ignore_index=True)
+    deals = deals.sort_values(["account", "opened_ago"], ascending=[True, False], kind="stable").reset_index(drop=True)
+    day = pd.Timestamp(as_of)
+
+    def dates(days_ago: pd.Series) -> pd.Series:
+        return (day - pd.to_timedelta(days_ago, unit="D")).dt.strftime("%Y-%m-%d").fillna("")
+
+    return pd.DataFrame(
+        {
+            "OpportunityId": [f"O{i + 1:07d}" for i in range(len(deals))],
+            "AccountId": deals["AccountId"],
+            "Amount": deals["Amount"],
+            "CreatedDate": dates(deals["opened_ago"]),
+            "StageName": deals["StageName"],
+            "ExpectedCloseDate": dates(deals["expected_ago"]),
+            "ClosedDate": dates(deals["closed_ago"]),
+            "IsWon": deals["IsWon"],
         }
     )
 

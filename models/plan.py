@@ -19,7 +19,8 @@ import pandas as pd
 from models.balance import balance_groups, deviation_pct, targets
 from models.dataset import Dataset, metric_values
 from models.geo import haversine_km
-from models.scenario import ANY_SEGMENT, BUILTIN_METRICS
+from models.quota import QuotaResult, plan_quotas
+from models.scenario import ANY_SEGMENT, BUILTIN_METRICS, FORECAST_METRIC
 
 #: Slack when checking tolerances on floats computed from the same data.
 TOLERANCE_EPS = 1e-9
@@ -130,9 +131,16 @@ class Plan:
 
     @property
     def metrics(self) -> list[str]:
-        """Metrics reported: the built-in ones plus custom balanced ones."""
+        """Metrics reported: the built-in ones, custom balanced ones, and expected revenue when forecast."""
         custom = [m for m in self.dataset.scenario.balance if m not in BUILTIN_METRICS]
+        if FORECAST_METRIC in self.dataset.accounts and FORECAST_METRIC not in custom:
+            custom.append(FORECAST_METRIC)
         return [*BUILTIN_METRICS, *custom]
+
+    @cached_property
+    def quotas(self) -> QuotaResult | None:
+        """Quotas from the scenario's ``quota`` section (``None`` without one); see :mod:`models.quota`."""
+        return plan_quotas(self) if self.dataset.scenario.quota is not None else None
 
     def loads(self, metric: str) -> np.ndarray:
         """Total of ``metric`` held by each rep."""
@@ -210,6 +218,10 @@ class Plan:
             table["segment_match_pct"] = np.round(100.0 * matches / counts, 3)
         for column, values in self.shape_kpis.items():
             table[column] = values
+        if self.quotas is not None:
+            table["quota"] = self.quotas.quota
+            table["quota_per_fte"] = np.round(self.quotas.quota / reps["fte"].to_numpy(float), 2)
+            table["quota_limit"] = self.quotas.limit
         return table
 
     @cached_property
@@ -373,6 +385,10 @@ class Plan:
             "segment_match_share": round(float(self.segment_match.mean()), 6),
             "geography": self._geography_summary(),
             "moves": self.moves(),
+            "forecast": self.dataset.forecast.summary() if self.dataset.forecast is not None else None,
+            "quota": self.quotas.summary(self.dataset.reps["rep_id"], self.dataset.reps["fte"].to_numpy(float))
+            if self.quotas is not None
+            else None,
         }
 
 

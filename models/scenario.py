@@ -8,6 +8,7 @@ as ``scenarios/scenario.schema.json`` (``territory schema`` prints it).
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import logging
 from pathlib import Path
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 #: Metrics every plan can balance without naming a column.
 BUILTIN_METRICS = ("accounts", "potential", "workload")
+#: The metric computed from the opportunities table by the forecast (see :mod:`models.forecast`).
+FORECAST_METRIC = "expected_revenue"
 #: The rep segment preference that accepts every account segment.
 ANY_SEGMENT = "any"
 
@@ -60,6 +63,29 @@ class RepColumns(_Strict):
     longitude: str | None = Field(None, description="Home-base longitude (default 'longitude').")
     segment: str | None = Field(None, description="Segment preference: a segment label or 'any' (default 'segment').")
     fte: str | None = Field(None, description="Capacity in FTE (default 'fte'; 1.0 when absent).")
+    quota_floor: str | None = Field(
+        None, description="This rep's lowest quota, overriding quota.floor (default 'quota_floor'; optional)."
+    )
+    quota_cap: str | None = Field(
+        None, description="This rep's highest quota, overriding quota.cap (default 'quota_cap'; optional)."
+    )
+
+
+class OpportunityColumns(_Strict):
+    """Which column of the opportunities table holds each field (unset: standard name)."""
+
+    id: str | None = Field(None, description="Unique opportunity id (default 'id').")
+    account_id: str | None = Field(None, description="Account id of the deal (default 'account_id').")
+    amount: str | None = Field(None, description="Deal value, zero or more (default 'amount').")
+    opened: str | None = Field(None, description="Date the deal was opened, YYYY-MM-DD (default 'opened').")
+    stage: str | None = Field(None, description="Sales stage label (default 'stage'; required for stage weights).")
+    expected_close: str | None = Field(
+        None, description="Expected close date, YYYY-MM-DD (default 'expected_close'; optional)."
+    )
+    closed: str | None = Field(
+        None, description="Date a closed deal was closed, blank while open (default 'closed'; optional)."
+    )
+    won: str | None = Field(None, description="Whether a closed deal was won, true/false (default 'won'; optional).")
 
 
 class Columns(_Strict):
@@ -67,6 +93,7 @@ class Columns(_Strict):
 
     accounts: AccountColumns = AccountColumns()
     reps: RepColumns = RepColumns()
+    opportunities: OpportunityColumns = OpportunityColumns()
 
 
 class DataPaths(_Strict):
@@ -76,6 +103,10 @@ class DataPaths(_Strict):
     reps: Path = Field(description="Reps table: .csv, .xlsx, .parquet, .geojson or .gpkg.")
     accounts_sheet: str | None = Field(None, description="Excel sheet or GeoPackage layer of the accounts.")
     reps_sheet: str | None = Field(None, description="Excel sheet or GeoPackage layer of the reps.")
+    opportunities: Path | None = Field(
+        None, description="Optional opportunities table (.csv, .xlsx, .parquet): the pipeline the forecast uses."
+    )
+    opportunities_sheet: str | None = Field(None, description="Excel sheet of the opportunities.")
     unusable_accounts: Literal["fail", "set_aside"] = Field(
         "fail",
         description=(
@@ -208,6 +239,107 @@ class Objective(_Strict):
     preference: float = Field(1.0, ge=0, description="Weight of soft segment-rule penalties.")
 
 
+class Forecast(_Strict):
+    """How each open opportunity's win probability, and so its expected revenue, is estimated."""
+
+    model: Literal["sales_cycle", "stage_weights"] = Field(
+        "sales_cycle",
+        description=(
+            "'sales_cycle': probability = days worked / average cycle length, capped; 'stage_weights': "
+            "probability given per sales stage."
+        ),
+    )
+    as_of: datetime.date | None = Field(
+        None, description="Date the forecast is made (YYYY-MM-DD); opened dates after it are refused. Default: today."
+    )
+    cycle_days: float | None = Field(
+        None, gt=0, description="Average sales cycle in days for every segment (sales_cycle model)."
+    )
+    cycle_days_by_segment: dict[str, float] | None = Field(
+        None, description="Average sales cycle in days per account segment; wins over cycle_days."
+    )
+    min_closed_deals: int = Field(
+        3,
+        ge=1,
+        description=(
+            "Segments without a given cycle estimate it from their closed (won) deals when they have at least "
+            "this many; else from all closed deals."
+        ),
+    )
+    cap: float = Field(0.9, gt=0, le=1, description="Highest win probability the sales-cycle model gives an open deal.")
+    stage_weights: dict[str, float] | None = Field(
+        None, description="Win probability (0 to 1) of an open deal per sales stage label (stage_weights model)."
+    )
+
+    @field_validator("cycle_days_by_segment")
+    @classmethod
+    def _positive_cycles(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        for label, days in value.items():
+            if not days > 0:
+                raise ValueError(f"cycle length for segment '{label}' must be above zero days, got {days}")
+        return {str(k).strip().lower(): float(v) for k, v in value.items()}
+
+    @field_validator("stage_weights")
+    @classmethod
+    def _probabilities(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        for label, weight in value.items():
+            if not 0 <= weight <= 1:
+                raise ValueError(f"weight of stage '{label}' must be between 0 and 1, got {weight}")
+        return {str(k).strip().lower(): float(v) for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _model_needs(self) -> Forecast:
+        if self.model == "stage_weights" and not self.stage_weights:
+            raise ValueError("model 'stage_weights' needs forecast.stage_weights: {<stage>: <probability>, ...}")
+        return self
+
+
+class Quota(_Strict):
+    """Quotas: the company target shared over territories in proportion to a blend of their metrics."""
+
+    target: int = Field(gt=0, description="Company target: the quotas sum to exactly this.")
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"potential": 1.0},
+        description=(
+            "Blend of territory shares: metric -> weight, e.g. {potential: 0.5, expected_revenue: 0.5}; a "
+            "territory's quota is proportional to the weighted sum of its shares of each metric's total."
+        ),
+    )
+    rounding: int = Field(1000, ge=1, description="Every quota is a multiple of this (the target must be too).")
+    floor: float | None = Field(
+        None, ge=0, description="Lowest quota of a full-time rep (scaled by FTE); a reps column may override it."
+    )
+    cap: float | None = Field(
+        None, gt=0, description="Highest quota of a full-time rep (scaled by FTE); a reps column may override it."
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if not weight >= 0:
+                raise ValueError(f"weight of '{name}' must be zero or more, got {weight}")
+        if not sum(value.values()) > 0:
+            raise ValueError("at least one weight must be above zero")
+        return value
+
+    @model_validator(mode="after")
+    def _multiple(self) -> Quota:
+        if self.target % self.rounding:
+            low = self.target // self.rounding * self.rounding
+            raise ValueError(
+                f"target {self.target:,} is not a multiple of rounding {self.rounding:,}, so rounded quotas "
+                f"cannot sum to it: use {low:,} or {low + self.rounding:,}, or a finer rounding"
+            )
+        if self.floor is not None and self.cap is not None and self.floor > self.cap:
+            raise ValueError(f"floor {self.floor:g} is above cap {self.cap:g}")
+        return self
+
+
 class Solver(_Strict):
     """CP-SAT settings."""
 
@@ -259,6 +391,10 @@ class Scenario(_Strict):
     territories: Territories = Territories()
     objective: Objective = Objective()
     solver: Solver = Solver()
+    forecast: Forecast | None = Field(
+        None, description="Forecast model for the opportunities table (default with data.opportunities: sales_cycle)."
+    )
+    quota: Quota | None = Field(None, description="Quotas from a company target (written to territories.csv).")
 
     @field_validator("segment_rules")
     @classmethod
@@ -272,11 +408,35 @@ class Scenario(_Strict):
                 raise ValueError(
                     f"balance.{name}: built-in metric '{name}' takes no column; map it under columns.accounts"
                 )
+            if name == FORECAST_METRIC:
+                if rule.column is not None:
+                    raise ValueError(f"balance.{name}: the forecast computes '{name}'; it takes no column")
+                if self.data.opportunities is None:
+                    raise ValueError(f"balance.{name}: needs an opportunities table (data.opportunities)")
+                continue
             if name not in BUILTIN_METRICS and rule.column is None:
                 raise ValueError(
                     f"balance.{name}: custom metric needs 'column' (built-in metrics: {', '.join(BUILTIN_METRICS)})"
                 )
         return self
+
+    @model_validator(mode="after")
+    def _forecast_inputs(self) -> Scenario:
+        if self.forecast is not None and self.data.opportunities is None:
+            raise ValueError("forecast: needs an opportunities table (data.opportunities)")
+        if self.quota is not None:
+            known = {*BUILTIN_METRICS, FORECAST_METRIC, *self.balance}
+            for name in self.quota.weights:
+                if name not in known:
+                    raise ValueError(f"quota.weights.{name}: not a metric (use one of {', '.join(sorted(known))})")
+            if self.quota.weights.get(FORECAST_METRIC, 0) > 0 and self.data.opportunities is None:
+                raise ValueError(f"quota.weights.{FORECAST_METRIC}: needs an opportunities table (data.opportunities)")
+        return self
+
+    @property
+    def forecast_settings(self) -> Forecast:
+        """The forecast section, or its defaults when only an opportunities table is given."""
+        return self.forecast or Forecast()
 
     def with_solver(self, **changes: Any) -> Scenario:
         """Return a copy with solver settings changed (``None`` values ignored)."""
