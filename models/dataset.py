@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from models.errors import InputError, IssueCollector
+from models.headcount import apply_headcount, baseline_owners, read_plan_assignments, release_departed_locks
 from models.scenario import (
     ANY_SEGMENT,
     BUILTIN_METRICS,
@@ -84,6 +85,13 @@ class Dataset:
         The opportunities with their win probability and expected revenue
         (``data.opportunities``); their sum per account is the accounts'
         ``expected_revenue`` column. ``None`` without opportunities.
+    departed, hires
+        Reps who leave (``headcount.remove``: their accounts must move) and
+        open territories added for hires (``headcount.add``).
+    baseline
+        Where the accounts' ``current_rep`` (the plan in force) came from.
+    notes
+        Things the planner should know about the data (e.g. released locks).
     """
 
     accounts: pd.DataFrame
@@ -93,6 +101,10 @@ class Dataset:
     set_aside: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(SET_ASIDE_COLUMNS)))
     units: UnitLayer | None = None
     forecast: ForecastResult | None = None
+    departed: tuple[str, ...] = ()
+    hires: tuple[str, ...] = ()
+    baseline: str = "current_rep column"
+    notes: tuple[str, ...] = ()
 
     def metric_values(self, metric: str) -> np.ndarray:
         """Per-account values of a balance metric, in input units."""
@@ -671,13 +683,16 @@ def _check_family_locks(accounts: pd.DataFrame, path: Path, locked_column: str) 
     issues.raise_if_any()
 
 
-def load_dataset(loaded: LoadedScenario) -> Dataset:
+def load_dataset(loaded: LoadedScenario, baseline: pd.DataFrame | None = None, baseline_label: str = "") -> Dataset:
     """Read, validate and normalise the accounts and reps of a scenario.
 
     Parameters
     ----------
     loaded
         A scenario loaded with :func:`models.scenario.load_scenario`.
+    baseline, baseline_label
+        The plan in force (``account_id, rep_id``) and where it came from, when the caller solved or read it
+        (``continuity.baseline.scenario``, ``--baseline``); by default the scenario's ``continuity.baseline``.
 
     Returns
     -------
@@ -691,6 +706,7 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
     """
     scenario = loaded.scenario
     reps = read_reps(loaded.data_path(scenario.data.reps), scenario, scenario.data.reps_sheet)
+    reps, departed = apply_headcount(reps, scenario.headcount, loaded.path)
     if scenario.quota is not None:  # floors and caps against the target do not depend on the plan
         from models.quota import check_quota_limits
 
@@ -698,8 +714,23 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
             reps, scenario.quota, reps_file=loaded.data_path(scenario.data.reps), scenario_file=loaded.path
         )
     accounts, set_aside = read_accounts(
-        loaded.data_path(scenario.data.accounts), scenario, set(reps["rep_id"]), scenario.data.accounts_sheet
+        loaded.data_path(scenario.data.accounts),
+        scenario,
+        set(reps["rep_id"]) | set(departed),
+        scenario.data.accounts_sheet,
     )
+    choice = scenario.continuity.baseline
+    label = "current_rep column"
+    if baseline is None and not isinstance(choice, str) and choice.plan is not None:
+        folder = loaded.data_path(choice.plan)
+        baseline, baseline_label = read_plan_assignments(folder), f"plan folder {folder}"
+    if baseline is not None:
+        owners = baseline_owners(accounts, baseline, set(reps["rep_id"]) | set(departed), baseline_label)
+        accounts = accounts.assign(current_rep=owners)
+        label = baseline_label or "given baseline"
+    elif not isinstance(choice, str) and choice.scenario is not None:
+        label = f"current_rep column (the baseline scenario {choice.scenario} was not solved)"
+    notes = release_departed_locks(accounts, departed)
     logger.info("dataset: %d accounts (%d set aside), %d reps", len(accounts), len(set_aside), len(reps))
     forecast = None
     if scenario.data.opportunities is not None:
@@ -714,6 +745,10 @@ def load_dataset(loaded: LoadedScenario) -> Dataset:
 
         units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges)
     return Dataset(
+        departed=departed,
+        hires=tuple(h.id for h in scenario.headcount.add),
+        baseline=label,
+        notes=tuple(notes),
         accounts=accounts,
         reps=reps,
         scenario=scenario,

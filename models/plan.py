@@ -172,6 +172,7 @@ class Plan:
                 "distance_km": np.round(self.distance_km, 3),
                 "current_rep": acc["current_rep"],
                 "moved": self.moved,
+                "move_reason": self.move_reasons,
                 "locked": acc["locked"],
                 "family_id": acc["family_id"],
                 "segment_match": self.segment_match,
@@ -322,32 +323,107 @@ class Plan:
             out["mean_polsby_popper"] = _finite(float(np.nanmean(kpis["polsby_popper"])))
         return out
 
+    @cached_property
+    def move_reasons(self) -> np.ndarray:
+        """Why each account moved ('' where it stayed or has no baseline).
+
+        ``departing rep``: its baseline rep leaves; ``new territory``: it goes to
+        an open territory for a hire; ``segment``: its baseline rep no longer
+        fits its segment (e.g. the rep changed segment) and the new one does;
+        ``balance``: moved to even out the loads (or shorten travel).
+        """
+        acc = self.dataset.accounts
+        current = acc["current_rep"].to_numpy(object, na_value=None)
+        out = np.full(len(acc), "", dtype=object)
+        moved = self.moved
+        if not moved.any():
+            return out
+        rules = self.dataset.scenario.segment_rules
+        rep_segment = dict(zip(self.dataset.reps["rep_id"], self.dataset.reps["segment"], strict=True))
+        departed, hires = set(self.dataset.departed), set(self.dataset.hires)
+        segments = acc["segment"].to_numpy(dtype=object)
+        for i in np.flatnonzero(moved):
+            if current[i] in departed:
+                out[i] = "departing rep"
+            elif self.rep_ids[i] in hires:
+                out[i] = "new territory"
+            elif (
+                rules
+                and segments[i] in rules
+                and self.segment_match[i]
+                and not _fits(rules[segments[i]].reps, rep_segment.get(current[i]))
+            ):
+                out[i] = "segment"
+            else:
+                out[i] = "balance"
+        return out
+
+    def changes(self) -> pd.DataFrame:
+        """One row per moved account: from rep, to rep, potential and workload moved, reason."""
+        acc = self.dataset.accounts
+        moved = self.moved
+        return pd.DataFrame(
+            {
+                "account_id": acc["account_id"].to_numpy()[moved],
+                "name": acc["name"].to_numpy()[moved],
+                "segment": acc["segment"].to_numpy()[moved],
+                "from_rep": acc["current_rep"].to_numpy(object)[moved],
+                "to_rep": self.rep_ids[moved],
+                "potential": acc["potential"].to_numpy(float)[moved],
+                "workload": acc["workload"].to_numpy(float)[moved],
+                "reason": self.move_reasons[moved],
+            }
+        )
+
     def moves(self) -> dict[str, Any]:
-        """Moves against the baseline (the current-rep column)."""
+        """Moves against the baseline: totals, forced moves, reasons, and each rep's gains and losses."""
         acc = self.dataset.accounts
         has_base = acc["current_rep"].notna().to_numpy()
         moved = self.moved
         current = acc["current_rep"].to_numpy(object, na_value=None)
+        potential = acc["potential"].to_numpy(float)
+        workload = acc["workload"].to_numpy(float)
+        reasons = self.move_reasons
+        forced = reasons == "departing rep"
         per_rep: dict[str, dict[str, float]] = {}
-        for rep in self.dataset.reps["rep_id"]:
+        for rep in [*self.dataset.reps["rep_id"], *self.dataset.departed]:
             gained = moved & (self.rep_ids == rep)
             lost = moved & (current == rep)
             per_rep[str(rep)] = {
                 "accounts_gained": int(gained.sum()),
                 "accounts_lost": int(lost.sum()),
-                "potential_gained": float(acc["potential"].to_numpy(float)[gained].sum()),
-                "potential_lost": float(acc["potential"].to_numpy(float)[lost].sum()),
+                "potential_gained": float(potential[gained].sum()),
+                "potential_lost": float(potential[lost].sum()),
+                "workload_gained": float(workload[gained].sum()),
+                "workload_lost": float(workload[lost].sum()),
+                "departed": rep in self.dataset.departed,
             }
-        potential = acc["potential"].to_numpy(float)
+        total_potential = float(potential.sum())
+        rules = self.dataset.scenario.continuity
         return {
-            "baseline": "current_rep column" if has_base.any() else None,
+            "baseline": self.dataset.baseline if has_base.any() else None,
             "accounts_with_baseline": int(has_base.sum()),
             "accounts_moved": int(moved.sum()),
+            "forced_moves": int(forced.sum()),
+            "discretionary_moves": int((moved & ~forced).sum()),
             "potential_moved": float(potential[moved].sum()),
-            "potential_moved_pct": round(100.0 * potential[moved].sum() / potential.sum(), 4)
-            if potential.sum() > 0
+            "potential_moved_pct": round(100.0 * potential[moved].sum() / total_potential, 4)
+            if total_potential > 0
             else 0.0,
-            "workload_moved": float(acc["workload"].to_numpy(float)[moved].sum()),
+            "discretionary_potential_moved_pct": round(100.0 * potential[moved & ~forced].sum() / total_potential, 4)
+            if total_potential > 0
+            else 0.0,
+            "workload_moved": float(workload[moved].sum()),
+            "by_reason": {str(k): int(v) for k, v in zip(*np.unique(reasons[moved], return_counts=True), strict=True)},
+            "departed_reps": list(self.dataset.departed),
+            "new_territories": list(self.dataset.hires),
+            "budget": {
+                "max_moved_accounts": rules.max_moved_accounts,
+                "max_moved_potential_pct": rules.max_moved_potential_pct,
+                "counts": "accounts leaving reps who stay (a departing rep's accounts are not counted)",
+            },
+            "move_penalty_km": rules.move_penalty_km,
+            "notes": list(self.dataset.notes),
             "per_rep": per_rep,
         }
 
@@ -394,3 +470,8 @@ class Plan:
 
 def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _fits(allowed: list[str], rep_segment: str | None) -> bool:
+    """Whether a rep of segment preference ``rep_segment`` fits a rule allowing ``allowed``."""
+    return rep_segment is None or rep_segment == ANY_SEGMENT or rep_segment in allowed

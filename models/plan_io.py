@@ -1,7 +1,8 @@
 """Writing and reading plan folders, whole or not at all.
 
 A plan folder holds ``assignments.csv``, ``territories.csv``, ``summary.json``,
-``set_aside.csv`` (accounts left out as unusable; only a header when none)
+``set_aside.csv`` (accounts left out as unusable; only a header when none),
+``changes.csv`` (accounts moved against the baseline, with the reason)
 and whatever renderers add (``map.html``). It is first written to a hidden
 temporary folder beside the target and then renamed into place; an existing
 plan is replaced only once the new one is complete, so a failed or killed run
@@ -27,11 +28,12 @@ from models.plan import Plan
 
 logger = logging.getLogger(__name__)
 
-PLAN_FILES = ("assignments.csv", "territories.csv", "summary.json", "set_aside.csv")
+PLAN_FILES = ("assignments.csv", "territories.csv", "summary.json", "set_aside.csv", "changes.csv")
+#: The files a folder must hold to be read back as a plan (older folders have no changes.csv).
+REQUIRED_FILES = PLAN_FILES[:4]
 #: Files `territory solve` adds through ``extra`` writers (maps.write_plan_map, maps.report, models.plan_excel);
 #: not required by :func:`read_plan`, so folders written without them still read.
 RENDERED_FILES = ("map.html", "report.html", "plan.xlsx")
-
 
 #: A writer gets the temporary plan folder and the plan, and writes one file into it.
 ExtraWriter = Callable[[Path, Plan], None]
@@ -104,6 +106,7 @@ def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter]
         plan.assignments().to_csv(tmp / "assignments.csv", index=False)
         plan.territories().to_csv(tmp / "territories.csv", index=False)
         plan.dataset.set_aside.to_csv(tmp / "set_aside.csv", index=False)
+        plan.changes().to_csv(tmp / "changes.csv", index=False)
         (tmp / "summary.json").write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
         for name, writer in (extra or {}).items():
             writer(tmp / name, plan)
@@ -164,7 +167,7 @@ def recover(out_dir: Path | str) -> None:
             pid = _owner_pid(path)
             if pid is not None and pid != os.getpid() and _pid_alive(pid):
                 continue
-            if kind == "old" and not out_dir.exists() and all((path / f).is_file() for f in PLAN_FILES):
+            if kind == "old" and not out_dir.exists() and all((path / f).is_file() for f in REQUIRED_FILES):
                 os.replace(path, out_dir)
                 logger.warning("restored the previous plan %s after an interrupted write", out_dir)
             else:
@@ -206,7 +209,7 @@ def read_plan(folder: Path | str) -> PlanFolder:
         When the folder or one of its files is missing.
     """
     folder = Path(folder)
-    missing = [name for name in PLAN_FILES if not (folder / name).is_file()]
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
         raise InputError.single(
             f"not a plan folder: missing {', '.join(missing)}",

@@ -371,6 +371,91 @@ class Solver(_Strict):
     )
 
 
+class NewRep(_Strict):
+    """An open territory for a hire: a rep row the reps table does not hold yet."""
+
+    id: str = Field(min_length=1, description="Id of the open territory (e.g. 'HIRE-1'); must be new.")
+    name: str | None = Field(None, description="Name shown in reports (default: the id).")
+    latitude: float | None = Field(None, ge=-90, le=90, description="Home-base latitude (WGS84).")
+    longitude: float | None = Field(None, ge=-180, le=180, description="Home-base longitude (WGS84).")
+    segment: str = Field(ANY_SEGMENT, description="Segment preference: a segment label or 'any'.")
+    fte: float = Field(1.0, gt=0, description="Capacity in FTE.")
+
+    @field_validator("segment")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return str(value).strip().lower() or ANY_SEGMENT
+
+
+class RepChange(_Strict):
+    """A change to an existing rep: part time, or a move to another segment."""
+
+    fte: float | None = Field(None, gt=0, description="New capacity in FTE.")
+    segment: str | None = Field(None, description="New segment preference.")
+
+    @field_validator("segment")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return None if value is None else (str(value).strip().lower() or ANY_SEGMENT)
+
+
+class Headcount(_Strict):
+    """Headcount edits applied to the reps table (the table itself is left untouched)."""
+
+    remove: list[str] = Field(
+        default_factory=list,
+        description="Ids of reps who leave: their accounts must move (their locks are released, with a warning).",
+    )
+    add: list[NewRep] = Field(default_factory=list, description="Open territories for hires.")
+    change: dict[str, RepChange] = Field(default_factory=dict, description="Rep id -> new FTE and/or segment.")
+
+    @field_validator("remove")
+    @classmethod
+    def _strip(cls, value: list[str]) -> list[str]:
+        return [str(v).strip() for v in value]
+
+
+class Baseline(_Strict):
+    """Where the plan in force comes from, when it is not the accounts' current-rep column."""
+
+    plan: Path | None = Field(None, description="A plan folder (its assignments.csv), relative to the scenario file.")
+    scenario: Path | None = Field(
+        None,
+        description="Another scenario file whose plan is the baseline; it is solved first (or taken from a plan "
+        "folder given with --baseline, or from the same `territory compare` run).",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> Baseline:
+        if (self.plan is None) == (self.scenario is None):
+            raise ValueError("give exactly one of 'plan' (a plan folder) or 'scenario' (a scenario file)")
+        return self
+
+
+class Continuity(_Strict):
+    """Minimal disruption against the baseline (the plan in force)."""
+
+    baseline: Literal["current_rep"] | Baseline = Field(
+        "current_rep",
+        description="'current_rep': the accounts' current-rep column; {plan: DIR}: a previous plan folder; "
+        "{scenario: FILE}: the plan of another scenario.",
+    )
+    move_penalty_km: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "Cost of moving an account away from its baseline rep, weighted by potential: an account of average "
+            "potential costs as if its workload lay this many km farther away (0: moves are free)."
+        ),
+    )
+    max_moved_accounts: int | None = Field(
+        None, ge=0, description="Hard budget: at most this many accounts leave a rep who stays."
+    )
+    max_moved_potential_pct: float | None = Field(
+        None, ge=0, le=100, description="Hard budget: at most this % of the total potential leaves a rep who stays."
+    )
+
+
 class Scenario(_Strict):
     """A territory design scenario."""
 
@@ -387,6 +472,13 @@ class Scenario(_Strict):
         default_factory=dict,
         description="One rule per account segment label; empty: segments are ignored.",
     )
+    extends: Path | None = Field(
+        None,
+        description="A scenario file this one builds on (relative to this file): its keys apply unless set here; "
+        "mappings merge key by key, lists and values are replaced.",
+    )
+    headcount: Headcount = Headcount()
+    continuity: Continuity = Continuity()
     units: Units = Units()
     territories: Territories = Territories()
     objective: Objective = Objective()
@@ -418,6 +510,27 @@ class Scenario(_Strict):
                 raise ValueError(
                     f"balance.{name}: custom metric needs 'column' (built-in metrics: {', '.join(BUILTIN_METRICS)})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _headcount_edits(self) -> Scenario:
+        known = {ANY_SEGMENT} | {rep for rule in self.segment_rules.values() for rep in rule.reps}
+        labels = [(f"headcount.add[{i}].segment", hire.segment) for i, hire in enumerate(self.headcount.add)]
+        labels += [
+            (f"headcount.change.{rep}.segment", edit.segment)
+            for rep, edit in self.headcount.change.items()
+            if edit.segment is not None
+        ]
+        for key, label in labels:
+            if self.segment_rules and label not in known:
+                raise ValueError(f"{key}: segment preference '{label}' is not named by any segment rule")
+        ids = [hire.id for hire in self.headcount.add]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"headcount.add: ids used twice: {', '.join(twice)}")
+        for rep in self.headcount.remove:
+            if rep in self.headcount.change:
+                raise ValueError(f"headcount: rep '{rep}' is both removed and changed; keep one")
         return self
 
     @model_validator(mode="after")
@@ -530,6 +643,101 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
         raise InputError([_issue_from_pydantic(e, path) for e in exc.errors()]) from None
 
 
+#: Keys holding paths relative to the scenario file that declares them (rebased when a scenario extends another).
+_PATH_KEYS = (
+    ("data", "accounts"),
+    ("data", "reps"),
+    ("units", "path"),
+    ("continuity", "baseline", "plan"),
+    ("continuity", "baseline", "scenario"),
+    ("extends",),
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    """Parse one YAML file, with the file and line in every error."""
+    if not path.is_file():
+        raise InputError.single(
+            "scenario file not found", file=path, hint="check the path; scenario files end in .yaml"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError.single(f"cannot read the file: {exc}", file=path, hint="save it as UTF-8 text") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        row = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError.single(
+            f"YAML syntax error: {problem}", file=path, row=row, hint="fix the indentation or quoting on that line"
+        ) from None
+
+
+def _rebased(data: dict[str, Any], source_dir: Path, target_dir: Path) -> dict[str, Any]:
+    """Copy of ``data`` whose relative paths, written for ``source_dir``, point the same way from ``target_dir``."""
+    import copy
+    import os
+
+    out = copy.deepcopy(data)
+    for keys in _PATH_KEYS:
+        holder: Any = out
+        for key in keys[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if not isinstance(holder, dict) or not isinstance(holder.get(keys[-1]), str):
+            continue
+        value = Path(holder[keys[-1]])
+        if not value.is_absolute():
+            holder[keys[-1]] = os.path.relpath(source_dir.resolve() / value, target_dir.resolve())
+    return out
+
+
+def _merged(parent: Any, child: Any) -> Any:
+    """Child keys over parent keys: mappings merge key by key; anything else is replaced."""
+    if isinstance(parent, dict) and isinstance(child, dict):
+        out = dict(parent)
+        for key, value in child.items():
+            out[key] = _merged(parent[key], value) if key in parent else value
+        return out
+    return child
+
+
+def _extended(data: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """Resolve ``extends`` chains: the parent's keys (paths rebased to this file's folder), then this file's."""
+    target = data["extends"]
+    if not isinstance(target, str) or not target.strip():
+        raise InputError.single(
+            "extends must name a scenario file", file=path, column="extends", hint="e.g. extends: scenario.yaml"
+        )
+    parent_path = (path.parent / target).resolve() if not Path(target).is_absolute() else Path(target)
+    if parent_path in seen:
+        chain = " -> ".join(str(p.name) for p in (*seen, parent_path))
+        raise InputError.single(
+            f"scenarios extend each other in a loop ({chain})",
+            file=path,
+            column="extends",
+            hint="remove 'extends' from one of them",
+        )
+    if not parent_path.is_file():
+        raise InputError.single(
+            f"the scenario it extends, {parent_path}, does not exist",
+            file=path,
+            column="extends",
+            hint="the path is relative to this scenario file's folder",
+        )
+    parent = _read_yaml(parent_path)
+    if not isinstance(parent, dict):
+        raise InputError.single("a scenario file must be a YAML mapping of keys", file=parent_path)
+    if parent.get("extends") is not None:
+        parent = _extended(parent, parent_path, (*seen, parent_path))
+    parent = _rebased({k: v for k, v in parent.items() if k != "extends"}, parent_path.parent, path.parent)
+    # the parent's name and description describe the parent; the child keeps its own when it sets them
+    merged = _merged(parent, data)
+    merged["extends"] = str(target)
+    return merged
+
+
 def load_scenario(path: Path | str) -> LoadedScenario:
     """Read and validate a scenario YAML file.
 
@@ -549,23 +757,9 @@ def load_scenario(path: Path | str) -> LoadedScenario:
         Missing file, YAML syntax error (with line) or schema violations.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError.single(
-            "scenario file not found", file=path, hint="check the path; scenario files end in .yaml"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError.single(f"cannot read the file: {exc}", file=path, hint="save it as UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        row = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError.single(
-            f"YAML syntax error: {problem}", file=path, row=row, hint="fix the indentation or quoting on that line"
-        ) from None
+    data = _read_yaml(path)
+    if isinstance(data, dict) and data.get("extends") is not None:
+        data = _extended(data, path, seen=(path.resolve(),))
     scenario = parse_scenario(data, path)
     logger.info("loaded scenario %r from %s", scenario.name, path)
     return LoadedScenario(scenario=scenario, path=path.resolve())

@@ -23,7 +23,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from optimizer.model import build_cp_model
-from optimizer.problem import Problem, with_tolerance
+from optimizer.problem import MoveBudget, Problem, with_tolerance
 from optimizer.result import InfeasibleError
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 #: Largest unit x rep count for which the assumption analysis runs.
 MAX_ANALYSIS_PAIRS = 2_000_000
+#: Above this many pairs, feasibility checks start from the LP relaxation.
+LP_CHECK_PAIRS = 5_000
 #: Tolerance multipliers tried when searching for a relaxation.
 RELAX_STEPS = (1.5, 2.0, 3.0, 5.0, 10.0)
 _SHOW = 5
@@ -190,6 +192,7 @@ def _full_pairs(problem: Problem) -> tuple[Problem, dict[str, np.ndarray]]:
         pair_cost=np.zeros(len(pair_unit), dtype=np.int64),
         pair_compactness=np.zeros(len(pair_unit)),
         pair_penalty=np.zeros(len(pair_unit)),
+        pair_continuity=None,
     )
     forbidden: dict[str, np.ndarray] = {}
     locked = problem.fixed_rep[pair_unit]
@@ -213,6 +216,20 @@ def _full_pairs(problem: Problem) -> tuple[Problem, dict[str, np.ndarray]]:
 
 
 def _feasible(problem: Problem, seconds: float) -> bool | None:
+    """Whether a plan exists: True (one found), False (proven none) or None (not known in time).
+
+    Large problems try the LP start first (GLOP, then CP-SAT places the fractional units): CP-SAT alone often
+    finds no first plan of a large model in the seconds an analysis can spend.
+    """
+    if len(problem.pair_unit) > LP_CHECK_PAIRS:
+        from optimizer.relaxation import LpInfeasibleError, lp_start
+
+        try:
+            plan, _ = lp_start(problem, seconds=seconds)
+        except LpInfeasibleError:
+            return False
+        if plan is not None:
+            return True
     parts = build_cp_model(problem, objective=False)
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = seconds
@@ -241,7 +258,7 @@ def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleE
     headline = "The scenario has no feasible plan: its hard rules cannot all hold together."
     reasons: list[str] = []
     budget = min(settings.time_limit_s or 30.0, 30.0)
-    core: list[str] = [f"balance:{m.name}" for m in problem.metrics]
+    core: list[str] = [f"balance:{m.name}" for m in problem.metrics] + [f"budget:{b.name}" for b in problem.budgets]
     if problem.num_units * problem.num_reps <= MAX_ANALYSIS_PAIRS:
         full, forbidden = _full_pairs(problem)
         parts = build_cp_model(full, switchable=True, forbidden=forbidden, objective=False)
@@ -260,6 +277,8 @@ def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleE
         if name.startswith("balance:"):
             metric = next(m for m in problem.metrics if m.name == name.split(":", 1)[1])
             described.append(f"balance of {metric.name} (±{metric.tolerance * 100:g} %)")
+        elif name.startswith("budget:"):
+            described.append(_budget_text(problem, name.split(":", 1)[1]))
         else:
             described.append(name)
     reasons.append("rules in conflict: " + "; ".join(described))
@@ -278,5 +297,74 @@ def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleE
                 break
             if looser >= 99.0:
                 break
-    reasons.append("loosen a tolerance above, make hard segment rules soft, or unlock accounts, then solve again")
+    for name in core:
+        if name.startswith("budget:"):
+            reasons.append(_looser_budget(problem, name.split(":", 1)[1], budget))
+    reasons.append(
+        "loosen a tolerance or move budget above, make hard segment rules soft, or unlock accounts, then solve again"
+    )
     return InfeasibleError(headline, reasons)
+
+
+def _budget_text(problem: Problem, name: str) -> str:
+    budget = next(b for b in problem.budgets if b.name == name)
+    return f"move budget (continuity.{_budget_key(name)}: at most {_shown(budget, budget.limit)} moved)"
+
+
+def _budget_key(name: str) -> str:
+    return "max_moved_accounts" if name == "accounts" else "max_moved_potential_pct"
+
+
+def _shown(budget: MoveBudget, limit: int) -> str:
+    """A budget limit as the scenario writes it: accounts, or % of the total potential."""
+    real = limit / budget.scale
+    if budget.name == "accounts":
+        return f"{real:g} accounts"
+    return f"{100.0 * real / budget.reference:.4g} % of potential" if budget.reference > 0 else f"{real:g} potential"
+
+
+def _looser_budget(problem: Problem, name: str, seconds: float) -> str:
+    """Name the smallest budget found at which a plan exists (other rules unchanged), and one proven too small."""
+    budget = next(b for b in problem.budgets if b.name == name)
+    most = int(budget.unit_total.sum())
+    key = _budget_key(name)
+
+    def at(limit: int) -> bool | None:
+        looser = replace(problem, budgets=tuple(replace(b, limit=limit) if b is budget else b for b in problem.budgets))
+        return _feasible(looser, seconds / 4)
+
+    works, too_small = None, None
+    for factor in (2.0, 5.0, 10.0):
+        limit = min(max(int(budget.limit * factor), budget.limit + 1), most)
+        found = at(limit)
+        if found:
+            works = limit
+            break
+        if found is False:
+            too_small = limit
+        if limit >= most:
+            break
+    if works is None:
+        without = replace(problem, budgets=tuple(b for b in problem.budgets if b is not budget))
+        if _feasible(without, seconds / 5):
+            return (
+                f"continuity.{key}: no budget up to 10 times the current one was shown to work; "
+                "without it a plan exists"
+            )
+        return f"continuity.{key}: even without this budget no plan was found; other rules conflict too"
+    low = too_small if too_small is not None else budget.limit
+    for _ in range(3):  # bisect towards the smallest budget that works
+        if works - low <= max(1, works // 50):
+            break
+        middle = (low + works) // 2
+        found = at(middle)
+        if found:
+            works = middle
+        elif found is False:
+            low, too_small = middle, middle
+        else:
+            break
+    text = f"continuity.{key}: a plan exists at {_shown(budget, works)} (now {_shown(budget, budget.limit)})"
+    if too_small is not None:
+        text += f"; none exists at {_shown(budget, too_small)}"
+    return text

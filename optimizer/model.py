@@ -122,6 +122,19 @@ def build_cp_model(
             model, problem, metric, x, pair_unit, by_rep, constant.astype(np.int64), switch
         )
 
+    for budget in problem.budgets:
+        # what leaves the baseline's reps who stay, units held fixed included as a constant
+        moved = budget.moved(pair_unit, pair_rep)
+        constant = 0
+        if fixed_units.any() and base is not None:
+            held = np.flatnonzero(fixed_units)
+            constant = int(budget.moved(held, base[held]).sum())
+        rule = model.add(cp_model.LinearExpr.weighted_sum(x, moved.tolist()) + constant <= budget.limit)
+        if switchable:
+            switch = model.new_bool_var(f"budget:{budget.name}")
+            parts.switches[f"budget:{budget.name}"] = switch
+            rule.only_enforce_if(switch)
+
     for name, mask in (forbidden or {}).items():
         switch = model.new_bool_var(name)
         parts.switches[name] = switch

@@ -26,7 +26,7 @@ import numpy as np
 from models.balance import balance_groups
 from models.dataset import Dataset, metric_values
 from models.geo import distance_matrix_km
-from models.scenario import ANY_SEGMENT
+from models.scenario import ANY_SEGMENT, Scenario
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,59 @@ class MetricData:
 
 
 @dataclass(frozen=True)
+class MoveBudget:
+    """A hard limit on what may leave the baseline's reps who stay (``continuity.max_moved_*``).
+
+    Attributes
+    ----------
+    name
+        ``accounts`` or ``potential``.
+    stay_key
+        Sorted keys ``unit * num_reps + rep`` of the baseline: which rep each unit's accounts are with today.
+    stay_weight
+        Integer weight (accounts, or scaled potential) of the unit's accounts with that rep.
+    unit_total
+        Integer weight of every unit's accounts that have a baseline rep who stays.
+    limit
+        Largest integer weight that may move.
+    scale
+        Integer units per real unit.
+    num_reps
+        Reps of the problem (decodes ``stay_key``).
+    reference
+        What a percentage budget is a percentage of (the total potential), in real units.
+    """
+
+    name: str
+    stay_key: np.ndarray
+    stay_weight: np.ndarray
+    unit_total: np.ndarray
+    limit: int
+    scale: float
+    num_reps: int
+    reference: float = 0.0
+
+    def moved(self, pair_unit: np.ndarray, pair_rep: np.ndarray) -> np.ndarray:
+        """Integer weight that moves when each unit of ``pair_unit`` goes to the rep of ``pair_rep``."""
+        keys = np.asarray(pair_unit, dtype=np.int64) * self.num_reps + np.asarray(pair_rep, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.stay_key, keys), max(len(self.stay_key) - 1, 0))
+        stays = np.zeros(len(keys), dtype=np.int64)
+        if len(self.stay_key):
+            hit = self.stay_key[pos] == keys
+            stays[hit] = self.stay_weight[pos[hit]]
+        return self.unit_total[pair_unit] - stays
+
+    def moved_by(self, unit_rep: np.ndarray) -> int:
+        """Integer weight an assignment moves."""
+        return int(self.moved(np.arange(len(unit_rep)), unit_rep).sum())
+
+    @property
+    def real_limit(self) -> float:
+        """The limit in real units (accounts, or potential)."""
+        return self.limit / self.scale
+
+
+@dataclass(frozen=True)
 class Problem:
     """Integer data of one territory design problem.
 
@@ -116,6 +169,14 @@ class Problem:
         compactness is measured from home bases (``pair_compactness``).
     current_rep
         Rep row a unit is with today (its top account's current rep), or -1.
+    pair_continuity
+        Real cost of the accounts each pair moves away from their baseline rep
+        (``continuity.move_penalty_km``, weighted by potential); ``None``: moves are free.
+    budgets
+        Hard limits on moves (``continuity.max_moved_accounts`` / ``max_moved_potential_pct``).
+    diameter_distance
+        Unit-to-unit distances in km when compactness is the largest territory diameter
+        (``compactness_measure: diameter``, solved by :mod:`optimizer.diameter`), else ``None``.
     """
 
     unit_ids: np.ndarray
@@ -142,6 +203,9 @@ class Problem:
     contiguous: bool = False
     centre_distance: np.ndarray | None = None
     unit_weight: np.ndarray | None = None
+    pair_continuity: np.ndarray | None = None
+    budgets: tuple[MoveBudget, ...] = ()
+    diameter_distance: np.ndarray | None = None
 
     @property
     def num_units(self) -> int:
@@ -173,6 +237,7 @@ class Problem:
             pair_cost=self.pair_cost[keep],
             pair_compactness=self.pair_compactness[keep],
             pair_penalty=self.pair_penalty[keep],
+            pair_continuity=None if self.pair_continuity is None else self.pair_continuity[keep],
         )
 
     def centre_cost(self, unit_rep: np.ndarray) -> float:
@@ -194,9 +259,11 @@ class Problem:
 
     def real_cost(self, pairs: np.ndarray) -> float:
         """Objective in workload-hour x km of a set of chosen pairs."""
+        continuity = 0.0 if self.pair_continuity is None else float(self.pair_continuity[pairs].sum())
         return float(
             self.compactness_weight * self.pair_compactness[pairs].sum()
             + self.preference_weight * self.pair_penalty[pairs].sum()
+            + continuity
         )
 
 
@@ -397,6 +464,11 @@ def build_problem(dataset: Dataset) -> Problem:
     if scenario.objective.compactness_measure == "centre":
         unit_weight = np.bincount(unit_of_account, weights=weight, minlength=n_units)
         centre_distance = _unit_distances(dataset, unit_of_account, n_units, scenario.objective.distance)
+    diameter_distance = None
+    if scenario.objective.compactness_measure == "diameter":
+        # the largest territory diameter is the objective (optimizer.diameter), not distances to home bases
+        diameter_distance = _unit_distances(dataset, unit_of_account, n_units, scenario.objective.distance)
+        compact = np.zeros_like(compact)
         compact = np.zeros_like(compact)  # the territory centre, not the home base, measures compactness
 
     # ------------------------------------------------------- candidate pruning
@@ -418,7 +490,14 @@ def build_problem(dataset: Dataset) -> Problem:
     pair_compactness = compact[pair_unit, pair_rep]
     pair_penalty = misfit[pair_unit, pair_rep]
     weights = scenario.objective
+    baseline = _baseline_weights(dataset, unit_of_account, rep_row, n_units, weight)
+    pair_continuity = None
+    if baseline is not None and scenario.continuity.move_penalty_km > 0:
+        pair_continuity = baseline["penalty"].moved_real(pair_unit, pair_rep)
+    budgets = _budgets(scenario, baseline, n_reps, float(acc["potential"].sum()))
     real_cost = weights.compactness * pair_compactness + weights.preference * pair_penalty
+    if pair_continuity is not None:
+        real_cost = real_cost + pair_continuity
     top_cost = float(real_cost.max()) if len(real_cost) else 0.0
     if centre_distance is not None and unit_weight is not None:
         top_cost = max(top_cost, weights.compactness * float((unit_weight[:, None] * centre_distance).max(initial=0.0)))
@@ -457,7 +536,100 @@ def build_problem(dataset: Dataset) -> Problem:
         contiguous=scenario.territories.contiguous,
         centre_distance=centre_distance,
         unit_weight=unit_weight,
+        diameter_distance=diameter_distance,
+        pair_continuity=pair_continuity,
+        budgets=budgets,
     )
+
+
+@dataclass(frozen=True)
+class _Stays:
+    """Real weight of each unit's accounts by baseline rep (reps who stay only)."""
+
+    key: np.ndarray
+    weight: np.ndarray
+    total: np.ndarray
+    num_reps: int
+
+    def moved_real(self, pair_unit: np.ndarray, pair_rep: np.ndarray) -> np.ndarray:
+        keys = pair_unit * self.num_reps + pair_rep
+        pos = np.minimum(np.searchsorted(self.key, keys), max(len(self.key) - 1, 0))
+        stays = np.zeros(len(keys))
+        if len(self.key):
+            hit = self.key[pos] == keys
+            stays[hit] = self.weight[pos[hit]]
+        return np.maximum(self.total[pair_unit] - stays, 0.0)
+
+
+def _baseline_weights(
+    dataset: Dataset, unit_of_account: np.ndarray, rep_row: dict[str, int], n_units: int, hours: np.ndarray
+) -> dict[str, _Stays] | None:
+    """Accounts, potential and move penalty of every unit's accounts, by the baseline rep they are with.
+
+    Accounts of reps who leave (and accounts without a baseline) are left out: they must move, or have nowhere
+    to stay, so they cost nothing and count against no budget.
+    """
+    acc = dataset.accounts
+    owners = acc["current_rep"].to_numpy(dtype=object)
+    rows = np.array([rep_row.get(o, -1) if isinstance(o, str) else -1 for o in owners], dtype=np.int64)
+    has = rows >= 0
+    if not has.any():
+        return None
+    n_reps = len(rep_row)
+    potential = acc["potential"].to_numpy(float)
+    mean_potential = float(potential.mean()) if len(potential) else 0.0
+    mean_hours = float(hours.mean()) if len(hours) else 0.0
+    # an account of average potential costs move_penalty_km x the average account's workload-hours
+    relative = potential / mean_potential if mean_potential > 0 else np.ones(len(acc))
+    penalty = dataset.scenario.continuity.move_penalty_km * max(mean_hours, 1e-9) * relative
+    keys = unit_of_account[has] * n_reps + rows[has]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    out = {}
+    for name, values in (("accounts", np.ones(len(acc))), ("potential", potential), ("penalty", penalty)):
+        out[name] = _Stays(
+            key=unique,
+            weight=np.bincount(inverse, weights=values[has], minlength=len(unique)),
+            total=np.bincount(unit_of_account[has], weights=values[has], minlength=n_units),
+            num_reps=n_reps,
+        )
+    return out
+
+
+def _budgets(
+    scenario: Scenario, baseline: dict[str, _Stays] | None, n_reps: int, total_potential: float
+) -> tuple[MoveBudget, ...]:
+    """The hard move budgets of the scenario, in exact integers where the data allow."""
+    rules = scenario.continuity
+    wanted = []
+    if rules.max_moved_accounts is not None:
+        wanted.append(("accounts", float(rules.max_moved_accounts)))
+    if rules.max_moved_potential_pct is not None:
+        wanted.append(("potential", rules.max_moved_potential_pct / 100.0 * total_potential))
+    if not wanted:
+        return ()
+    if baseline is None:
+        logger.warning("continuity budgets are set but no account has a baseline rep who stays: nothing can move")
+        return ()
+    out = []
+    for name, limit in wanted:
+        stays = baseline[name]
+        values, scale, exact = _scale_metric(np.concatenate([stays.weight, stays.total]))
+        weight, total = values[: len(stays.weight)], values[len(stays.weight) :]
+        # an inexact scale rounds each value; pull the limit in so the real total never exceeds it
+        margin = 0.0 if exact else 1e-4 * max(limit, 1.0) + len(stays.total)
+        out.append(
+            MoveBudget(
+                name=name,
+                stay_key=stays.key,
+                stay_weight=weight,
+                unit_total=total,
+                limit=math.floor(limit * scale - margin + 1e-9),
+                scale=scale,
+                num_reps=n_reps,
+                reference=total_potential,
+            )
+        )
+    return tuple(out)
 
 
 def _unit_owner(

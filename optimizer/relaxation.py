@@ -124,6 +124,11 @@ def solve_lp(problem: Problem) -> LpSolution | None:
                         for q in members:
                             coefficient = -factor * share + (1.0 if q == r else 0.0)
                             row.SetCoefficient(loads[q], sign * coefficient)
+    for budget in problem.budgets:
+        row = solver.Constraint(-solver.infinity(), float(budget.limit))
+        for p, w in enumerate(budget.moved(problem.pair_unit, problem.pair_rep)):
+            if w:
+                row.SetCoefficient(x[p], float(w))
     objective = solver.Objective()
     for p, c in enumerate(problem.pair_cost):
         objective.SetCoefficient(x[p], float(c))

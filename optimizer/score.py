@@ -33,7 +33,8 @@ class Score:
     penalty
         Soft segment penalties, workload-hour x km.
     objective
-        ``compactness_weight * compactness + preference_weight * penalty``.
+        ``compactness_weight * compactness + preference_weight * penalty`` plus the move penalties
+        (``continuity.move_penalty_km``).
     violations
         Hard rules broken (pairs not allowed: locks, hard segment rules, candidate limits).
     """
@@ -104,6 +105,13 @@ def score(problem: Problem, unit_rep: np.ndarray) -> Score:
         violations += [
             f"territory of rep '{problem.rep_ids[r]}' is not connected" for r in disconnected(problem, unit_rep)
         ]
+    for budget in problem.budgets:
+        moved = budget.moved_by(unit_rep)
+        if moved > budget.limit:
+            violations.append(
+                f"move budget on {budget.name} exceeded: {moved / budget.scale:g} moved, at most "
+                f"{budget.real_limit:g} allowed"
+            )
     compactness = float(problem.pair_compactness[ok].sum()) + problem.centre_cost(unit_rep)
     penalty = float(problem.pair_penalty[ok].sum())
     return Score(
@@ -111,6 +119,8 @@ def score(problem: Problem, unit_rep: np.ndarray) -> Score:
         within_tolerance=within,
         compactness=compactness,
         penalty=penalty,
-        objective=problem.compactness_weight * compactness + problem.preference_weight * penalty,
+        objective=problem.compactness_weight * compactness
+        + problem.preference_weight * penalty
+        + (0.0 if problem.pair_continuity is None else float(problem.pair_continuity[ok].sum())),
         violations=violations,
     )

@@ -121,6 +121,21 @@ def solve(
             "workers then give the same plan.",
         ),
     ] = False,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            "--baseline",
+            help="A plan folder whose assignments are the plan in force (overrides continuity.baseline).",
+        ),
+    ] = None,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Write map.html and report.html so they open without any network: no map tiles, "
+            "scripts inlined from installed packages.",
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")] = False,
 ) -> None:
     """Solve a scenario and write the plan folder.
@@ -133,7 +148,14 @@ def solve(
         raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
     out = out or Path("plans") / scenario.stem
     try:
-        prepared = prepare(scenario, time_limit_s=time_limit, seed=seed, workers=workers, no_time_limit=no_time_limit)
+        prepared = prepare(
+            scenario,
+            time_limit_s=time_limit,
+            seed=seed,
+            workers=workers,
+            no_time_limit=no_time_limit,
+            baseline_plan=baseline,
+        )
         with Live(console=err_console, transient=True, refresh_per_second=4) as live:
             plan = solve_prepared(prepared, progress=_ProgressLine(live))
         folder = write_plan_folder(plan, out)
@@ -163,7 +185,7 @@ def validate(
     """
     _setup_logging(verbose)
     try:
-        prepared = prepare(scenario)
+        prepared = prepare(scenario, solve_baseline=False)
         check(prepared)
     except InputError as exc:
         raise _fail(EXIT_INPUT, "Bad input", str(exc)) from None

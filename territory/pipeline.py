@@ -16,6 +16,7 @@ from pathlib import Path
 
 from maps import write_plan_map
 from models.dataset import Dataset, load_dataset
+from models.headcount import read_plan_assignments
 from models.plan import Plan, SolveReport
 from models.plan_io import write_plan
 from models.scenario import LoadedScenario, load_scenario
@@ -47,8 +48,25 @@ def prepare(
     seed: int | None = None,
     workers: int | None = None,
     no_time_limit: bool = False,
+    baseline_plan: Path | str | None = None,
+    baselines: dict[Path, Plan] | None = None,
+    solve_baseline: bool = True,
 ) -> Prepared:
     """Load a scenario and its data, apply solver overrides, build the problem.
+
+    Parameters
+    ----------
+    scenario_path
+        The scenario file.
+    time_limit_s, seed, workers, no_time_limit
+        Solver overrides (``None``: the scenario's own).
+    baseline_plan
+        A plan folder to use as the baseline, over the scenario's ``continuity.baseline``.
+    baselines
+        Plans already solved, by resolved scenario path: a scenario whose baseline is another scenario's plan
+        takes it from here, and a baseline solved on the way is added (``territory compare`` shares them).
+    solve_baseline
+        Whether a baseline scenario that is not in ``baselines`` is solved first (``validate`` does not solve).
 
     Raises
     ------
@@ -60,7 +78,24 @@ def prepare(
     if no_time_limit:
         scenario = scenario.model_copy(update={"solver": scenario.solver.model_copy(update={"time_limit_s": None})})
     loaded = LoadedScenario(scenario=scenario, path=loaded.path)
-    dataset = load_dataset(loaded)
+    baseline, label = None, ""
+    choice = scenario.continuity.baseline
+    if baseline_plan is not None:
+        baseline, label = read_plan_assignments(Path(baseline_plan)), f"plan folder {baseline_plan}"
+    elif not isinstance(choice, str) and choice.scenario is not None:
+        source = loaded.data_path(choice.scenario).resolve()
+        known = (baselines or {}).get(source)
+        if known is None and solve_baseline:
+            logger.warning("solving the baseline scenario %s first (give --baseline PLAN_DIR to reuse a plan)", source)
+            known = solve_prepared(
+                prepare(source, time_limit_s=time_limit_s, seed=seed, workers=workers, baselines=baselines)
+            )
+            if baselines is not None:
+                baselines[source] = known
+        if known is not None:
+            baseline = known.assignments()[["account_id", "rep_id"]].astype("string")
+            label = f"plan of scenario {source.name}"
+    dataset = load_dataset(loaded, baseline=baseline, baseline_label=label)
     return Prepared(loaded=loaded, dataset=dataset, problem=build_problem(dataset))
 
 
