@@ -119,6 +119,7 @@ def build_compare_map(
             highlight=highlight,
             notes=notes,
             status_note=f"{int(highlight.sum()):,} accounts placed differently (outlined)",
+            collapse_layers=True,  # half a window: the open layer switch would cover the title
         )
         maps.append(fmap)
     maps[-1].add_child(SyncViews(maps))

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import shapely
 import xyzservices
-from branca.element import Element, Figure, MacroElement, Template
+from branca.element import Figure, MacroElement, Template
 from folium.utilities import JsCode
 from shapely.geometry import MultiPoint, mapping
 from shapely.geometry.base import BaseGeometry
@@ -149,9 +149,7 @@ def new_map(
     center = [float((lat.min() + lat.max()) / 2), float((lon.min() + lon.max()) / 2)] if len(lat) else [0.0, 0.0]
     fmap = folium.Map(location=center, zoom_start=6, tiles=None, control_scale=True, prefer_canvas=True, **options)
     if offline:
-        Element(f"<style>.folium-map.leaflet-container {{background: {OFFLINE_BACKGROUND};}}</style>").add_to(
-            fmap.get_root().header
-        )
+        HeadStyle(f".folium-map.leaflet-container {{background: {OFFLINE_BACKGROUND};}}").add_to(fmap)
         return fmap
     if carto_api_key:
         _positron_tiles(carto_api_key).add_to(fmap)
@@ -168,6 +166,7 @@ def draw_plan(
     highlight: np.ndarray | None = None,
     notes: Sequence[str] | None = None,
     status_note: str | None = None,
+    collapse_layers: bool | None = None,
 ) -> folium.Map:
     """Add a plan's territories, accounts, home bases, legend and title to a map.
 
@@ -187,6 +186,9 @@ def draw_plan(
         ``moved from <rep>``, ``kept`` or ``no current rep``.
     status_note
         Extra text for the title's status line (default: the number moved).
+    collapse_layers
+        Start with the layer switch folded into its button; default: above
+        :data:`LAYER_CONTROL_OPEN_UP_TO` territories.
 
     Returns
     -------
@@ -245,7 +247,9 @@ def draw_plan(
         if math.isfinite(rep_lat[r]) and math.isfinite(rep_lon[r]):
             _home_marker(float(rep_lat[r]), float(rep_lon[r]), color, label, cards[r]).add_to(group)
 
-    folium.LayerControl(collapsed=len(reps) > LAYER_CONTROL_OPEN_UP_TO).add_to(fmap)
+    if collapse_layers is None:
+        collapse_layers = len(reps) > LAYER_CONTROL_OPEN_UP_TO
+    folium.LayerControl(collapsed=collapse_layers).add_to(fmap)
     summary = plan.summary()
     all_bounds = (
         [[float(all_lat.min()), float(all_lon.min())], [float(all_lat.max()), float(all_lon.max())]]
@@ -539,6 +543,17 @@ class AccountLayer(MacroElement):
         }
         self.style = {"color": color, "weight": 1, "opacity": 0.9, "fillColor": color, "fillOpacity": 0.75}
         self.outline = MOVED_OUTLINE
+
+
+class HeadStyle(MacroElement):
+    """CSS for the head of whichever page the map ends up in (a map moved into a larger figure keeps it)."""
+
+    _template = Template("{% macro header(this, kwargs) %}<style>{{ this.css }}</style>{% endmacro %}")
+
+    def __init__(self, css: str) -> None:
+        super().__init__()
+        self._name = "HeadStyle"
+        self.css = css
 
 
 class MapControl(MacroElement):

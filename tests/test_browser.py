@@ -1,0 +1,161 @@
+"""The map, the comparison map and the report, opened in a real browser with no network.
+
+Headless Chromium (Debian's ``chromium`` package, driven by Playwright's
+Python package through :mod:`maps.screenshot`) opens the pages written with
+``offline=True``; every request that would leave the machine is aborted and
+recorded. Each test asserts no JavaScript error, nothing blocked, one shape
+per territory drawn by Leaflet, every rep in the legend, and, for the report,
+one chart per metric with a bar per territory; screenshots are saved in the
+test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from maps import write_compare_map
+from maps.screenshot import PageCheck, chromium, open_page
+from models.plan import Plan
+from optimizer.result import Result, Status
+from optimizer.warmstart import greedy_assignment
+from territory.pipeline import plan_from_result, prepare, write_plan_folder
+from tests.conftest import EXAMPLE
+from tests.test_maps import three_cities_plan
+
+# Every Leaflet map of the page (folium declares them as globals): its territory shapes per rep,
+# its account markers, its view, and where it sits on the page.
+_MAPS = """() => Object.values(window).filter(v => v instanceof L.Map).map(m => {
+    const shapes = {}; let markers = 0, highlighted = 0;
+    m.eachLayer(l => {
+        const p = l.feature && l.feature.properties;
+        if (p && p.kind === "territory") { shapes[p.rep_id] = (shapes[p.rep_id] || 0) + 1; }
+        if (l instanceof L.CircleMarker && l.accountRow !== undefined) {
+            markers += 1; if (l.options.color === "#000000") { highlighted += 1; }
+        }
+    });
+    const c = m.getCenter();
+    return {shapes, markers, highlighted, lat: c.lat, lng: c.lng, zoom: m.getZoom(),
+            left: m.getContainer().getBoundingClientRect().left,
+            legend: Array.from(m.getContainer().querySelectorAll(".plan-legend td.rep")).map(td => td.textContent),
+            layers: Array.from(m.getContainer().querySelectorAll(".leaflet-control-layers-overlays label"))
+                         .map(label => label.textContent.trim())};
+}).sort((a, b) => a.left - b.left)"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture(scope="module")
+def example_plan() -> Plan:
+    """The shipped example (2,000 accounts, 12 reps) with the greedy starting plan: no solve needed to draw it."""
+    prepared = prepare(EXAMPLE)
+    result = Result(Status.FEASIBLE, greedy_assignment(prepared.problem), math.nan, math.nan, math.nan, 0.0)
+    return plan_from_result(prepared, result)
+
+
+def _open(browser: Any, path: Path, screenshot: Path, **kwargs: Any) -> tuple[PageCheck, Any]:
+    check, page = open_page(browser, path, screenshot=screenshot, **kwargs)
+    assert check.errors == [], check.errors
+    assert check.blocked == [], check.blocked
+    assert screenshot.is_file() and screenshot.stat().st_size > 10_000
+    return check, page
+
+
+def _labels(plan: Plan) -> list[str]:
+    reps = plan.dataset.reps
+    return [
+        name if name == rep_id else f"{name} ({rep_id})"
+        for name, rep_id in zip(reps["name"], reps["rep_id"], strict=True)
+    ]
+
+
+@pytest.mark.parametrize("which", ["three_cities", "example"])
+def test_map_draws_every_territory_and_lists_every_rep(
+    which: str, example_plan: Plan, browser: Any, tmp_path: Path
+) -> None:
+    plan = three_cities_plan() if which == "three_cities" else example_plan
+    folder = write_plan_folder(plan, tmp_path / "plan", offline=True)
+    _, page = _open(browser, folder / "map.html", tmp_path / f"{which}-map.png")
+    (drawn,) = page.evaluate(_MAPS)
+    rep_ids = [str(r) for r in plan.dataset.reps["rep_id"]]
+    assert drawn["shapes"] == dict.fromkeys(rep_ids, 1)
+    assert drawn["markers"] == len(plan.dataset.accounts)
+    assert drawn["highlighted"] == int(plan.moved.sum())
+    assert drawn["legend"] == _labels(plan)
+    assert drawn["layers"] == _labels(plan)
+    page.context.close()
+
+
+def test_layer_switch_and_fit_to_territory(browser: Any, tmp_path: Path) -> None:
+    plan = three_cities_plan()
+    folder = write_plan_folder(plan, tmp_path / "plan", offline=True)
+    _, page = _open(browser, folder / "map.html", tmp_path / "map.png")
+    (before,) = page.evaluate(_MAPS)
+    page.get_by_role("checkbox", name="Bruno Costa (R2)").uncheck()
+    (hidden,) = page.evaluate(_MAPS)
+    assert hidden["shapes"] == {"R1": 1, "R3": 1}
+    assert hidden["markers"] == before["markers"] - 4
+    page.locator(".plan-legend tr", has_text="Carla Reis (R3)").click()  # zoom to Faro
+    page.wait_for_timeout(400)  # the zoom animation
+    (zoomed,) = page.evaluate(_MAPS)
+    assert zoomed["zoom"] > before["zoom"]
+    assert abs(zoomed["lat"] - 37.02) < 0.2 and abs(zoomed["lng"] + 7.93) < 0.3
+    page.screenshot(path=str(tmp_path / "map-zoomed.png"))
+    page.context.close()
+
+
+def test_compare_map_moves_both_panes_together(example_plan: Plan, browser: Any, tmp_path: Path) -> None:
+    row_of = {rep_id: row for row, rep_id in enumerate(example_plan.dataset.reps["rep_id"])}
+    current = example_plan.dataset.accounts["current_rep"]
+    today = Plan(example_plan.dataset, np.array([row_of[r] for r in current]), example_plan.report)
+    path = write_compare_map([today, example_plan], ["today", "greedy"], tmp_path / "compare.html", offline=True)
+    _, page = _open(browser, path, tmp_path / "compare.png")
+    left, right = page.evaluate(_MAPS)
+    differ = int((today.rep_index != example_plan.rep_index).sum())
+    for pane in (left, right):
+        assert pane["shapes"] == dict.fromkeys(map(str, example_plan.dataset.reps["rep_id"]), 1)
+        assert pane["legend"] == _labels(example_plan)
+        assert pane["highlighted"] == differ
+    assert right["left"] > left["left"]
+    assert (left["lat"], left["lng"], left["zoom"]) == (right["lat"], right["lng"], right["zoom"])
+    page.evaluate(
+        "() => Object.values(window).filter(v => v instanceof L.Map)[0]"
+        ".setView([44.98, -93.27], 9, {animate: false}) && true"
+    )
+    moved_left, moved_right = page.evaluate(_MAPS)
+    assert moved_left["zoom"] == moved_right["zoom"] == 9
+    assert moved_left["lat"] == pytest.approx(moved_right["lat"]) and moved_left["lat"] == pytest.approx(44.98)
+    assert moved_left["lng"] == pytest.approx(moved_right["lng"])
+    page.screenshot(path=str(tmp_path / "compare-zoomed.png"))
+    page.context.close()
+
+
+def test_report_shows_charts_and_the_embedded_map(example_plan: Plan, browser: Any, tmp_path: Path) -> None:
+    folder = write_plan_folder(example_plan, tmp_path / "plan", offline=True)
+    _, page = _open(browser, folder / "report.html", tmp_path / "report.png", viewport={"width": 1300, "height": 2400})
+    n_reps = len(example_plan.dataset.reps)
+    charts = page.evaluate(
+        """() => Array.from(document.querySelectorAll("svg.metric-chart")).map(svg => ({
+            metric: svg.dataset.metric, bars: svg.querySelectorAll("rect.bar").length,
+            bands: svg.querySelectorAll("rect.band").length, width: svg.getBoundingClientRect().width}))"""
+    )
+    assert [c["metric"] for c in charts] == example_plan.metrics
+    for chart in charts:
+        balanced = chart["metric"] in example_plan.dataset.scenario.balance
+        assert chart["bars"] == n_reps and chart["bands"] == (n_reps if balanced else 0) and chart["width"] > 300
+    assert page.locator("svg.moves-chart rect").count() == 2 * n_reps
+    frame = page.frame_locator("iframe.plan-map")
+    assert frame.locator(".plan-legend td.rep").all_text_contents() == _labels(example_plan)
+    (embedded,) = page.frames[1].evaluate(_MAPS)
+    assert embedded["shapes"] == dict.fromkeys(map(str, example_plan.dataset.reps["rep_id"]), 1)
+    page.context.close()
