@@ -140,8 +140,8 @@ def solve(
 ) -> None:
     """Solve a scenario and write the plan folder.
 
-    Writes assignments.csv, territories.csv, summary.json and map.html into
-    OUT, all at once: an existing plan there is replaced only by a complete new one.
+    Writes assignments.csv, territories.csv, summary.json, map.html,
+    report.html and plan.xlsx into OUT, all at once: an existing plan there is replaced only by a complete new one.
     """
     _setup_logging(verbose)
     if time_limit is not None and time_limit <= 0:
@@ -158,7 +158,7 @@ def solve(
         )
         with Live(console=err_console, transient=True, refresh_per_second=4) as live:
             plan = solve_prepared(prepared, progress=_ProgressLine(live))
-        folder = write_plan_folder(plan, out)
+        folder = write_plan_folder(plan, out, offline=offline)
     except InputError as exc:
         raise _fail(EXIT_INPUT, "Bad input", str(exc)) from None
     except InfeasibleError as exc:
@@ -169,7 +169,8 @@ def solve(
     if plan.report.interrupted:
         out_console.print("[yellow]Interrupted: this is the best plan found before Ctrl-C.[/yellow]")
     out_console.print(
-        f"Plan written to [bold]{folder}[/bold] (assignments.csv, territories.csv, summary.json, map.html)"
+        f"Plan written to [bold]{folder}[/bold] (assignments.csv, territories.csv, summary.json, map.html, "
+        "report.html, plan.xlsx)"
     )
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from maps import write_plan_map
+from maps import write_plan_map, write_report
 from models.dataset import Dataset, load_dataset
 from models.headcount import read_plan_assignments
 from models.plan import Plan, SolveReport
+from models.plan_excel import write_plan_excel
 from models.plan_io import write_plan
 from models.scenario import LoadedScenario, load_scenario
 from optimizer import Problem, ProgressEvent, SolveSettings, build_problem, solve
@@ -189,9 +191,25 @@ def solve_scenario(
     return solve_prepared(prepare(scenario_path, time_limit_s=time_limit_s, seed=seed, workers=workers), progress)
 
 
-def write_plan_folder(plan: Plan, out_dir: Path | str) -> Path:
-    """Write the plan folder: assignments, territories, summary and map, atomically."""
-    return write_plan(plan, out_dir, extra={"map.html": write_plan_map})
+def write_plan_folder(plan: Plan, out_dir: Path | str, *, offline: bool = False) -> Path:
+    """Write the plan folder atomically: assignments, territories, summary, map, report and workbook.
+
+    Parameters
+    ----------
+    plan
+        The plan.
+    out_dir
+        The folder (replaced only once the new one is complete).
+    offline
+        Write ``map.html`` (and so the report's embedded map) so that it opens
+        without any network: no tiles, scripts inlined from installed packages.
+    """
+    extra = {
+        "map.html": partial(write_plan_map, offline=offline),
+        "report.html": write_report,
+        "plan.xlsx": write_plan_excel,
+    }
+    return write_plan(plan, out_dir, extra=extra)
 
 
 __all__ = [

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from maps import build_report, territory_colors, write_report
+from maps.assets import remote_assets
 from maps.report import metric_chart
 from models.dataset import Dataset
 from models.plan import Plan
+from territory.cli import app
+from tests.conftest import ScenarioWriter, two_towns
 from tests.test_maps import custom_metric_plan, three_cities_plan
 
 
@@ -104,3 +108,18 @@ def test_write_report_writes_the_page_whole(three_cities: Plan, tmp_path: Path) 
     path = write_report(tmp_path / "report.html", three_cities)
     assert path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary file left behind
+
+
+def test_solve_writes_report_and_workbook_and_offline_map(scenario_writer: ScenarioWriter, tmp_path: Path) -> None:
+    """`territory solve --offline` end to end: report.html, plan.xlsx, and a map that loads nothing remote."""
+    accounts, reps = two_towns()
+    scenario = scenario_writer(accounts, reps)
+    for offline in (False, True):
+        out = tmp_path / f"plan-{offline}"
+        args = ["solve", str(scenario), "--out", str(out), "--time-limit", "5"] + (["--offline"] if offline else [])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert {"map.html", "report.html", "plan.xlsx"} <= {p.name for p in out.iterdir()}
+        remote = remote_assets((out / "map.html").read_text(encoding="utf-8"))
+        assert (remote == []) is offline
+        assert "Rep A (RA)" in (out / "report.html").read_text(encoding="utf-8")
