@@ -710,8 +710,13 @@ def load_dataset(loaded: LoadedScenario, baseline: pd.DataFrame | None = None, b
     if scenario.quota is not None:  # floors and caps against the target do not depend on the plan
         from models.quota import check_quota_limits
 
+        mapped = scenario.columns.reps
         check_quota_limits(
-            reps, scenario.quota, reps_file=loaded.data_path(scenario.data.reps), scenario_file=loaded.path
+            reps,
+            scenario.quota,
+            reps_file=loaded.data_path(scenario.data.reps),
+            scenario_file=loaded.path,
+            columns=(mapped.quota_floor or "quota_floor", mapped.quota_cap or "quota_cap"),
         )
     accounts, set_aside = read_accounts(
         loaded.data_path(scenario.data.accounts),

@@ -274,9 +274,16 @@ def rep_limits(reps: pd.DataFrame, settings: Quota) -> tuple[np.ndarray, np.ndar
 
 
 def check_quota_limits(
-    reps: pd.DataFrame, settings: Quota, *, reps_file: Path | str | None, scenario_file: Path | str | None
+    reps: pd.DataFrame,
+    settings: Quota,
+    *,
+    reps_file: Path | str | None,
+    scenario_file: Path | str | None,
+    columns: tuple[str, str] = ("quota_floor", "quota_cap"),
 ) -> None:
     """Refuse floors and caps that no quotas summing to the target can meet (they do not depend on the plan).
+
+    ``columns`` names the reps table's floor and cap columns as the file spells them, for messages.
 
     Raises
     ------
@@ -289,7 +296,7 @@ def check_quota_limits(
     issues = IssueCollector()
     for position, message in problems:
         if position is not None:  # only a rep's own column can put its floor above its cap
-            column = "quota_floor" if "quota_floor" in reps else "quota_cap"
+            column = columns[0] if "quota_floor" in reps else columns[1]
             issues.add(
                 f"rep '{reps['rep_id'].iloc[position]}': {message}",
                 file=reps_file,

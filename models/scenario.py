@@ -647,6 +647,7 @@ def parse_scenario(data: Any, path: Path) -> Scenario:
 _PATH_KEYS = (
     ("data", "accounts"),
     ("data", "reps"),
+    ("data", "opportunities"),
     ("units", "path"),
     ("continuity", "baseline", "plan"),
     ("continuity", "baseline", "scenario"),

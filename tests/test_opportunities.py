@@ -132,6 +132,17 @@ def test_deals_of_set_aside_accounts_are_left_out(tmp_path: Path) -> None:
     assert "a0" not in set(dataset.accounts["account_id"])
 
 
+def test_a_scenario_extending_another_finds_its_opportunities(tmp_path: Path) -> None:
+    """The opportunities path is relative to the file that names it, like the other data paths."""
+    parent = pipeline_case(tmp_path / "base", sound_deals())
+    child = tmp_path / "variants" / "tight.yaml"
+    child.parent.mkdir()
+    child.write_text("extends: ../base/scenario.yaml\nname: tighter\nbalance: {accounts: {tolerance_pct: 20}}\n")
+    dataset = load_dataset(load_scenario(child))
+    assert parent.is_file() and dataset.forecast is not None
+    assert dataset.accounts["expected_revenue"].sum() == 4250.0
+
+
 def _broken(**changes: Any) -> list[dict[str, Any]]:
     """The sound deals with ``changes`` applied: ``{"<row index>": {column: value}}``."""
     deals = sound_deals()

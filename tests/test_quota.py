@@ -197,6 +197,17 @@ def test_floors_above_the_target_are_bad_input_before_solving(tmp_path: Path) ->
     assert "quota floors add up to 120,000, more than the target 100,000" in flat and "quota.floor" in flat
 
 
+def test_a_reps_own_floor_above_its_cap_names_the_rep_and_column(tmp_path: Path) -> None:
+    accounts, reps = two_towns()
+    reps[0].update(quota_floor=50_000, quota_cap=40_000)
+    reps[1].update(quota_floor="", quota_cap="")
+    path = write_scenario(tmp_path / "own", accounts, reps, quota={"target": 100_000})
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    flat = " ".join(result.output.split())
+    assert "reps.csv" in flat and "rep 'RA'" in flat and "quota floor 50,000 is above the quota cap 40,000" in flat
+
+
 def test_target_not_a_multiple_of_rounding_is_a_scenario_error(tmp_path: Path) -> None:
     accounts, reps = two_towns()
     path = write_scenario(tmp_path / "odd", accounts, reps, quota={"target": 1_234_567, "rounding": 1000})
