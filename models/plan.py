@@ -436,6 +436,7 @@ class Plan:
         report.pop("status")
         return {
             "scenario": scenario.name,
+            "scenario_file": None if self.dataset.source is None else str(self.dataset.source),
             "description": scenario.description,
             "status": self.report.status,
             "interrupted": report.pop("interrupted"),

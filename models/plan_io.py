@@ -91,6 +91,41 @@ def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter]
     pathlib.Path
         The folder written.
     """
+
+    def fill(tmp: Path) -> None:
+        plan.assignments().to_csv(tmp / "assignments.csv", index=False)
+        plan.territories().to_csv(tmp / "territories.csv", index=False)
+        plan.dataset.set_aside.to_csv(tmp / "set_aside.csv", index=False)
+        plan.changes().to_csv(tmp / "changes.csv", index=False)
+        (tmp / "summary.json").write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
+        for name, writer in (extra or {}).items():
+            writer(tmp / name, plan)
+
+    out_dir = write_folder(out_dir, fill)
+    logger.info("plan written to %s", out_dir)
+    return out_dir
+
+
+def write_folder(out_dir: Path | str, fill: Callable[[Path], None]) -> Path:
+    """Write a folder whole or not at all: ``fill`` writes into a hidden temporary folder, renamed into place.
+
+    Parameters
+    ----------
+    out_dir
+        Target folder; an existing one is replaced only once the new one is complete.
+    fill
+        Called with the temporary folder; writes every file there.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder written (resolved).
+
+    Raises
+    ------
+    InputError
+        When ``out_dir`` exists and is not a folder.
+    """
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     if out_dir.exists() and not out_dir.is_dir():
@@ -101,21 +136,14 @@ def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter]
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     umask = os.umask(0)
     os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a plan folder is shared like any other
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; an output folder is shared like any other
     try:
-        plan.assignments().to_csv(tmp / "assignments.csv", index=False)
-        plan.territories().to_csv(tmp / "territories.csv", index=False)
-        plan.dataset.set_aside.to_csv(tmp / "set_aside.csv", index=False)
-        plan.changes().to_csv(tmp / "changes.csv", index=False)
-        (tmp / "summary.json").write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
-        for name, writer in (extra or {}).items():
-            writer(tmp / name, plan)
+        fill(tmp)
         _fsync_tree(tmp)
         _swap_into_place(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("plan written to %s", out_dir)
     return out_dir
 
 
@@ -167,7 +195,8 @@ def recover(out_dir: Path | str) -> None:
             pid = _owner_pid(path)
             if pid is not None and pid != os.getpid() and _pid_alive(pid):
                 continue
-            if kind == "old" and not out_dir.exists() and all((path / f).is_file() for f in REQUIRED_FILES):
+            # an old folder is set aside only once complete: with no folder in its place, the swap was cut short
+            if kind == "old" and not out_dir.exists():
                 os.replace(path, out_dir)
                 logger.warning("restored the previous plan %s after an interrupted write", out_dir)
             else:
@@ -176,7 +205,7 @@ def recover(out_dir: Path | str) -> None:
 
 
 def _fsync_tree(folder: Path) -> None:
-    for path in folder.iterdir():
+    for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())

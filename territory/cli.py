@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -100,6 +101,29 @@ def _summary_table(plan: Plan) -> Table:
     return table
 
 
+_SOLVE_TIME = Annotated[
+    float | None, typer.Option("--time-limit", help="Solver time limit per solve, seconds (overrides the scenarios).")
+]
+_SEED = Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the scenarios).")]
+_WORKERS = Annotated[int | None, typer.Option("--workers", help="Solver workers, 0 = every core.")]
+_OFFLINE = Annotated[
+    bool, typer.Option("--offline", help="Write pages that open without any network (no tiles, scripts inlined).")
+]
+_VERBOSE = Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")]
+
+
+def _run_reporting_errors(action):
+    """Run ``action``, turning the library's errors into the CLI's exit codes and messages."""
+    try:
+        return action()
+    except InputError as exc:
+        raise _fail(EXIT_INPUT, "Bad input", str(exc)) from None
+    except InfeasibleError as exc:
+        raise _fail(EXIT_INFEASIBLE, "No feasible plan", str(exc)) from None
+    except NoPlanError as exc:
+        raise _fail(EXIT_INFEASIBLE, "No plan found", str(exc)) from None
+
+
 @app.command()
 def solve(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML file.", show_default=False)],
@@ -147,7 +171,8 @@ def solve(
     if time_limit is not None and time_limit <= 0:
         raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
     out = out or Path("plans") / scenario.stem
-    try:
+
+    def run() -> tuple[Plan, Path]:
         prepared = prepare(
             scenario,
             time_limit_s=time_limit,
@@ -158,13 +183,9 @@ def solve(
         )
         with Live(console=err_console, transient=True, refresh_per_second=4) as live:
             plan = solve_prepared(prepared, progress=_ProgressLine(live))
-        folder = write_plan_folder(plan, out, offline=offline)
-    except InputError as exc:
-        raise _fail(EXIT_INPUT, "Bad input", str(exc)) from None
-    except InfeasibleError as exc:
-        raise _fail(EXIT_INFEASIBLE, "No feasible plan", str(exc)) from None
-    except NoPlanError as exc:
-        raise _fail(EXIT_INFEASIBLE, "No plan found", str(exc)) from None
+        return plan, write_plan_folder(plan, out, offline=offline)
+
+    plan, folder = _run_reporting_errors(run)
     out_console.print(_summary_table(plan))
     if plan.report.interrupted:
         out_console.print("[yellow]Interrupted: this is the best plan found before Ctrl-C.[/yellow]")
@@ -198,6 +219,131 @@ def validate(
         f"{prepared.problem.num_units:,} units, {len(data.reps)} reps ({data.reps['fte'].sum():g} FTE), "
         f"{len(prepared.problem.pair_unit):,} allowed account-rep pairs"
     )
+
+
+@app.command()
+def compare(
+    sources: Annotated[
+        list[Path],
+        typer.Argument(help="Two or more scenario files (solved here) or plan folders.", show_default=False),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the comparison into.")] = Path(
+        "plans/compare"
+    ),
+    time_limit: _SOLVE_TIME = None,
+    seed: _SEED = None,
+    workers: _WORKERS = None,
+    offline: _OFFLINE = False,
+    verbose: _VERBOSE = False,
+) -> None:
+    """Compare plans side by side: KPI table, change lists, each rep's loads, a synchronised map.
+
+    Writes kpis.csv, reps.csv, changes.csv, compare.html, compare_map.html (and quota_changes.csv when the plans
+    set quotas) into OUT, with the plan folder of every scenario solved under OUT/plans/. A scenario whose
+    baseline is another scenario's plan takes it from the same run.
+    """
+    from territory.compare import gather_plans, kpi_table, write_comparison
+
+    _setup_logging(verbose)
+    if time_limit is not None and time_limit <= 0:
+        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+
+    def run():
+        with err_console.status("reading plans") as status:
+            plans = gather_plans(
+                sources,
+                time_limit_s=time_limit,
+                seed=seed,
+                workers=workers,
+                on_solve=lambda label, path: status.update(f"[cyan]solving[/cyan] {label} ({path})"),
+            )
+            status.update("writing the comparison")
+            return plans, write_comparison(plans, out, offline=offline)
+
+    plans, folder = _run_reporting_errors(run)
+    kpis = kpi_table(plans)
+    table = Table(title=f"{len(plans)} plans")
+    shown = ["plan", "status", "reps", "all_within_tolerance", "workload_km", "accounts_moved", "forced_moves"]
+    for column in shown:
+        table.add_column(column.replace("_", " "), justify="left" if column == "plan" else "right")
+    for _, row in kpis.iterrows():
+        table.add_row(*[f"{row[c]:,.0f}" if isinstance(row[c], float) else str(row[c]) for c in shown])
+    out_console.print(table)
+    out_console.print(f"Comparison written to [bold]{folder}[/bold] (open compare.html)")
+
+
+@app.command()
+def frontier(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML file (with a baseline).", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder to write (default: plans/<scenario>-frontier).")
+    ] = None,
+    budgets: Annotated[
+        str | None,
+        typer.Option(
+            "--budgets",
+            help="Comma-separated move budgets to try (accounts besides a departing rep's); default: five budgets "
+            "from the fewest moves a balanced plan needs towards what an unlimited plan moves.",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="A plan folder as the plan in force (overrides the scenario).")
+    ] = None,
+    time_limit: _SOLVE_TIME = None,
+    seed: _SEED = None,
+    workers: _WORKERS = None,
+    offline: _OFFLINE = False,
+    verbose: _VERBOSE = False,
+) -> None:
+    """Trade-off frontier: solve with growing move budgets; table and charts of travel and balance per move.
+
+    Writes frontier.csv, frontier.html and a plan folder per budget with a plan into OUT.
+    """
+    from territory.frontier import frontier_table, solve_frontier, write_frontier
+
+    _setup_logging(verbose)
+    if time_limit is not None and time_limit <= 0:
+        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    wanted = None
+    if budgets is not None:
+        try:
+            wanted = [int(b) for b in budgets.split(",") if b.strip()]
+        except ValueError:
+            raise _fail(EXIT_INPUT, "Bad option", "--budgets takes whole numbers separated by commas") from None
+        if any(b < 0 for b in wanted):
+            raise _fail(EXIT_INPUT, "Bad option", "--budgets must be zero or more")
+    folder_out = out or Path("plans") / f"{scenario.stem}-frontier"
+
+    def run():
+        with err_console.status("preparing") as status:
+            points = solve_frontier(
+                scenario,
+                wanted,
+                time_limit_s=time_limit,
+                seed=seed,
+                workers=workers,
+                baseline_plan=baseline,
+                on_step=lambda text: status.update(f"[cyan]solving[/cyan] {text}"),
+            )
+            status.update("writing the frontier")
+            return points, write_frontier(points, folder_out, offline=offline)
+
+    points, folder = _run_reporting_errors(run)
+    table = frontier_table(points)
+    view = Table(title="Disruption frontier")
+    shown = [c for c in ("max_moved_accounts", "status", "discretionary_moves", "workload_km") if c in table]
+    shown += [c for c in table.columns if c.endswith("_max_deviation_pct")]
+    for column in shown:
+        view.add_column(column.replace("_max_deviation_pct", " dev %").replace("_", " "), justify="right")
+    for _, row in table.iterrows():
+        view.add_row(
+            *[
+                "" if pd.isna(row.get(c)) else f"{row[c]:,.4g}" if isinstance(row[c], float) else str(row[c])
+                for c in shown
+            ]
+        )
+    out_console.print(view)
+    out_console.print(f"Frontier written to [bold]{folder}[/bold] (open frontier.html)")
 
 
 @app.command()

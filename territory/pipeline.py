@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from maps import write_plan_map, write_report
 from models.dataset import Dataset, load_dataset
 from models.headcount import read_plan_assignments
@@ -132,8 +134,10 @@ def plan_from_result(prepared: Prepared, result: Result) -> Plan:
     )
 
 
-def solve_prepared(prepared: Prepared, progress: ProgressCallback | None = None) -> Plan:
-    """Solve a prepared scenario.
+def solve_prepared(
+    prepared: Prepared, progress: ProgressCallback | None = None, hint: np.ndarray | None = None
+) -> Plan:
+    """Solve a prepared scenario (``hint``: a rep row per unit to start from, when it keeps every rule).
 
     Raises
     ------
@@ -153,6 +157,7 @@ def solve_prepared(prepared: Prepared, progress: ProgressCallback | None = None)
             work_limit=settings.work_limit,
         ),
         progress=progress,
+        hint=hint,
     )
     if not result.has_plan:
         limit = settings.time_limit_s or 0.0
