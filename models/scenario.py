@@ -225,11 +225,13 @@ class Objective(_Strict):
     """Weights of the objective terms (both in workload-hour x km)."""
 
     compactness: float = Field(1.0, ge=0, description="Weight of compactness (workload-weighted distance).")
-    compactness_measure: Literal["home_base", "centre"] = Field(
+    compactness_measure: Literal["home_base", "centre", "diameter"] = Field(
         "home_base",
         description=(
             "'home_base': workload-weighted distance of each unit from its rep's home base; 'centre': from the "
-            "territory's centre unit, chosen by the solver (open territories, reps without home base)."
+            "territory's centre unit, chosen by the solver (open territories, reps without home base); "
+            "'diameter': minimise the largest territory diameter (the largest distance between two units of one "
+            "territory, measured as set by 'distance')."
         ),
     )
     distance: Literal["great_circle", "graph"] = Field(

@@ -37,6 +37,9 @@ class Score:
         (``continuity.move_penalty_km``).
     violations
         Hard rules broken (pairs not allowed: locks, hard segment rules, candidate limits).
+    diameter
+        Largest territory diameter (largest distance between two units of one territory) when the problem
+        measures compactness by diameter (``compactness_measure: diameter``), else ``None``.
     """
 
     max_deviation_pct: dict[str, float]
@@ -45,6 +48,7 @@ class Score:
     penalty: float
     objective: float
     violations: list[str] = field(default_factory=list)
+    diameter: float | None = None
 
     @property
     def feasible(self) -> bool:
@@ -123,4 +127,38 @@ def score(problem: Problem, unit_rep: np.ndarray) -> Score:
         + problem.preference_weight * penalty
         + (0.0 if problem.pair_continuity is None else float(problem.pair_continuity[ok].sum())),
         violations=violations,
+        diameter=max_diameter(problem, unit_rep),
     )
+
+
+def max_diameter(problem: Problem, unit_rep: np.ndarray) -> float | None:
+    """Largest distance between two units of one territory (``None`` without unit distances for diameters)."""
+    if problem.diameter_distance is None:
+        return None
+    return float(territory_diameters(problem.diameter_distance, unit_rep, problem.num_reps).max(initial=0.0))
+
+
+def territory_diameters(distance: np.ndarray, unit_rep: np.ndarray, num_reps: int) -> np.ndarray:
+    """Largest distance between two units of each territory (0 for empty or single-unit territories).
+
+    Parameters
+    ----------
+    distance
+        Unit-to-unit distances, ``(n, n)``.
+    unit_rep
+        Territory of every unit.
+    num_reps
+        Number of territories.
+
+    Returns
+    -------
+    numpy.ndarray
+        One diameter per territory.
+    """
+    unit_rep = np.asarray(unit_rep, dtype=np.int64)
+    out = np.zeros(num_reps)
+    for r in range(num_reps):
+        members = np.flatnonzero(unit_rep == r)
+        if len(members) > 1:
+            out[r] = float(distance[np.ix_(members, members)].max())
+    return out

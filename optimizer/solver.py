@@ -220,6 +220,10 @@ def solve(
     settings = settings or SolveSettings()
     presolve_checks(problem)
     with _sigint_stops() as stop:
+        if problem.diameter_distance is not None:
+            from optimizer.diameter import solve_diameter
+
+            return solve_diameter(problem, settings, progress, hint, stop)
         # contiguity and centre-based compactness live in the one-model formulation only
         shaped = problem.contiguous or problem.centre_distance is not None
         if shaped and len(problem.pair_unit) > SMALL_SHAPED_PAIRS:

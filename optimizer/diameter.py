@@ -1,0 +1,731 @@
+"""Territories of the smallest largest diameter: threshold search with CP-SAT feasibility models.
+
+A territory's diameter is the largest distance between two of its units; the
+objective is the largest diameter over all territories (``objective.compactness_measure:
+diameter``; the delivery territory design benchmark's objective).
+
+Method: search on the threshold ``D``. The optimum is one of the pairwise
+distances, so ``D`` runs over those levels. For each probed ``D`` one CP-SAT
+model asks: can every unit go to a territory, within every balance rule (and
+the other hard rules of the :class:`~optimizer.problem.Problem`: locks, hard
+segment rules, move budgets, contiguity), so that no two units farther apart
+than ``D`` share a territory? The model is the engine's own
+(:func:`optimizer.model.build_cp_model` without objective) plus, per
+territory, the conflict implications ``x[i, t] => not x[j, t]`` for every pair
+``d(i, j) > D``. What makes it fast is symmetry breaking that also shrinks the
+model: a clique of units pairwise farther apart than ``D`` (found greedily)
+must lie in distinct territories, so when territories are interchangeable
+each clique unit is fixed to its own territory, and every unit farther than
+``D`` from a territory's fixed unit loses that territory (on the DTDP
+instances each unit keeps 3-4 of 10). Locked units fix their territory the
+same way. A plan found at ``D`` usually has a diameter below ``D``: the search
+moves to that value; a model proven infeasible raises the lower bound; a probe
+that runs out of time is retried later with more time.
+
+Chosen by measurement on DTDP ``planar500_G0`` (500 units, 10 territories,
+±5 % on three activities; 2 cores): a CP-SAT large-neighbourhood search
+(re-splitting the territory of largest diameter with one neighbour by a
+binary search of 2-territory CP-SAT models, from a balanced k-medoids start)
+reached 46.5 in 60 s and stalled; the threshold models found 43.0 in 9 s,
+42.67 in 17 s, and proved 42.5 infeasible in 8 s (best known 42.555).
+
+Lower bounds, all valid for any plan: ``k + 1`` units pairwise farther apart
+than ``m`` cannot fit in ``k`` territories, so the optimum is at least the
+smallest pairwise distance of such a set (greedy cliques); every unit's
+territory lies within ``D`` of it and must reach its balance minimum, so the
+optimum is at least the radius around each unit holding that minimum; and
+every threshold CP-SAT proves infeasible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from optimizer.model import build_cp_model
+from optimizer.problem import MetricData, Problem, _bounds
+from optimizer.relaxation import LpInfeasibleError, lp_start
+from optimizer.result import Result, Status
+from optimizer.score import score, territory_diameters
+from optimizer.solver import ProgressCallback, ProgressEvent, SolveSettings
+
+logger = logging.getLogger(__name__)
+
+#: Relative slack when comparing distances (distances are floats; levels are exact pair distances).
+EPS = 1e-9
+#: Randomised greedy starts per clique search.
+CLIQUE_TRIES = 40
+#: Share of the time limit for the first plan (balanced assignment to spread-out medoids).
+INITIAL_SHARE = 0.05
+#: Share of the time limit kept for the final whole-problem probe just below the best plan.
+FINAL_SHARE = 0.15
+#: Shortest time limit of a probe, seconds.
+MIN_PROBE_SECONDS = 1.0
+#: Territories re-split together in one neighbourhood.
+NEIGHBOURHOOD = 4
+#: Randomness in picking neighbours, as a share of the largest diameter added to their distance.
+NEIGHBOUR_NOISE = 0.15
+#: Time limit of one neighbourhood model, seconds.
+SUB_PROBE_SECONDS = 3.0
+#: First target below the largest diameter, as a share of it (grows on success, halves after failures).
+TARGET_STEP = 0.01
+MAX_TARGET_STEP = 0.03
+#: Failed neighbourhoods in a row before the target moves closer.
+PATIENCE = 6
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One threshold tried: ``outcome`` is ``plan``, ``infeasible`` or ``unknown`` (time ran out)."""
+
+    threshold: float
+    outcome: str
+    seconds: float
+    diameter: float | None = None
+    fixed_units: int = 0
+    pairs: int = 0
+
+
+@dataclass
+class _Search:
+    """State of the threshold search."""
+
+    levels: np.ndarray
+    lower: float
+    best: np.ndarray | None = None
+    best_diameter: float = math.inf
+    first_seconds: float | None = None
+    best_seconds: float | None = None
+    probes: list[Probe] = field(default_factory=list)
+
+
+def far_clique(
+    distance: np.ndarray, threshold: float, size: int, rng: np.random.Generator, tries: int = CLIQUE_TRIES
+) -> np.ndarray:
+    """Units pairwise farther apart than ``threshold``: a greedy clique of the conflict graph, at most ``size``.
+
+    Among cliques of the largest size found, the one with the fewest units within ``threshold`` of its
+    members is kept: fixing it leaves the fewest unit-territory pairs.
+
+    Parameters
+    ----------
+    distance
+        Unit-to-unit distances.
+    threshold
+        Pairs strictly farther apart than this conflict.
+    size
+        Stop growing a clique at this size.
+    rng
+        Random generator of the randomised starts.
+    tries
+        Greedy starts (the first from the unit farthest from all others).
+
+    Returns
+    -------
+    numpy.ndarray
+        Unit rows of the clique.
+    """
+    n = len(distance)
+    far = distance > threshold * (1 + EPS)
+    best: tuple[tuple[int, int], list[int]] | None = None
+    first = int(distance.sum(axis=0).argmax())
+    for attempt in range(tries):
+        clique = [first if attempt == 0 else int(rng.integers(n))]
+        candidates = far[clique[0]].copy()
+        while candidates.any() and len(clique) < size:
+            idx = np.flatnonzero(candidates)
+            # the candidate conflicting with most other candidates keeps the clique growing
+            degree = far[np.ix_(idx, idx)].sum(axis=1) + rng.random(len(idx))
+            pick = int(idx[degree.argmax()]) if rng.random() < 0.8 else int(rng.choice(idx))
+            clique.append(pick)
+            candidates &= far[pick]
+        key = (len(clique), -int((~far[clique]).sum()))
+        if best is None or key > best[0]:
+            best = (key, clique)
+    assert best is not None
+    return np.array(best[1], dtype=np.int64)
+
+
+def clique_bound(distance: np.ndarray, num_reps: int, rng: np.random.Generator) -> float:
+    """Lower bound on the largest diameter: the best ``num_reps + 1`` units pairwise far apart found.
+
+    Two of ``k + 1`` units share one of ``k`` territories, so every plan's largest diameter is at least
+    the smallest pairwise distance among them.
+    """
+    n = len(distance)
+    if n <= num_reps:
+        return 0.0
+    low, high, bound = 0.0, float(distance.max()), 0.0
+    for _ in range(14):
+        mid = 0.5 * (low + high)
+        clique = far_clique(distance, mid, num_reps + 1, rng, tries=CLIQUE_TRIES // 2)
+        if len(clique) > num_reps:
+            sub = distance[np.ix_(clique, clique)]
+            bound = max(bound, float(sub[np.triu_indices(len(clique), 1)].min()))
+            low = max(mid, bound)
+        else:
+            high = mid
+    return bound
+
+
+def radius_bound(distance: np.ndarray, values: np.ndarray, minimum: np.ndarray) -> float:
+    """Lower bound: every unit's territory lies within the diameter of it and must hold its balance minimum.
+
+    Parameters
+    ----------
+    distance
+        Unit-to-unit distances, ``(n, n)``.
+    values
+        ``(metrics, n)`` integer values.
+    minimum
+        ``(metrics, n)``: the smallest load any territory the unit may join must reach, per metric.
+
+    Returns
+    -------
+    float
+        The largest, over units, of the radius around the unit that first holds every minimum.
+    """
+    order = np.argsort(distance, axis=1, kind="stable")
+    reached = np.ones(distance.shape, dtype=bool)
+    for m in range(values.shape[0]):
+        reached &= np.cumsum(values[m][order], axis=1) >= minimum[m][:, None]
+    first = np.where(reached.any(axis=1), reached.argmax(axis=1), distance.shape[1] - 1)
+    rows = np.arange(len(distance))
+    return float(distance[rows, order[rows, first]].max()) if len(distance) else 0.0
+
+
+def check_supported(problem: Problem) -> None:
+    """Refuse what the diameter search does not model.
+
+    Raises
+    ------
+    ValueError
+        The problem has no unit distances for diameters.
+    """
+    if problem.diameter_distance is None:
+        raise ValueError("the problem has no unit distances: build it with objective.compactness_measure: diameter")
+    if problem.diameter_distance.shape != (problem.num_units, problem.num_units):
+        raise ValueError(
+            f"diameter_distance must be ({problem.num_units}, {problem.num_units}), "
+            f"got {problem.diameter_distance.shape}"
+        )
+
+
+def _lower_bound(problem: Problem, rng: np.random.Generator) -> float:
+    """Largest of the clique and radius bounds."""
+    distance = problem.diameter_distance
+    assert distance is not None
+    bound = clique_bound(distance, problem.num_reps, rng)
+    ungrouped = [m for m in problem.metrics if m.lo is not None]
+    if ungrouped:
+        allowed = np.zeros((problem.num_units, problem.num_reps), dtype=bool)
+        allowed[problem.pair_unit, problem.pair_rep] = True
+        values = np.array([m.values for m in ungrouped])
+        minimum = np.array(
+            [np.where(allowed, np.asarray(m.lo)[None, :], np.iinfo(np.int64).max).min(axis=1) for m in ungrouped]
+        )
+        bound = max(bound, radius_bound(distance, values, minimum))
+    return bound
+
+
+def _territory_classes(problem: Problem) -> np.ndarray:
+    """A class label per territory: territories of one class are interchangeable (same pairs, bounds and FTE)."""
+    if problem.budgets:  # moves are counted against each rep's own baseline
+        return np.arange(problem.num_reps)
+    allowed = np.zeros((problem.num_reps, problem.num_units), dtype=bool)
+    allowed[problem.pair_rep, problem.pair_unit] = True
+    keys: dict[tuple[Any, ...], int] = {}
+    labels = []
+    for r in range(problem.num_reps):
+        bounds = tuple(
+            (int(m.groups[r]), None if m.lo is None else int(m.lo[r]), None if m.hi is None else int(m.hi[r]))
+            for m in problem.metrics
+        )
+        labels.append(keys.setdefault((allowed[r].tobytes(), problem.fte_exact[r], bounds), len(keys)))
+    return np.array(labels, dtype=np.int64)
+
+
+def _probe(
+    problem: Problem,
+    threshold: float,
+    seconds: float,
+    settings: SolveSettings,
+    rng: np.random.Generator,
+    stop: Any,
+    *,
+    classes: np.ndarray,
+    hint: np.ndarray | None = None,
+    reps: np.ndarray | None = None,
+) -> tuple[str, np.ndarray | None, Probe]:
+    """One CP-SAT feasibility model: every territory of ``reps`` (all by default) within ``threshold``.
+
+    With ``reps``, only the units of these territories in ``hint`` move, among these territories; every
+    other unit stays where ``hint`` has it. Returns the outcome, the plan (if any) and a record.
+    """
+    clock = time.perf_counter()
+    distance = problem.diameter_distance
+    assert distance is not None
+    n, k = problem.num_units, problem.num_reps
+    limit = threshold * (1 + EPS)
+    open_reps = np.ones(k, dtype=bool) if reps is None else np.asarray(reps, dtype=bool)
+    free = np.ones(n, dtype=bool) if reps is None or hint is None else open_reps[hint]
+    chosen = np.flatnonzero(open_reps)
+
+    # -------------------------------------------- fixed units: locks and seeds
+    fixed_rep = np.full(n, -1, dtype=np.int64)
+    counts = np.bincount(problem.pair_unit, minlength=n)
+    single = np.flatnonzero(counts == 1)
+    fixed_rep[single] = problem.pair_rep[np.searchsorted(problem.pair_unit, single)]
+    fixed_rep[~free] = -1
+    relabel = np.arange(k)
+    if len(set(classes[chosen].tolist())) == 1 and not (fixed_rep >= 0).any():
+        # interchangeable territories: units pairwise farther apart than the threshold go one to each
+        inside = np.flatnonzero(free)
+        seeds = inside[far_clique(distance[np.ix_(inside, inside)], threshold, len(chosen) + 1, rng)]
+        if len(seeds) > len(chosen):
+            return "infeasible", None, Probe(threshold, "infeasible", time.perf_counter() - clock)
+        fixed_rep[seeds] = chosen[: len(seeds)]
+        if hint is not None:
+            # name the hint's territories after the seeds they hold, so the hint agrees with the fixed seeds
+            mapping: dict[int, int] = {}
+            for label, unit in zip(chosen, seeds, strict=False):
+                mapping.setdefault(int(hint[unit]), int(label))
+            spare = [int(t) for t in chosen if t not in mapping.values()]
+            for r in chosen:
+                if int(r) not in mapping:
+                    mapping[int(r)] = spare.pop(0)
+            for r, label in mapping.items():
+                relabel[r] = label
+    # ---------------------------------------------- pairs left at threshold
+    keep = np.ones(len(problem.pair_unit), dtype=bool)
+    anchored = np.flatnonzero(fixed_rep >= 0)
+    for r in chosen:
+        anchors = anchored[fixed_rep[anchored] == r]
+        if len(anchors):
+            too_far = (distance[anchors] > limit).any(axis=0)
+            keep &= ~((problem.pair_rep == r) & too_far[problem.pair_unit])
+    keep &= (fixed_rep[problem.pair_unit] < 0) | (fixed_rep[problem.pair_unit] == problem.pair_rep)
+    keep &= ~free[problem.pair_unit] | open_reps[problem.pair_rep]
+    if np.bincount(problem.pair_unit[keep & free[problem.pair_unit]], minlength=n)[free].min(initial=1) == 0:
+        record = Probe(threshold, "infeasible", time.perf_counter() - clock, fixed_units=len(anchored))
+        return "infeasible", None, record
+    sub = problem.restrict_pairs(keep)
+    model_hint = None if hint is None else relabel[hint]
+    if reps is None:
+        parts = build_cp_model(sub, objective=False, hint=model_hint)
+    else:
+        parts = build_cp_model(sub, objective=False, hint=model_hint, free=free, base=model_hint, reps=open_reps)
+    model, x = parts.model, parts.x
+    pair_unit, pair_rep = sub.pair_unit[parts.pairs], sub.pair_rep[parts.pairs]
+
+    # ------------------------------------------------ conflict implications
+    pair_of = np.full((n, k), -1, dtype=np.int64)
+    pair_of[pair_unit, pair_rep] = np.arange(len(pair_unit))
+    for r in chosen:
+        members = np.flatnonzero(pair_of[:, r] >= 0)
+        if len(members) < 2:
+            continue
+        conflict = np.triu(distance[np.ix_(members, members)] > limit, 1)
+        for a in np.flatnonzero(conflict.any(axis=1)):
+            others = members[np.flatnonzero(conflict[a])]
+            model.add_bool_and([~x[p] for p in pair_of[others, r]]).only_enforce_if(x[pair_of[members[a], r]])
+
+    solver = cp_model.CpSolver()
+    params = solver.parameters
+    params.max_time_in_seconds = max(seconds - (time.perf_counter() - clock), 0.1)
+    params.num_workers = settings.num_workers
+    params.random_seed = int(rng.integers(2**31 - 1))
+    params.catch_sigint_signal = False
+    if stop is not None:
+        stop.solver = solver
+    code = solver.solve(model)
+    if stop is not None:
+        stop.solver = None
+    if code == cp_model.MODEL_INVALID:
+        raise RuntimeError(f"CP-SAT rejected the diameter model as invalid (engine bug): {model.validate()}")
+    info = {"fixed_units": len(anchored), "pairs": len(x)}
+    if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        taken = np.array([solver.boolean_value(v) for v in x], dtype=bool)
+        unit_rep = np.full(n, -1, dtype=np.int64) if model_hint is None else model_hint.copy()
+        unit_rep[pair_unit[taken]] = pair_rep[taken]
+        diameter = float(territory_diameters(distance, unit_rep, k).max())
+        return "plan", unit_rep, Probe(threshold, "plan", time.perf_counter() - clock, diameter, **info)
+    outcome = "infeasible" if code == cp_model.INFEASIBLE else "unknown"
+    return outcome, None, Probe(threshold, outcome, time.perf_counter() - clock, **info)
+
+
+def _is_plan(problem: Problem, unit_rep: np.ndarray | None) -> bool:
+    return unit_rep is not None and len(unit_rep) == problem.num_units and score(problem, unit_rep).feasible
+
+
+def _initial_plan(
+    problem: Problem, seconds: float, settings: SolveSettings, rng: np.random.Generator, stop: Any
+) -> np.ndarray | None:
+    """A first plan: balanced assignment to ``k`` spread-out medoids minimising squared distances (CP-SAT)."""
+    distance = problem.diameter_distance
+    assert distance is not None
+    n, k = problem.num_units, problem.num_reps
+    medoids = [int(distance.sum(axis=0).argmax())]
+    while len(medoids) < min(k, n):
+        medoids.append(int(distance[medoids].min(axis=0).argmax()))
+    medoids_arr = np.array(medoids)
+    for _ in range(20):  # k-medoids (alternating): tighter cells than the farthest-point seeds
+        nearest = distance[medoids_arr].argmin(axis=0)
+        update = medoids_arr.copy()
+        for t in range(len(medoids_arr)):
+            members = np.flatnonzero(nearest == t)
+            if len(members):
+                update[t] = members[distance[np.ix_(members, members)].sum(axis=0).argmin()]
+        if (update == medoids_arr).all():
+            break
+        medoids_arr = update
+    squared = distance[medoids_arr][problem.pair_rep % len(medoids_arr), problem.pair_unit] ** 2
+    top = float(squared.max()) if len(squared) else 1.0
+    costed = replace(problem, pair_cost=np.round(squared / max(top, EPS) * 10_000).astype(np.int64))
+    try:
+        start, _ = lp_start(costed, seconds=seconds, seed=settings.seed, workers=settings.num_workers)
+    except LpInfeasibleError:
+        return None
+    return start
+
+
+def _neighbours(distance: np.ndarray, unit_rep: np.ndarray, k: int) -> np.ndarray:
+    """``gap[s, t]``: the shortest distance between a unit of territory ``s`` and one of ``t``."""
+    near = np.full((len(unit_rep), k), np.inf)
+    for t in range(k):
+        members = np.flatnonzero(unit_rep == t)
+        if len(members):
+            near[:, t] = distance[:, members].min(axis=1)
+    gap = np.full((k, k), np.inf)
+    for s in range(k):
+        members = np.flatnonzero(unit_rep == s)
+        if len(members):
+            gap[s] = near[members].min(axis=0)
+    np.fill_diagonal(gap, np.inf)
+    return gap
+
+
+def solve_diameter(
+    problem: Problem,
+    settings: SolveSettings | None = None,
+    progress: ProgressCallback | None = None,
+    hint: np.ndarray | None = None,
+    stop: Any = None,
+) -> Result:
+    """Minimise the largest territory diameter: threshold search with CP-SAT feasibility models.
+
+    Parameters
+    ----------
+    problem
+        With ``diameter_distance`` (``objective.compactness_measure: diameter``, or :func:`diameter_problem`).
+    settings
+        Time limit, seed, workers (``workers=2`` uses both cores of a 2-core machine), relative gap.
+    progress
+        Called with each better plan or bound (objective and bound in distance units).
+    hint
+        A plan to start from; used when it keeps every hard rule.
+    stop
+        The engine's Ctrl-C state (``event`` and ``solver`` attributes), or ``None``.
+
+    Returns
+    -------
+    Result
+        ``objective`` is the largest diameter, ``bound`` the best lower bound proven; status OPTIMAL when
+        they meet, FEASIBLE otherwise, UNKNOWN without a plan. ``statistics`` lists the probes.
+
+    Raises
+    ------
+    InfeasibleError
+        No plan keeps the balance and hard rules even with no limit on diameters.
+    """
+    from optimizer.diagnose import explain_infeasible
+
+    settings = settings or SolveSettings()
+    check_supported(problem)
+    clock = time.perf_counter()
+    limit = settings.time_limit_s if settings.time_limit_s is not None else settings.work_limit
+    deadline = clock + limit
+    event: threading.Event | None = getattr(stop, "event", None)
+    rng = np.random.default_rng(settings.seed)
+    distance = problem.diameter_distance
+    assert distance is not None
+    k = problem.num_reps
+    classes = _territory_classes(problem)
+    levels = np.unique(distance[np.triu_indices(problem.num_units, 1)])
+    search = _Search(levels=levels if len(levels) else np.zeros(1), lower=_lower_bound(problem, rng))
+    logger.info(
+        "diameter search: %d units, %d territories in %d interchangeable classes, lower bound %.3f after %.1fs",
+        problem.num_units,
+        k,
+        len(set(classes.tolist())),
+        search.lower,
+        time.perf_counter() - clock,
+    )
+
+    def emit() -> None:
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    seconds=time.perf_counter() - clock,
+                    objective=None if search.best is None else search.best_diameter,
+                    bound=search.lower,
+                    gap=_gap(search.best_diameter, search.lower) if search.best is not None else None,
+                    solutions=sum(p.outcome == "plan" for p in search.probes),
+                )
+            )
+
+    def accept(unit_rep: np.ndarray) -> None:
+        diameter = float(territory_diameters(distance, unit_rep, k).max())
+        if diameter < search.best_diameter - EPS:
+            search.best, search.best_diameter = unit_rep, diameter
+            search.best_seconds = time.perf_counter() - clock
+            if search.first_seconds is None:
+                search.first_seconds = search.best_seconds
+            emit()
+
+    def stopped(reserve: float = 0.0) -> bool:
+        return (event is not None and event.is_set()) or time.perf_counter() > deadline - reserve
+
+    def done() -> bool:
+        below = search.levels[(search.levels >= search.lower * (1 - EPS)) & (search.levels < search.best_diameter)]
+        return len(below) == 0 or _gap(search.best_diameter, search.lower) <= settings.relative_gap
+
+    if hint is not None and _is_plan(problem, hint):
+        accept(np.asarray(hint, dtype=np.int64))
+    if search.best is None:
+        start = _initial_plan(problem, max(1.0, INITIAL_SHARE * limit), settings, rng, stop)
+        if start is None:
+            # no balanced plan at all in time: a probe without any diameter limit settles it
+            outcome, start, record = _probe(
+                problem, float(search.levels[-1]), deadline - time.perf_counter(), settings, rng, stop, classes=classes
+            )
+            search.probes.append(record)
+            if outcome == "infeasible":
+                raise explain_infeasible(problem, settings)
+        if start is not None:
+            accept(start)
+    if search.best is not None:
+        _improve(problem, search, settings, rng, stop, classes, deadline - FINAL_SHARE * limit, accept, stopped, done)
+    # last: one model of the whole problem just below the best plan (a better plan, or a proof of optimality)
+    if search.best is not None and not done() and not stopped(reserve=MIN_PROBE_SECONDS):
+        threshold = float(search.levels[np.searchsorted(search.levels, search.best_diameter * (1 - EPS)) - 1])
+        if threshold >= search.lower * (1 - EPS):
+            outcome, unit_rep, record = _probe(
+                problem,
+                threshold,
+                deadline - time.perf_counter(),
+                settings,
+                rng,
+                stop,
+                classes=classes,
+                hint=search.best,
+            )
+            search.probes.append(record)
+            if outcome == "plan" and unit_rep is not None:
+                accept(unit_rep)
+            elif outcome == "infeasible":
+                search.lower = search.best_diameter
+                emit()
+    return _result(problem, search, time.perf_counter() - clock, event)
+
+
+def _improve(
+    problem: Problem,
+    search: _Search,
+    settings: SolveSettings,
+    rng: np.random.Generator,
+    stop: Any,
+    classes: np.ndarray,
+    deadline: float,
+    accept: Any,
+    stopped: Any,
+    done: Any,
+) -> None:
+    """Threshold large-neighbourhood search: re-split the territories above a target with some neighbours."""
+    distance = problem.diameter_distance
+    assert distance is not None and search.best is not None
+    k = problem.num_reps
+    current = search.best.copy()
+    diam = territory_diameters(distance, current, k)
+    step = TARGET_STEP
+    failures = 0
+    size = min(k, NEIGHBOURHOOD)
+    while not stopped() and time.perf_counter() < deadline - 0.2 and not done():
+        top = float(diam.max())
+        candidates = search.levels[(search.levels < top * (1 - EPS)) & (search.levels >= search.lower * (1 - EPS))]
+        if len(candidates) == 0:
+            return
+        target = float(candidates[max(np.searchsorted(candidates, top * (1 - step), side="right") - 1, 0)])
+        bad = np.flatnonzero(diam > target * (1 + EPS))
+        gap = _neighbours(distance, current, k)
+        focus = int(rng.choice(bad))
+        order = np.argsort(gap[focus] + rng.random(k) * NEIGHBOUR_NOISE * max(top, EPS))
+        chosen = [focus, *[int(t) for t in order if t != focus][: size - 1]]
+        reps = np.zeros(k, dtype=bool)
+        reps[chosen] = True
+        seconds = min(SUB_PROBE_SECONDS * size / NEIGHBOURHOOD, max(deadline - time.perf_counter(), 0.1))
+        outcome, unit_rep, record = _probe(
+            problem, target, seconds, settings, rng, stop, classes=classes, hint=current, reps=reps
+        )
+        search.probes.append(record)
+        if outcome == "infeasible" and reps.all():
+            # the whole problem was free: no plan has every territory within the target
+            search.lower = max(search.lower, float(search.levels[np.searchsorted(search.levels, target, "right")]))
+        if outcome == "plan" and unit_rep is not None:
+            new = territory_diameters(distance, unit_rep, k)
+            if (new.max(), int((new > target * (1 + EPS)).sum())) < (diam.max(), len(bad)):
+                current, diam = unit_rep, new
+                accept(current)
+                failures = 0
+                if new.max() <= target * (1 + EPS):
+                    step = min(MAX_TARGET_STEP, step * 1.5)
+                    size = max(min(k, NEIGHBOURHOOD), size - 1)
+                continue
+        failures += 1
+        if failures >= PATIENCE or size == k:
+            # wider neighbourhoods first, then a closer target
+            failures = 0
+            if size < k:
+                size += 1
+            else:
+                step, size = max(step / 2, 1e-6), min(k, NEIGHBOURHOOD)
+
+
+def _gap(objective: float, bound: float) -> float:
+    if not math.isfinite(objective):
+        return math.inf
+    if objective <= 0:
+        return 0.0
+    return max(0.0, (objective - bound) / objective)
+
+
+def _result(problem: Problem, search: _Search, wall: float, event: threading.Event | None) -> Result:
+    statistics: dict[str, Any] = {
+        "method": "threshold search on the largest diameter, CP-SAT feasibility models with fixed far-apart seeds",
+        "first_solution_seconds": search.first_seconds,
+        "best_solution_seconds": search.best_seconds,
+        "probes": [
+            {"threshold": p.threshold, "outcome": p.outcome, "seconds": round(p.seconds, 3), "diameter": p.diameter}
+            for p in search.probes
+        ],
+    }
+    interrupted = event is not None and event.is_set()
+    if search.best is None:
+        return Result(Status.UNKNOWN, None, math.nan, search.lower, math.inf, wall, interrupted, statistics)
+    bound = min(search.lower, search.best_diameter)
+    below = search.levels[(search.levels >= bound * (1 - EPS)) & (search.levels < search.best_diameter)]
+    optimal = len(below) == 0
+    if optimal:
+        bound = search.best_diameter
+    return Result(
+        status=Status.OPTIMAL if optimal else Status.FEASIBLE,
+        unit_rep=search.best,
+        objective=search.best_diameter,
+        bound=bound,
+        gap=0.0 if optimal else _gap(search.best_diameter, bound),
+        wall_seconds=wall,
+        interrupted=interrupted,
+        statistics=statistics,
+    )
+
+
+def diameter_problem(
+    values: dict[str, np.ndarray],
+    tolerance_pct: float | dict[str, float],
+    num_territories: int,
+    distance: np.ndarray,
+    *,
+    edges: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+) -> Problem:
+    """A :class:`Problem` from plain arrays: metric values per unit, a tolerance, a distance matrix.
+
+    Every territory's target is the mean ``sum / num_territories``; a load is allowed in
+    ``[(1 - tol) * mean, (1 + tol) * mean]`` (bounds rounded inwards to integers, exactly).
+
+    Parameters
+    ----------
+    values
+        Metric name -> integer value per unit.
+    tolerance_pct
+        Allowed deviation in %, for all metrics or per metric.
+    num_territories
+        Number of territories ``k``.
+    distance
+        Unit-to-unit distances ``(n, n)``, symmetric.
+    edges
+        Unit adjacency pairs (for contiguity scores), optional.
+    allowed
+        ``(n, k)`` unit-territory pairs allowed (default: all).
+
+    Returns
+    -------
+    Problem
+    """
+    distance = np.asarray(distance, dtype=float)
+    n, k = len(distance), int(num_territories)
+    if distance.shape != (n, n):
+        raise ValueError(f"distance must be a square matrix, got shape {distance.shape}")
+    if k < 1:
+        raise ValueError("num_territories must be at least 1")
+    fte = np.ones(k)
+    fte_exact = tuple(Fraction(1) for _ in range(k))
+    metrics = []
+    for name, raw in values.items():
+        real = np.asarray(raw, dtype=float)
+        if real.shape != (n,):
+            raise ValueError(f"metric '{name}' must have one value per unit ({n}), got shape {real.shape}")
+        if np.any(np.abs(real - np.round(real)) > 1e-9):
+            raise ValueError(f"metric '{name}' must hold integers (scale it first)")
+        ints = np.round(real).astype(np.int64)
+        pct = tolerance_pct[name] if isinstance(tolerance_pct, dict) else tolerance_pct
+        tol_exact = Fraction(str(pct)) / 100
+        lo, hi = _bounds(ints, 1.0, True, fte, float(pct) / 100, fte_exact, tol_exact)
+        metrics.append(
+            MetricData(
+                name=name,
+                values=ints,
+                real=real,
+                scale=1.0,
+                exact=True,
+                tolerance=float(pct) / 100,
+                tolerance_exact=tol_exact,
+                groups=np.zeros(k, dtype=np.int64),
+                lo=lo,
+                hi=hi,
+            )
+        )
+    allowed = np.ones((n, k), dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool)
+    pair_unit, pair_rep = np.nonzero(allowed)
+    zeros = np.zeros(len(pair_unit))
+    return Problem(
+        unit_ids=np.array([str(i) for i in range(n)], dtype=object),
+        unit_of_account=np.arange(n, dtype=np.int64),
+        rep_ids=np.array([f"T{t + 1}" for t in range(k)], dtype=object),
+        fte=fte,
+        fte_exact=fte_exact,
+        metrics=tuple(metrics),
+        pair_unit=pair_unit.astype(np.int64),
+        pair_rep=pair_rep.astype(np.int64),
+        pair_cost=np.zeros(len(pair_unit), dtype=np.int64),
+        pair_compactness=zeros,
+        pair_penalty=zeros,
+        cost_scale=1.0,
+        unit_class=np.zeros(n, dtype=np.int64),
+        class_allowed=np.ones((1, k), dtype=bool),
+        class_names=("",),
+        fixed_rep=np.full(n, -1, dtype=np.int64),
+        current_rep=np.full(n, -1, dtype=np.int64),
+        compactness_weight=1.0,
+        preference_weight=0.0,
+        unit_edges=np.zeros((0, 2), dtype=np.int64) if edges is None else np.asarray(edges, dtype=np.int64),
+        diameter_distance=distance,
+    )
