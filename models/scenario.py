@@ -696,12 +696,15 @@ def _rebased(data: dict[str, Any], source_dir: Path, target_dir: Path) -> dict[s
     return out
 
 
-def _merged(parent: Any, child: Any) -> Any:
-    """Child keys over parent keys: mappings merge key by key; anything else is replaced."""
+def merge_mappings(parent: Any, child: Any) -> Any:
+    """Child keys over parent keys: mappings merge key by key; anything else (lists, values, null) is replaced.
+
+    The rule of ``extends``, also used by ``territory sweep`` to apply a variant's overrides.
+    """
     if isinstance(parent, dict) and isinstance(child, dict):
         out = dict(parent)
         for key, value in child.items():
-            out[key] = _merged(parent[key], value) if key in parent else value
+            out[key] = merge_mappings(parent[key], value) if key in parent else value
         return out
     return child
 
@@ -736,9 +739,29 @@ def _extended(data: dict[str, Any], path: Path, seen: tuple[Path, ...]) -> dict[
         parent = _extended(parent, parent_path, (*seen, parent_path))
     parent = _rebased({k: v for k, v in parent.items() if k != "extends"}, parent_path.parent, path.parent)
     # the parent's name and description describe the parent; the child keeps its own when it sets them
-    merged = _merged(parent, data)
+    merged = merge_mappings(parent, data)
     merged["extends"] = str(target)
     return merged
+
+
+def read_scenario_mapping(path: Path | str) -> Any:
+    """Read a scenario file as a mapping, its ``extends`` chain resolved, not yet validated.
+
+    Parameters
+    ----------
+    path
+        The scenario file; relative paths in the result are relative to its folder.
+
+    Raises
+    ------
+    InputError
+        Missing file, YAML syntax error (with line), or a broken ``extends`` chain.
+    """
+    path = Path(path)
+    data = _read_yaml(path)
+    if isinstance(data, dict) and data.get("extends") is not None:
+        data = _extended(data, path, seen=(path.resolve(),))
+    return data
 
 
 def load_scenario(path: Path | str) -> LoadedScenario:
@@ -760,10 +783,7 @@ def load_scenario(path: Path | str) -> LoadedScenario:
         Missing file, YAML syntax error (with line) or schema violations.
     """
     path = Path(path)
-    data = _read_yaml(path)
-    if isinstance(data, dict) and data.get("extends") is not None:
-        data = _extended(data, path, seen=(path.resolve(),))
-    scenario = parse_scenario(data, path)
+    scenario = parse_scenario(read_scenario_mapping(path), path)
     logger.info("loaded scenario %r from %s", scenario.name, path)
     return LoadedScenario(scenario=scenario, path=path.resolve())
 
