@@ -9,8 +9,10 @@ carries the seconds it spent and the peer's own message.
 :func:`score_partition` scores any assignment (a peer's or ours) the same way,
 so the benchmark compares like with like.
 
-The peers need the benchmark extras (``gerrychain``, ``pymetis``); they are
-imported when a peer is called, so scoring alone needs neither.
+The peers need the benchmark extras (``gerrychain``, ``pymetis``,
+``k-means-constrained``, ``spopt``); they are imported when a peer is called,
+so scoring alone needs none of them. The small table helpers at the end are
+shared by the benchmark scripts.
 """
 
 from __future__ import annotations
@@ -258,3 +260,93 @@ def score_partition(
         "loads": loads,
         "centres": centres,
     }
+
+
+def kmeans_constrained_parts(
+    coords: np.ndarray, k: int, size_min: int, size_max: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """k-means with bounds on cluster sizes (``k_means_constrained.KMeansConstrained``), on point coordinates.
+
+    Parameters
+    ----------
+    coords
+        ``(n, 2)`` planar coordinates.
+    k
+        Number of clusters.
+    size_min, size_max
+        Fewest and most units per cluster (it balances unit counts, not metrics).
+    seed
+        ``random_state``.
+
+    Returns
+    -------
+    (assignment, seconds)
+    """
+    from k_means_constrained import KMeansConstrained
+
+    start = time.perf_counter()
+    try:
+        labels = KMeansConstrained(n_clusters=k, size_min=size_min, size_max=size_max, random_state=seed).fit_predict(
+            np.asarray(coords, dtype=float)
+        )
+    except Exception as exc:  # infeasible size bounds or a solver failure inside the library
+        raise PeerError(f"{type(exc).__name__}: {exc}", time.perf_counter() - start) from exc
+    return np.asarray(labels, dtype=np.int64), time.perf_counter() - start
+
+
+def ward_spatial_parts(graph: nx.Graph, coords: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    """spopt's ``WardSpatial``: agglomerative clustering of coordinates under the graph's contiguity (no balance).
+
+    Parameters
+    ----------
+    graph
+        Unit adjacency, nodes ``0 .. n-1``.
+    coords
+        ``(n, 2)`` planar coordinates (the attributes clustered).
+    k
+        Number of regions.
+
+    Returns
+    -------
+    (assignment, seconds)
+    """
+    import geopandas as gpd
+    from libpysal.weights import W
+    from spopt.region import WardSpatial
+
+    coords = np.asarray(coords, dtype=float)
+    _check_nodes(graph, len(coords))
+    weights = W({u: sorted(int(v) for v in graph.neighbors(u)) for u in range(len(coords))}, silence_warnings=True)
+    frame = gpd.GeoDataFrame(
+        {"x": coords[:, 0], "y": coords[:, 1]}, geometry=gpd.points_from_xy(coords[:, 0], coords[:, 1])
+    )
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = WardSpatial(frame, weights, ["x", "y"], k)
+        model.solve()
+    return np.asarray(model.labels_, dtype=np.int64), time.perf_counter() - start
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-9`` or ``0,3,7`` (or a mix)."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            low, high = (int(v) for v in part.split("-", 1))
+            seeds.extend(range(low, high + 1))
+        elif part:
+            seeds.append(int(part))
+    return seeds
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """An error's message on one line, cut to ``limit`` characters."""
+    text = " | ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def yes(flag: bool) -> str:
+    """``yes``, or a bold ``no`` that stands out in a Markdown table."""
+    return "yes" if flag else "**no**"
