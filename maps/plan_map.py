@@ -195,7 +195,7 @@ def draw_plan(
     folium.Map
         ``fmap``.
     """
-    accounts = plan.assignments()
+    accounts = plan.dataset.accounts  # the input columns; Plan.assignments() would add what the map does not show
     territories = plan.territories()
     reps = plan.dataset.reps
     scenario = plan.dataset.scenario
@@ -221,6 +221,7 @@ def draw_plan(
     members_of = _members_by_rep(plan.rep_index, len(reps))
 
     shapes = plan.territory_shapes  # dissolved unit polygons, where the plan was built on geographic units
+    AccountDots().add_to(fmap)
     bounds: list[list[list[float]] | None] = []
     for r, (color, label, members) in enumerate(zip(colors, labels, members_of, strict=True)):
         group = folium.FeatureGroup(name=html.escape(label), show=True).add_to(fmap)
@@ -250,15 +251,12 @@ def draw_plan(
     if collapse_layers is None:
         collapse_layers = len(reps) > LAYER_CONTROL_OPEN_UP_TO
     folium.LayerControl(collapsed=collapse_layers).add_to(fmap)
-    summary = plan.summary()
     all_bounds = (
         [[float(all_lat.min()), float(all_lon.min())], [float(all_lat.max()), float(all_lon.max())]]
         if len(all_lat)
         else None
     )
-    MapControl(_title_html(title or scenario.name, summary, status_note), position="topleft", css=_LEGEND_CSS).add_to(
-        fmap
-    )
+    MapControl(_title_html(title or scenario.name, plan, status_note), position="topleft", css=_LEGEND_CSS).add_to(fmap)
     MapControl(_legend_html(plan, territories, colors, labels, bounds, all_bounds), position="bottomright").add_to(fmap)
     if all_bounds is not None:
         fmap.fit_bounds(all_bounds, padding=(20, 20))
@@ -335,12 +333,17 @@ def _bounds(area: BaseGeometry | None, home_lat: float, home_lon: float) -> list
     return [[round(south, 6), round(west, 6)], [round(north, 6), round(east, 6)]]
 
 
+def _strings(column: pd.Series, keep: np.ndarray) -> list[str]:
+    """A column as plain text for the page's data ('' where missing); the page escapes it where it shows it."""
+    return column[keep].astype("string").fillna("").tolist()
+
+
 def _baseline_notes(current: pd.Series, moved: np.ndarray) -> list[str]:
     """Per account: ``moved from <rep>``, ``kept`` or ``no current rep``."""
     out = []
     for rep, was_moved in zip(current.to_numpy(object, na_value=None), moved, strict=True):
         if was_moved:
-            out.append(f"moved from {_text(rep)}")
+            out.append(f"moved from {rep}")
         else:
             out.append("kept" if _present(rep) else "no current rep")
     return out
@@ -453,52 +456,153 @@ def _area_layer(area: BaseGeometry, rep_id: str, color: str, card: str) -> foliu
     layer = folium.GeoJson(
         {"type": "FeatureCollection", "features": [feature]}, control=False, on_each_feature=_AREA_TO_BACK
     )
-    folium.Tooltip(card, sticky=True).add_to(layer)
-    folium.Popup(card, max_width=380).add_to(layer)
+    folium.Tooltip(card, sticky=True, className="territory-tip").add_to(layer)  # the home base's popup pins it
     return layer
 
 
+#: ``L.AccountDots``: a territory's accounts, kept as columns (no object per account) and drawn with every other
+#: territory's on one canvas per map after each pan and zoom; the account under the pointer gets a tooltip.
+_ACCOUNT_DOTS_JS = """
+if (!L.AccountDots) {
+    L.AccountDots = L.Layer.extend({
+        initialize: function (data, style, outline) { this._d = data; this._style = style; this._outline = outline; },
+        onAdd: function (map) { L.AccountDots.renderer(map).add(this); },
+        onRemove: function (map) { L.AccountDots.renderer(map).remove(this); },
+        count: function () { return this._d.lat.length; },
+        highlighted: function () { return this._d.highlight.length; },
+        // Screen positions of the accounts, and the circles of the given rows (all when null) as one path.
+        _project: function (map) {
+            var d = this._d, n = d.lat.length, x = this._x = new Float32Array(n), y = this._y = new Float32Array(n);
+            for (var i = 0; i < n; i++) {
+                var p = map.latLngToContainerPoint([d.lat[i], d.lon[i]]);
+                x[i] = p.x; y[i] = p.y;
+            }
+        },
+        _path: function (ctx, rows, width, height) {
+            var d = this._d, x = this._x, y = this._y, n = rows ? rows.length : d.lat.length;
+            ctx.beginPath();
+            for (var j = 0; j < n; j++) {
+                var k = rows ? rows[j] : j, r = d.radius[k];
+                if (x[k] > -r && y[k] > -r && x[k] < width + r && y[k] < height + r) {
+                    ctx.moveTo(x[k] + r, y[k]); ctx.arc(x[k], y[k], r, 0, 2 * Math.PI);
+                }
+            }
+        },
+        // The account under the pointer: [row, squared distance in px], or null.
+        _nearest: function (px, py) {
+            var d = this._d, best = null;
+            for (var i = 0; i < d.lat.length; i++) {
+                var dx = this._x[i] - px, dy = this._y[i] - py, dd = dx * dx + dy * dy, r = d.radius[i] + 1;
+                if (dd <= r * r && (best === null || dd < best[1])) { best = [i, dd]; }
+            }
+            return best;
+        },
+        _card: function (i) {
+            var d = this._d;
+            function esc(s) {
+                return String(s).replace(/[&<>"']/g, function (c) {
+                    return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; });
+            }
+            function fmt(v, digits) {
+                return (v === null) ? "\u2013" : v.toLocaleString("en-US",
+                    {minimumFractionDigits: digits, maximumFractionDigits: digits});
+            }
+            var rows = [["Account", d.name[i]], ["Id", d.id[i]], ["Segment", d.segment[i]]];
+            d.values.forEach(function (v) { rows.push([v.label, fmt(v.data[i], v.digits)]); });
+            rows.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
+            return "<table class='account-card'>" + rows.map(function (r) {
+                return "<tr><th>" + esc(r[0]) + "</th><td>" + esc(r[1]) + "</td></tr>"; }).join("") + "</table>";
+        }
+    });
+    // One canvas per map for the accounts of every territory shown, drawn in one pass once per frame at most,
+    // and one tooltip for the account under the pointer (territory tooltips hide meanwhile).
+    L.AccountDots.renderer = function (map) {
+        if (map._accountDots) { return map._accountDots; }
+        var canvas = L.DomUtil.create("canvas", "account-dots leaflet-layer", map.getPane("overlayPane"));
+        var tip = L.tooltip({direction: "top", offset: [0, -6], className: "account-tip"});
+        var r = {layers: [], pending: null, shown: null};
+        canvas.style.pointerEvents = "none";
+        r.schedule = function () { if (!r.pending) { r.pending = L.Util.requestAnimFrame(r.draw); } };
+        r.add = function (layer) { r.layers.push(layer); r.schedule(); };
+        r.remove = function (layer) { r.layers.splice(r.layers.indexOf(layer), 1); r.unhover(); r.schedule(); };
+        r.draw = function () {
+            r.pending = null;
+            var size = map.getSize(), ratio = window.devicePixelRatio || 1;
+            L.DomUtil.setPosition(canvas, map.containerPointToLayerPoint([0, 0]));
+            canvas.width = size.x * ratio; canvas.height = size.y * ratio;
+            canvas.style.width = size.x + "px"; canvas.style.height = size.y + "px"; canvas.style.display = "";
+            var ctx = canvas.getContext("2d");
+            ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+            r.layers.forEach(function (layer) {
+                var s = layer._style;
+                layer._project(map);
+                layer._path(ctx, null, size.x, size.y);
+                ctx.globalAlpha = s.fillOpacity; ctx.fillStyle = s.fillColor; ctx.fill();
+                ctx.globalAlpha = s.opacity; ctx.lineWidth = s.weight; ctx.strokeStyle = s.color; ctx.stroke();
+            });
+            r.layers.forEach(function (layer) {  // outlines last, above every territory's accounts
+                var o = layer._outline;
+                if (!layer._d.highlight.length) { return; }
+                layer._path(ctx, layer._d.highlight, size.x, size.y);
+                ctx.globalAlpha = o.opacity; ctx.lineWidth = o.weight; ctx.strokeStyle = o.color; ctx.stroke();
+            });
+            r.drawn = true;
+        };
+        r.unhover = function () {
+            if (r.shown) { tip.close(); r.shown = null; }
+            L.DomUtil.removeClass(map.getContainer(), "account-hover");
+        };
+        map.on("moveend zoomend resize viewreset", r.schedule);
+        map.on("zoomstart", function () { canvas.style.display = "none"; r.drawn = false; r.unhover(); });
+        map.on("mouseout", r.unhover);
+        map.on("mousemove", function (e) {
+            if (!r.drawn || r.pending) { return; }
+            // the pointer itself: over a marker, Leaflet reports the marker's position instead
+            var at = map.mouseEventToContainerPoint(e.originalEvent), best = null, owner = null;
+            r.layers.forEach(function (layer) {
+                var hit = layer._nearest(at.x, at.y);
+                if (hit && (best === null || hit[1] <= best[1])) { best = hit; owner = layer; }
+            });
+            if (!best) { r.unhover(); return; }
+            if (r.shown && r.shown[0] === owner && r.shown[1] === best[0]) { return; }
+            r.shown = [owner, best[0]];
+            L.DomUtil.addClass(map.getContainer(), "account-hover");
+            tip.setLatLng([owner._d.lat[best[0]], owner._d.lon[best[0]]]).setContent(owner._card(best[0])).openOn(map);
+        });
+        map._accountDots = r;
+        return r;
+    };
+}
+"""
+
+
+class AccountDots(MacroElement):
+    """Defines ``L.AccountDots`` in the page (once, before the territories' :class:`AccountLayer` elements)."""
+
+    _template = Template("{% macro script(this, kwargs) %}" + _ACCOUNT_DOTS_JS + "{% endmacro %}")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._name = "AccountDots"
+
+
 class AccountLayer(MacroElement):
-    """A territory's accounts as canvas circle markers, sent as compact columns.
+    """A territory's accounts as circles on a canvas of their own, sent as compact columns.
 
     Added to a territory's :class:`folium.FeatureGroup`, so the layer control
     toggles the accounts with their territory. ``data`` holds the columns the
     page receives (``lat``, ``lon``, ``radius``, ``id``, ``name``,
     ``segment``, ``note`` as an index into ``notes``, ``highlight`` as a list
-    of row positions, and one list per metric under ``values``); tests and
-    benchmarks read it back.
+    of row positions, and one list per metric under ``values``) as plain
+    text, escaped by the page where it shows them; tests and benchmarks read
+    it back.
     """
 
     _template = Template(
         """
         {% macro script(this, kwargs) %}
-        (function () {
-            var d = {{ this.data|tojson }};
-            var base = {{ this.style|tojson }}, outline = {{ this.outline|tojson }};
-            var highlighted = new Set(d.highlight), markers = new Array(d.lat.length);
-            for (var i = 0; i < d.lat.length; i++) {
-                var opts = Object.assign({radius: d.radius[i]}, base, highlighted.has(i) ? outline : null);
-                markers[i] = L.circleMarker([d.lat[i], d.lon[i]], opts);
-                markers[i].accountRow = i;
-            }
-            function fmt(x, digits) {
-                return (x === null) ? "&ndash;" : x.toLocaleString("en-US",
-                    {minimumFractionDigits: digits, maximumFractionDigits: digits});
-            }
-            function card(i) {
-                var rows = [["Account", d.name[i]], ["Id", d.id[i]], ["Segment", d.segment[i]]];
-                d.values.forEach(function (v) { rows.push([v.label, fmt(v.data[i], v.digits)]); });
-                rows.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
-                return "<table class='account-card'>" + rows.map(function (r) {
-                    return "<tr><th>" + r[0] + "</th><td>" + r[1] + "</td></tr>"; }).join("") + "</table>";
-            }
-            var accounts = L.featureGroup(markers);
-            accounts.on("mouseover", function (e) {
-                var m = e.layer;
-                if (!m.getTooltip()) { m.bindTooltip(card(m.accountRow), {sticky: true}); m.openTooltip(e.latlng); }
-            });
-            accounts.addTo({{ this._parent.get_name() }});
-        })();
+        new L.AccountDots({{ this.data|tojson }}, {{ this.style|tojson }}, {{ this.outline|tojson }})
+            .addTo({{ this._parent.get_name() }});
         {% endmacro %}
         """
     )
@@ -522,19 +626,19 @@ class AccountLayer(MacroElement):
         note_text = list(dict.fromkeys(notes))
         note_index = {text: k for k, text in enumerate(note_text)}
         self.data: dict[str, Any] = {
-            "rep": _text(rep_label),
+            "rep": rep_label,
             "lat": np.round(lat[keep], COORD_DECIMALS).tolist(),
             "lon": np.round(lon[keep], COORD_DECIMALS).tolist(),
             "radius": np.asarray(radii, float)[keep].tolist(),
-            "id": [_text(v) for v in accounts["account_id"].to_numpy(object)[keep]],
-            "name": [_text(v) for v in accounts["name"].to_numpy(object, na_value=None)[keep]],
-            "segment": [_text(v) for v in accounts["segment"].to_numpy(object, na_value=None)[keep]],
+            "id": _strings(accounts["account_id"], keep),
+            "name": _strings(accounts["name"], keep),
+            "segment": _strings(accounts["segment"], keep),
             "notes": note_text,
             "note": [note_index[t] for t, k in zip(notes, keep, strict=True) if k],
             "highlight": np.flatnonzero(np.asarray(highlight, dtype=bool)[keep]).tolist(),
             "values": [
                 {
-                    "label": _text(metric.replace("_", " ").capitalize()),
+                    "label": metric.replace("_", " ").capitalize(),
                     "digits": 0 if metric in ("accounts", "potential") else 1,
                     "data": [None if not math.isfinite(x) else round(x, 2) for x in column[keep].tolist()],
                 }
@@ -704,21 +808,22 @@ def _legend_html(
     )
 
 
-def _title_html(heading: str, summary: dict[str, Any], status_note: str | None = None) -> str:
-    gap = summary.get("gap")
+def _title_html(heading: str, plan: Plan, status_note: str | None = None) -> str:
+    """Heading and one status line: how the solve ended, size, moves, whether every balance rule holds."""
+    gap = plan.report.gap
     parts = [
-        f"status {_text(summary.get('status'))}",
-        f"gap {gap * 100:.2f}%" if gap is not None else "gap n/a",
-        f"{summary.get('accounts', 0):,} accounts",
-        f"{summary.get('reps', 0):,} reps",
+        f"status {_text(plan.report.status)}",
+        f"gap {gap * 100:.2f}%" if gap is not None and math.isfinite(gap) else "gap n/a",
+        f"{len(plan.dataset.accounts):,} accounts",
+        f"{len(plan.dataset.reps):,} reps",
     ]
-    moves = summary.get("moves") or {}
     if status_note is not None:
         parts.append(_text(status_note))
-    elif moves.get("baseline"):
-        parts.append(f"{moves.get('accounts_moved', 0):,} moved (outlined)")
-    within = summary.get("all_within_tolerance")
-    parts.append("all balance rules met" if within else "some balance rules missed")
+    elif plan.dataset.accounts["current_rep"].notna().any():
+        parts.append(f"{int(plan.moved.sum()):,} moved (outlined)")
+    balanced = [m for m in plan.metric_summary().values() if m["balanced"]]
+    met = all(m["within_tolerance"] for m in balanced)
+    parts.append("all balance rules met" if met else "some balance rules missed")
     return (
         '<div class="plan-title">'
         f'<div class="plan-title-heading">{_text(heading)}</div>'
@@ -747,6 +852,7 @@ _LEGEND_CSS = """
 .plan-legend .over {color: #c00; font-weight: 600;}
 .plan-zoom-all {font: 11px sans-serif; margin-left: 6px; cursor: zoom-out;}
 .account-card th {text-align: left; padding-right: 8px; font-weight: 600;}
+.account-hover .territory-tip {display: none;}
 .territory-home {background: none; border: none;}
 </style>
 """

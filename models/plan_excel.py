@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from models.plan import Plan
 from models.plan_io import write_atomic
@@ -75,13 +76,11 @@ def write_plan_excel(path: Path | str, plan: Plan) -> Path:
 
 
 def build_workbook(plan: Plan) -> Workbook:
-    """The workbook of :func:`write_plan_excel` (see the module description)."""
+    """The workbook of :func:`write_plan_excel` (see the module description), in write-only mode (fast, lean)."""
     summary = plan.summary()
     territories = plan.territories()
     assignments = plan.assignments()
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = SUMMARY_SHEET
+    workbook = Workbook(write_only=True)
 
     facts: list[tuple[str, Any]] = [
         ("Scenario", summary["scenario"]),
@@ -98,20 +97,21 @@ def build_workbook(plan: Plan) -> Workbook:
     moves = summary.get("moves") or {}
     if moves.get("baseline"):
         facts += [("Accounts moved", moves["accounts_moved"]), ("Potential moved", moves["potential_moved"])]
-    for label, value in facts:
-        sheet.append([label, _cell(value)])
-        sheet.cell(sheet.max_row, 1).font = _HEADER_FONT
-
-    sheet.append([])
     metric_columns = ["metric", "total", "min", "max", "max_deviation_pct", "tolerance_pct", "within_tolerance"]
-    _header(sheet, metric_columns)
-    for name, entry in summary["metrics"].items():
-        sheet.append([name, *(_cell(entry[c]) for c in metric_columns[1:])])
+    metric_rows = [[name, *(_cell(entry[c]) for c in metric_columns[1:])] for name, entry in summary["metrics"].items()]
 
+    sheet = workbook.create_sheet(SUMMARY_SHEET)
+    header_row = len(facts) + 1 + 1 + len(metric_rows) + 1 + 1  # facts, blank, metric table, blank, header
+    sheet.freeze_panes = f"C{header_row + 1}"
+    _widths(sheet, territories, [label for label, _ in facts])
+    for label, value in facts:
+        sheet.append([_styled(sheet, label, _HEADER_FONT), _cell(value)])
     sheet.append([])
-    territory_header_row = _table(sheet, territories, total_of=_additive(territories))
-    sheet.freeze_panes = sheet.cell(territory_header_row + 1, 3)
-    _widths(sheet)
+    _header(sheet, metric_columns)
+    for row in metric_rows:
+        sheet.append(row)
+    sheet.append([])
+    _table(sheet, territories, total_of=_additive(territories))
 
     rep_names = territories["name"].astype("string").fillna("")
     pairs = zip(territories["rep_id"], rep_names, strict=True)
@@ -120,14 +120,13 @@ def build_workbook(plan: Plan) -> Workbook:
     additive_accounts = [c for c in ("potential", "workload", *plan.metrics) if c in assignments and c != "accounts"]
     for name, row in zip(names, territories.to_dict("records"), strict=True):
         rep_sheet = workbook.create_sheet(name)
-        for label in ("rep_id", "name", "segment", "fte"):
-            rep_sheet.append([label, _cell(row[label])])
-            rep_sheet.cell(rep_sheet.max_row, 1).font = _HEADER_FONT
-        rep_sheet.append([])
+        rep_sheet.freeze_panes = "B7"  # four facts, a blank row, the header
         accounts = members.get(row["rep_id"], assignments.iloc[0:0])
-        header_row = _table(rep_sheet, accounts, total_of=list(dict.fromkeys(additive_accounts)))
-        rep_sheet.freeze_panes = rep_sheet.cell(header_row + 1, 2)
-        _widths(rep_sheet)
+        _widths(rep_sheet, accounts, ["segment"])
+        for label in ("rep_id", "name", "segment", "fte"):
+            rep_sheet.append([_styled(rep_sheet, label, _HEADER_FONT), _cell(row[label])])
+        rep_sheet.append([])
+        _table(rep_sheet, accounts, total_of=list(dict.fromkeys(additive_accounts)))
     return workbook
 
 
@@ -159,42 +158,39 @@ def _additive(territories: pd.DataFrame) -> list[str]:
     return [c for c in numeric if c != "fte" and not _NOT_ADDITIVE.search(c)] + ["fte"]
 
 
-def _table(sheet: Worksheet, frame: pd.DataFrame, *, total_of: Sequence[str]) -> int:
-    """Append a header, the rows and a ``Total`` row (sums of ``total_of``); return the header's row number."""
+def _table(sheet: WriteOnlyWorksheet, frame: pd.DataFrame, *, total_of: Sequence[str]) -> None:
+    """Append a header, the rows and a ``Total`` row (sums of ``total_of``)."""
     columns = list(frame.columns)
     _header(sheet, columns)
-    header_row = sheet.max_row
-    for values in frame.itertuples(index=False):
+    for values in frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None):
         sheet.append([_cell(v) for v in values])
     totals: list[Any] = [TOTAL_LABEL, *[None] * (len(columns) - 1)]
     for column in total_of:
-        if column in columns:
-            values = pd.to_numeric(frame[column], errors="coerce")
-            totals[columns.index(column)] = _cell(float(values.sum()))
-    if columns and columns[0] in total_of:  # never overwrite the label
-        totals[0] = TOTAL_LABEL
-    sheet.append(totals)
-    for cell in sheet[sheet.max_row]:
-        cell.font = _TOTAL_FONT
-    return header_row
+        if column in columns[1:]:
+            totals[columns.index(column)] = _cell(float(pd.to_numeric(frame[column], errors="coerce").sum()))
+    sheet.append([_styled(sheet, value, _TOTAL_FONT) for value in totals])
 
 
-def _header(sheet: Worksheet, columns: Sequence[str]) -> None:
-    sheet.append(list(columns))
-    for cell in sheet[sheet.max_row]:
-        cell.font = _HEADER_FONT
-        cell.fill = _HEADER_FILL
+def _header(sheet: WriteOnlyWorksheet, columns: Sequence[str]) -> None:
+    sheet.append([_styled(sheet, column, _HEADER_FONT, _HEADER_FILL) for column in columns])
 
 
-def _widths(sheet: Worksheet) -> None:
-    """Column widths from the longest text in each column (capped)."""
-    widths: dict[int, int] = {}
-    for row in sheet.iter_rows(max_row=min(sheet.max_row, 200)):
-        for cell in row:
-            if cell.value is not None:
-                widths[cell.column] = max(widths.get(cell.column, 0), len(str(cell.value)))
-    for column, width in widths.items():
-        sheet.column_dimensions[get_column_letter(column)].width = min(max(width + 2, 8), 40)
+def _styled(sheet: WriteOnlyWorksheet, value: Any, font: Font, fill: PatternFill | None = None) -> WriteOnlyCell:
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.font = font
+    if fill is not None:
+        cell.fill = fill
+    return cell
+
+
+def _widths(sheet: WriteOnlyWorksheet, frame: pd.DataFrame, first_column: Sequence[str]) -> None:
+    """Column widths from the header and the first rows of each column (capped); set before any row is written."""
+    sample = frame.head(200).astype("string")
+    for k, column in enumerate(frame.columns, start=1):
+        width = max([len(str(column)), *(len(v) for v in sample[column].dropna())])
+        if k == 1:
+            width = max([width, *(len(str(v)) for v in first_column)])
+        sheet.column_dimensions[get_column_letter(k)].width = min(max(width + 2, 8), 40)
 
 
 def _cell(value: Any) -> Any:

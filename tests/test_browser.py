@@ -29,15 +29,13 @@ from tests.conftest import EXAMPLE
 from tests.test_maps import three_cities_plan
 
 # Every Leaflet map of the page (folium declares them as globals): its territory shapes per rep,
-# its account markers, its view, and where it sits on the page.
+# its accounts drawn, its view, and where it sits on the page.
 _MAPS = """() => Object.values(window).filter(v => v instanceof L.Map).map(m => {
     const shapes = {}; let markers = 0, highlighted = 0;
     m.eachLayer(l => {
         const p = l.feature && l.feature.properties;
         if (p && p.kind === "territory") { shapes[p.rep_id] = (shapes[p.rep_id] || 0) + 1; }
-        if (l instanceof L.CircleMarker && l.accountRow !== undefined) {
-            markers += 1; if (l.options.color === "#000000") { highlighted += 1; }
-        }
+        if (l instanceof L.AccountDots) { markers += l.count(); highlighted += l.highlighted(); }
     });
     const c = m.getCenter();
     return {shapes, markers, highlighted, lat: c.lat, lng: c.lng, zoom: m.getZoom(),
@@ -46,6 +44,21 @@ _MAPS = """() => Object.values(window).filter(v => v instanceof L.Map).map(m => 
             layers: Array.from(m.getContainer().querySelectorAll(".leaflet-control-layers-overlays label"))
                          .map(label => label.textContent.trim())};
 }).sort((a, b) => a.left - b.left)"""
+
+# Where an account (by id) is on the screen, to point at it with the mouse.
+_WHERE = """(accountId) => {
+    const map = Object.values(window).find(v => v instanceof L.Map);
+    const box = map.getContainer().getBoundingClientRect();
+    let at = null;
+    map.eachLayer(l => {
+        const row = (l instanceof L.AccountDots) ? l._d.id.indexOf(accountId) : -1;
+        if (row >= 0) {
+            const p = map.latLngToContainerPoint([l._d.lat[row], l._d.lon[row]]);
+            at = [box.left + p.x, box.top + p.y];
+        }
+    });
+    return at;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +106,11 @@ def test_map_draws_every_territory_and_lists_every_rep(
     assert drawn["highlighted"] == int(plan.moved.sum())
     assert drawn["legend"] == _labels(plan)
     assert drawn["layers"] == _labels(plan)
+    if which == "three_cities":  # pointing at an account opens its tooltip
+        x, y = page.evaluate(_WHERE, "A4")
+        page.mouse.move(x, y)
+        tooltip = page.locator(".account-tip").inner_text()
+        assert "Lisbon customer 3" in tooltip and "moved from R2" in tooltip and "4,000" in tooltip
     page.context.close()
 
 

@@ -15,12 +15,14 @@ from tests.test_maps import custom_metric_plan, three_cities_plan
 
 def _tables(sheet: openpyxl.worksheet.worksheet.Worksheet, first_column: str) -> tuple[pd.DataFrame, dict]:
     """The table whose header starts with ``first_column``, and its Total row (column -> value)."""
-    rows = list(sheet.iter_rows(values_only=True))
-    start = next(i for i, row in enumerate(rows) if row[0] == first_column)
+    rows = [tuple(row) for row in sheet.iter_rows(values_only=True)]
+    start = next(i for i, row in enumerate(rows) if row[:1] == (first_column,))
     header = [c for c in rows[start] if c is not None]
-    end = next(i for i in range(start + 1, len(rows)) if rows[i][0] == TOTAL_LABEL)
-    body = pd.DataFrame([row[: len(header)] for row in rows[start + 1 : end]], columns=header)
-    return body, dict(zip(header, rows[end][: len(header)], strict=True))
+    width = len(header)
+    end = next(i for i in range(start + 1, len(rows)) if rows[i][:1] == (TOTAL_LABEL,))
+    padded = [(row + (None,) * width)[:width] for row in rows[start + 1 : end + 1]]
+    body = pd.DataFrame(padded[:-1], columns=header)
+    return body, dict(zip(header, padded[-1], strict=True))
 
 
 @pytest.mark.parametrize("make_plan", [three_cities_plan, custom_metric_plan], ids=["three_cities", "custom_metric"])

@@ -215,7 +215,7 @@ def test_one_marker_per_account_in_its_territory_layer(three_cities: Plan) -> No
     assert counts == {"Ana Lima (R1)": 4, "Bruno Costa (R2)": 4, "Carla Reis (R3)": 1}
     assert [len(_account_layers(g)) for g in _groups(fmap)] == [1, 1, 1]
     page = fmap.get_root().render()
-    assert page.count("L.featureGroup(markers)") == 3  # one account layer script per territory
+    assert page.count("new L.AccountDots(") == 3  # one account layer script per territory
 
 
 def test_account_columns_carry_every_reported_metric(three_cities: Plan) -> None:
@@ -362,8 +362,10 @@ def test_degenerate_territories_and_unsafe_names() -> None:
         assert polygon.geom_type == "Polygon" and polygon.area > 0
     html = fmap.get_root().render()
     names = _account_layers(groups[0])[0].data["name"]
-    assert names[0] == "&lt;b&gt;Acme&lt;/b&gt; &amp; &#96;co&#96; &#36;{x}"
-    assert "<b>Acme</b>" not in html and "${x}" not in html
+    assert names[0] == "<b>Acme</b> & `co` ${x}"  # plain text in the data, escaped by the page where shown
+    assert "<b>Acme</b>" not in html
+    # ${x} may only sit in the accounts' JSON data (a plain string there), never in a JavaScript template literal
+    assert all(line.strip().startswith("new L.AccountDots({") for line in html.splitlines() if "${x}" in line)
     assert "gap 50.00%" in html
 
 
@@ -430,7 +432,7 @@ def test_write_plan_map_works_as_an_extra_writer_of_a_plan_folder(three_cities: 
 
     folder = write_plan(three_cities, tmp_path / "plan", extra={"map.html": write_plan_map})
     page = (folder / "map.html").read_text(encoding="utf-8")
-    assert page.count("L.featureGroup(markers)") == 3 and page.count('"kind": "territory"') == 3
+    assert page.count("new L.AccountDots(") == 3 and page.count('"kind": "territory"') == 3
 
 
 def test_territory_drawn_as_its_unit_polygons_when_the_plan_has_them() -> None:
@@ -502,7 +504,7 @@ def test_compare_map_two_synchronised_maps_with_changes_outlined(three_cities: P
     assert "proposal: t" in _controls(maps[1])["title"]
     path = write_compare_map([three_cities, other], ["today", "proposal"], tmp_path / "compare.html", offline=True)
     page = path.read_text(encoding="utf-8")
-    assert remote_assets(page) == [] and page.count("L.featureGroup(markers)") == 6
+    assert remote_assets(page) == [] and page.count("new L.AccountDots(") == 6
     with pytest.raises(ValueError, match="two to"):
         build_compare_map([three_cities], ["only"])
     with pytest.raises(ValueError, match="one label per plan"):
