@@ -209,3 +209,68 @@ def lp_start(
                 )
                 return plan, bound_lp
     return None, bound_lp
+
+
+#: Largest number of units for which the centre-based bound is computed (its LP has units^2 columns).
+CENTRE_BOUND_UNITS = 300
+
+
+def centre_bound(problem: Problem) -> float | None:
+    """A lower bound for centre-based compactness: the LP of a balanced p-median over the units.
+
+    Every plan gives each non-empty territory a centre unit among its members; relaxing which rep a territory
+    belongs to leaves a p-median: ``x[u, c]`` (unit ``u`` is served by centre ``c``), ``y[c]`` (``c`` is a
+    centre, ``x[c, c] >= y[c]``), at most one centre per rep, and every metric with fixed bounds keeps each
+    centre's load between the smallest and the largest rep bound. Its LP optimum bounds the centre term from
+    below; the pair costs (segment penalties) add the cheapest allowed pair of every unit. Contiguity, locks
+    and segment rules are relaxed, so the bound is valid for every plan of the problem.
+
+    Parameters
+    ----------
+    problem
+        A problem with ``centre_distance`` (``objective.compactness_measure: centre``).
+
+    Returns
+    -------
+    float or None
+        The bound in the objective's real units (workload-hour x km); ``None`` when the problem is not
+        centre-based, has more than :data:`CENTRE_BOUND_UNITS` units, or GLOP fails.
+    """
+    if problem.centre_distance is None or problem.unit_weight is None or problem.num_units > CENTRE_BOUND_UNITS:
+        return None
+    n = problem.num_units
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    y = [solver.NumVar(0.0, 1.0, "") for _ in range(n)]
+    x = [[solver.NumVar(0.0, 1.0, "") for _ in range(n)] for _ in range(n)]
+    solver.Add(solver.Sum(y) <= problem.num_reps)
+    for u in range(n):
+        solver.Add(solver.Sum(x[u]) == 1)
+        for c in range(n):
+            solver.Add(x[u][c] <= y[c])
+    for c in range(n):
+        solver.Add(x[c][c] >= y[c])
+    for metric in problem.metrics:
+        if metric.lo is None or metric.hi is None:
+            continue
+        for c in range(n):
+            load = solver.Sum([float(metric.values[u]) * x[u][c] for u in range(n) if metric.values[u]])
+            solver.Add(load >= float(metric.lo.min()) * y[c])
+            solver.Add(load <= float(metric.hi.max()) * y[c])
+    weighted = problem.unit_weight[:, None] * problem.centre_distance
+    objective = solver.Objective()
+    for u in range(n):
+        for c in range(n):
+            if weighted[u, c] > 0:
+                objective.SetCoefficient(x[u][c], float(weighted[u, c]))
+    objective.SetMinimization()
+    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+        return None
+    cheapest = np.full(n, np.inf)
+    pair_real = (
+        problem.preference_weight * problem.pair_penalty
+        + (0.0 if problem.pair_continuity is None else problem.pair_continuity)
+        + problem.compactness_weight * problem.pair_compactness
+    )
+    np.minimum.at(cheapest, problem.pair_unit, pair_real)
+    cheapest[~np.isfinite(cheapest)] = 0.0
+    return problem.compactness_weight * objective.Value() + float(cheapest.sum())
