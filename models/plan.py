@@ -245,14 +245,13 @@ class Plan:
         units = self.dataset.units
         n_reps = len(self.dataset.reps)
         if units is None or self.unit_rep is None:
-            return {}
-        diameter = np.zeros(n_reps)
-        for r in range(n_reps):
-            members = np.flatnonzero(self.unit_rep == r)
-            if len(members) > 1:
-                lat, lon = units.latitude[members], units.longitude[members]
-                diameter[r] = haversine_km(lat[:, None], lon[:, None], lat[None, :], lon[None, :]).max()
-        out = {"diameter_km": np.round(diameter, 3)}
+            if self.dataset.scenario.objective.compactness_measure != "diameter":
+                return {}
+            # account-level plans optimised for the smallest diameter report it too, between accounts
+            acc = self.dataset.accounts
+            points = (acc["latitude"].to_numpy(float), acc["longitude"].to_numpy(float))
+            return {"diameter_km": _diameters_km(*points, self.rep_index, n_reps)}
+        out = {"diameter_km": _diameters_km(units.latitude, units.longitude, self.unit_rep, n_reps)}
         if units.geometry is None:
             return out
         import geopandas as gpd
@@ -476,3 +475,14 @@ def _finite(value: float) -> float | None:
 def _fits(allowed: list[str], rep_segment: str | None) -> bool:
     """Whether a rep of segment preference ``rep_segment`` fits a rule allowing ``allowed``."""
     return rep_segment is None or rep_segment == ANY_SEGMENT or rep_segment in allowed
+
+
+def _diameters_km(lat: np.ndarray, lon: np.ndarray, labels: np.ndarray, n_reps: int) -> np.ndarray:
+    """Largest great-circle distance between two points of each territory, km (0 below two points)."""
+    diameter = np.zeros(n_reps)
+    for r in range(n_reps):
+        members = np.flatnonzero(labels == r)
+        if len(members) > 1:
+            la, lo = lat[members], lon[members]
+            diameter[r] = haversine_km(la[:, None], lo[:, None], la[None, :], lo[None, :]).max()
+    return np.round(diameter, 3)

@@ -67,6 +67,8 @@ CLIQUE_TRIES = 40
 INITIAL_SHARE = 0.05
 #: Share of the time limit kept for the final whole-problem probe just below the best plan.
 FINAL_SHARE = 0.15
+#: Deterministic work charged per probe besides CP-SAT's own (keeps reproducible runs finite).
+PROBE_WORK = 0.01
 #: Shortest time limit of a probe, seconds.
 MIN_PROBE_SECONDS = 1.0
 #: Territories re-split together in one neighbourhood.
@@ -78,8 +80,9 @@ SUB_PROBE_SECONDS = 3.0
 #: First target below the largest diameter, as a share of it (grows on success, halves after failures).
 TARGET_STEP = 0.01
 MAX_TARGET_STEP = 0.03
-#: Failed neighbourhoods in a row before the target moves closer.
-PATIENCE = 6
+#: Failed neighbourhoods in a row before they grow (by this many territories), then before the target moves closer.
+PATIENCE = 4
+NEIGHBOURHOOD_GROWTH = 2
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,33 @@ def _lower_bound(problem: Problem, rng: np.random.Generator) -> float:
     return bound
 
 
+@dataclass
+class _Budget:
+    """Time left: wall-clock seconds, or without a time limit CP-SAT's deterministic time (reproducible)."""
+
+    limit: float
+    wall: bool
+    start: float = field(default_factory=time.perf_counter)
+    work: float = 0.0
+
+    def used(self) -> float:
+        return time.perf_counter() - self.start if self.wall else self.work
+
+    def left(self) -> float:
+        return self.limit - self.used()
+
+    def configure(self, params: Any, seconds: float, settings: SolveSettings) -> None:
+        if self.wall:
+            params.max_time_in_seconds = max(seconds, 0.05)
+        else:
+            params.max_deterministic_time = max(seconds, 0.05)
+            params.interleave_search = settings.num_workers > 1
+
+    def charge(self, solver: cp_model.CpSolver | None) -> None:
+        # every probe costs a little, so that a loop of instant refusals still ends
+        self.work += PROBE_WORK + (0.0 if solver is None else solver.deterministic_time)
+
+
 def _territory_classes(problem: Problem) -> np.ndarray:
     """A class label per territory: territories of one class are interchangeable (same pairs, bounds and FTE)."""
     if problem.budgets:  # moves are counted against each rep's own baseline
@@ -261,6 +291,7 @@ def _probe(
     rng: np.random.Generator,
     stop: Any,
     *,
+    budget: _Budget,
     classes: np.ndarray,
     hint: np.ndarray | None = None,
     reps: np.ndarray | None = None,
@@ -291,6 +322,7 @@ def _probe(
         inside = np.flatnonzero(free)
         seeds = inside[far_clique(distance[np.ix_(inside, inside)], threshold, len(chosen) + 1, rng)]
         if len(seeds) > len(chosen):
+            budget.charge(None)
             return "infeasible", None, Probe(threshold, "infeasible", time.perf_counter() - clock)
         fixed_rep[seeds] = chosen[: len(seeds)]
         if hint is not None:
@@ -315,6 +347,7 @@ def _probe(
     keep &= (fixed_rep[problem.pair_unit] < 0) | (fixed_rep[problem.pair_unit] == problem.pair_rep)
     keep &= ~free[problem.pair_unit] | open_reps[problem.pair_rep]
     if np.bincount(problem.pair_unit[keep & free[problem.pair_unit]], minlength=n)[free].min(initial=1) == 0:
+        budget.charge(None)
         record = Probe(threshold, "infeasible", time.perf_counter() - clock, fixed_units=len(anchored))
         return "infeasible", None, record
     sub = problem.restrict_pairs(keep)
@@ -340,13 +373,14 @@ def _probe(
 
     solver = cp_model.CpSolver()
     params = solver.parameters
-    params.max_time_in_seconds = max(seconds - (time.perf_counter() - clock), 0.1)
+    budget.configure(params, seconds - (time.perf_counter() - clock if budget.wall else 0.0), settings)
     params.num_workers = settings.num_workers
     params.random_seed = int(rng.integers(2**31 - 1))
     params.catch_sigint_signal = False
     if stop is not None:
         stop.solver = solver
     code = solver.solve(model)
+    budget.charge(solver)
     if stop is not None:
         stop.solver = None
     if code == cp_model.MODEL_INVALID:
@@ -366,9 +400,7 @@ def _is_plan(problem: Problem, unit_rep: np.ndarray | None) -> bool:
     return unit_rep is not None and len(unit_rep) == problem.num_units and score(problem, unit_rep).feasible
 
 
-def _initial_plan(
-    problem: Problem, seconds: float, settings: SolveSettings, rng: np.random.Generator, stop: Any
-) -> np.ndarray | None:
+def _initial_plan(problem: Problem, seconds: float | None, settings: SolveSettings) -> np.ndarray | None:
     """A first plan: balanced assignment to ``k`` spread-out medoids minimising squared distances (CP-SAT)."""
     distance = problem.diameter_distance
     assert distance is not None
@@ -451,8 +483,9 @@ def solve_diameter(
     settings = settings or SolveSettings()
     check_supported(problem)
     clock = time.perf_counter()
+    wall = settings.time_limit_s is not None
     limit = settings.time_limit_s if settings.time_limit_s is not None else settings.work_limit
-    deadline = clock + limit
+    budget = _Budget(limit=limit, wall=wall)
     event: threading.Event | None = getattr(stop, "event", None)
     rng = np.random.default_rng(settings.seed)
     distance = problem.diameter_distance
@@ -492,7 +525,7 @@ def solve_diameter(
             emit()
 
     def stopped(reserve: float = 0.0) -> bool:
-        return (event is not None and event.is_set()) or time.perf_counter() > deadline - reserve
+        return (event is not None and event.is_set()) or budget.left() < reserve
 
     def done() -> bool:
         below = search.levels[(search.levels >= search.lower * (1 - EPS)) & (search.levels < search.best_diameter)]
@@ -501,11 +534,18 @@ def solve_diameter(
     if hint is not None and _is_plan(problem, hint):
         accept(np.asarray(hint, dtype=np.int64))
     if search.best is None:
-        start = _initial_plan(problem, max(1.0, INITIAL_SHARE * limit), settings, rng, stop)
+        start = _initial_plan(problem, max(1.0, INITIAL_SHARE * limit) if wall else None, settings)
         if start is None:
             # no balanced plan at all in time: a probe without any diameter limit settles it
             outcome, start, record = _probe(
-                problem, float(search.levels[-1]), deadline - time.perf_counter(), settings, rng, stop, classes=classes
+                problem,
+                float(search.levels[-1]),
+                budget.left(),
+                settings,
+                rng,
+                stop,
+                budget=budget,
+                classes=classes,
             )
             search.probes.append(record)
             if outcome == "infeasible":
@@ -513,7 +553,7 @@ def solve_diameter(
         if start is not None:
             accept(start)
     if search.best is not None:
-        _improve(problem, search, settings, rng, stop, classes, deadline - FINAL_SHARE * limit, accept, stopped, done)
+        _improve(problem, search, settings, rng, stop, classes, budget, FINAL_SHARE * limit, accept, done)
     # last: one model of the whole problem just below the best plan (a better plan, or a proof of optimality)
     if search.best is not None and not done() and not stopped(reserve=MIN_PROBE_SECONDS):
         threshold = float(search.levels[np.searchsorted(search.levels, search.best_diameter * (1 - EPS)) - 1])
@@ -521,10 +561,11 @@ def solve_diameter(
             outcome, unit_rep, record = _probe(
                 problem,
                 threshold,
-                deadline - time.perf_counter(),
+                budget.left(),
                 settings,
                 rng,
                 stop,
+                budget=budget,
                 classes=classes,
                 hint=search.best,
             )
@@ -544,9 +585,9 @@ def _improve(
     rng: np.random.Generator,
     stop: Any,
     classes: np.ndarray,
-    deadline: float,
+    budget: _Budget,
+    reserve: float,
     accept: Any,
-    stopped: Any,
     done: Any,
 ) -> None:
     """Threshold large-neighbourhood search: re-split the territories above a target with some neighbours."""
@@ -558,7 +599,8 @@ def _improve(
     step = TARGET_STEP
     failures = 0
     size = min(k, NEIGHBOURHOOD)
-    while not stopped() and time.perf_counter() < deadline - 0.2 and not done():
+    event: threading.Event | None = getattr(stop, "event", None)
+    while not (event is not None and event.is_set()) and budget.left() > reserve + 0.2 and not done():
         top = float(diam.max())
         candidates = search.levels[(search.levels < top * (1 - EPS)) & (search.levels >= search.lower * (1 - EPS))]
         if len(candidates) == 0:
@@ -571,9 +613,9 @@ def _improve(
         chosen = [focus, *[int(t) for t in order if t != focus][: size - 1]]
         reps = np.zeros(k, dtype=bool)
         reps[chosen] = True
-        seconds = min(SUB_PROBE_SECONDS * size / NEIGHBOURHOOD, max(deadline - time.perf_counter(), 0.1))
+        seconds = min(SUB_PROBE_SECONDS * size / NEIGHBOURHOOD, max(budget.left() - reserve, 0.1))
         outcome, unit_rep, record = _probe(
-            problem, target, seconds, settings, rng, stop, classes=classes, hint=current, reps=reps
+            problem, target, seconds, settings, rng, stop, budget=budget, classes=classes, hint=current, reps=reps
         )
         search.probes.append(record)
         if outcome == "infeasible" and reps.all():
@@ -594,7 +636,7 @@ def _improve(
             # wider neighbourhoods first, then a closer target
             failures = 0
             if size < k:
-                size += 1
+                size = min(k, size + NEIGHBOURHOOD_GROWTH)
             else:
                 step, size = max(step / 2, 1e-6), min(k, NEIGHBOURHOOD)
 
