@@ -334,8 +334,10 @@ def _looser_budget(problem: Problem, name: str, seconds: float) -> str:
         return _feasible(looser, seconds / 4)
 
     works, too_small = None, None
+    # a budget of 0 grows from a twentieth of what could move (multiples of 0 would try nothing larger)
+    start = budget.limit if budget.limit > 0 else max(most // 20, 1)
     for factor in (2.0, 5.0, 10.0):
-        limit = min(max(int(budget.limit * factor), budget.limit + 1), most)
+        limit = min(max(int(start * factor), budget.limit + 1), most)
         found = at(limit)
         if found:
             works = limit
