@@ -556,7 +556,8 @@ if (!L.AccountDots) {
         map.on("zoomstart", function () { canvas.style.display = "none"; r.drawn = false; r.unhover(); });
         map.on("mouseout", r.unhover);
         map.on("mousemove", function (e) {
-            if (!r.drawn || r.pending) { return; }
+            if (r.pending) { L.Util.cancelAnimFrame(r.pending); r.draw(); }  // positions of the current view
+            if (!r.drawn) { return; }
             // the pointer itself: over a marker, Leaflet reports the marker's position instead
             var at = map.mouseEventToContainerPoint(e.originalEvent), best = null, owner = null;
             r.layers.forEach(function (layer) {

@@ -61,6 +61,14 @@ _WHERE = """(accountId) => {
 }"""
 
 
+# A promise (window.moveEnded) kept when the map next ends a move or zoom.
+_NEXT_MOVE_END = """() => {
+    const map = Object.values(window).find(v => v instanceof L.Map);
+    window.moveEnded = new Promise(done => map.once("moveend", () => done(true)));
+    return true;
+}"""
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
@@ -123,8 +131,9 @@ def test_layer_switch_and_fit_to_territory(browser: Any, tmp_path: Path) -> None
     (hidden,) = page.evaluate(_MAPS)
     assert hidden["shapes"] == {"R1": 1, "R3": 1}
     assert hidden["markers"] == before["markers"] - 4
+    page.evaluate(_NEXT_MOVE_END)
     page.locator(".plan-legend tr", has_text="Carla Reis (R3)").click()  # zoom to Faro
-    page.wait_for_timeout(400)  # the zoom animation
+    page.evaluate("() => window.moveEnded")  # the end of the zoom animation
     (zoomed,) = page.evaluate(_MAPS)
     assert zoomed["zoom"] > before["zoom"]
     assert abs(zoomed["lat"] - 37.02) < 0.2 and abs(zoomed["lng"] + 7.93) < 0.3
