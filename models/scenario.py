@@ -696,15 +696,21 @@ def _rebased(data: dict[str, Any], source_dir: Path, target_dir: Path) -> dict[s
     return out
 
 
-def merge_mappings(parent: Any, child: Any) -> Any:
+#: Keys whose mapping is one choice among several (``{plan: DIR}`` or ``{scenario: FILE}``): replaced whole, since
+#: merging a child's ``{plan: ...}`` into a parent's ``{scenario: ...}`` would hold both.
+_REPLACED_WHOLE = {("continuity", "baseline")}
+
+
+def merge_mappings(parent: Any, child: Any, _at: tuple[str, ...] = ()) -> Any:
     """Child keys over parent keys: mappings merge key by key; anything else (lists, values, null) is replaced.
 
     The rule of ``extends``, also used by ``territory sweep`` to apply a variant's overrides.
+    ``continuity.baseline`` is replaced whole.
     """
-    if isinstance(parent, dict) and isinstance(child, dict):
+    if isinstance(parent, dict) and isinstance(child, dict) and _at not in _REPLACED_WHOLE:
         out = dict(parent)
         for key, value in child.items():
-            out[key] = merge_mappings(parent[key], value) if key in parent else value
+            out[key] = merge_mappings(parent[key], value, (*_at, key)) if key in parent else value
         return out
     return child
 

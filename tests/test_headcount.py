@@ -134,6 +134,21 @@ def test_extends_overrides_only_what_the_child_sets(tmp_path: Path) -> None:
     assert load_scenario(parent).scenario.headcount.remove == ["R0"]
 
 
+def test_extends_replaces_the_baseline_choice_whole(tmp_path: Path) -> None:
+    """A child taking last year's plan folder over its parent's baseline scenario names one baseline, not two."""
+    base_scenario(tmp_path)
+    continuity = {"baseline": {"scenario": "scenario.yaml"}, "move_penalty_km": 300}
+    write_yaml(tmp_path / "leave.yaml", {"extends": "scenario.yaml", "continuity": continuity})
+    child = write_yaml(
+        tmp_path / "from_plan.yaml", {"extends": "leave.yaml", "continuity": {"baseline": {"plan": "plans/annual"}}}
+    )
+    rules = load_scenario(child).scenario.continuity
+    assert rules.baseline.plan == Path("plans/annual") and rules.baseline.scenario is None
+    assert rules.move_penalty_km == 300  # the rest of continuity still merges
+    write_yaml(tmp_path / "current.yaml", {"extends": "leave.yaml", "continuity": {"baseline": "current_rep"}})
+    assert load_scenario(tmp_path / "current.yaml").scenario.continuity.baseline == "current_rep"
+
+
 def test_extends_rebases_the_parents_relative_paths(tmp_path: Path) -> None:
     """A child in another folder (and its child in a third) reads the parent's data and baseline plan."""
     parent = base_scenario(tmp_path / "annual", continuity={"baseline": {"plan": "plans/last-year"}})
