@@ -19,6 +19,7 @@ import numpy as np
 
 from maps import write_plan_map, write_report
 from models.dataset import Dataset, load_dataset
+from models.errors import InputError
 from models.headcount import read_plan_assignments
 from models.plan import Plan, SolveReport
 from models.plan_excel import write_plan_excel
@@ -87,6 +88,7 @@ def prepare(
     if baseline_plan is not None:
         baseline, label = read_plan_assignments(Path(baseline_plan)), f"plan folder {baseline_plan}"
     elif not isinstance(choice, str) and choice.scenario is not None:
+        _check_baseline_chain(loaded)
         source = loaded.data_path(choice.scenario).resolve()
         known = (baselines or {}).get(source)
         if known is None and solve_baseline:
@@ -101,6 +103,25 @@ def prepare(
             label = f"plan of scenario {source.name}"
     dataset = load_dataset(loaded, baseline=baseline, baseline_label=label)
     return Prepared(loaded=loaded, dataset=dataset, problem=build_problem(dataset))
+
+
+def _check_baseline_chain(loaded: LoadedScenario) -> None:
+    """Raise when following ``continuity.baseline.scenario`` leads back to a scenario already on the way."""
+    seen = [loaded.path]
+    current = loaded
+    while not isinstance(choice := current.scenario.continuity.baseline, str) and choice.scenario is not None:
+        source = current.data_path(choice.scenario).resolve()
+        if source in seen:
+            chain = " -> ".join(path.name for path in (*seen, source))
+            raise InputError.single(
+                f"baseline scenarios lead back to {source.name} ({chain}): no plan can be solved first",
+                file=current.path,
+                column="continuity.baseline.scenario",
+                hint="take the baseline from a scenario that does not depend on this one, or from a plan folder "
+                "(continuity.baseline.plan, or --baseline)",
+            )
+        seen.append(source)
+        current = load_scenario(source)
 
 
 def check(prepared: Prepared) -> None:

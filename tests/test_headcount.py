@@ -461,6 +461,25 @@ def test_baseline_plan_with_an_unknown_rep_exits_2_naming_row_and_column(tmp_pat
     assert "assignments.csv" in output and "row 4" in output and "rep_id" in output
 
 
+@pytest.mark.parametrize("command", ["validate", "solve"])
+def test_baseline_scenarios_in_a_loop_exit_2(tmp_path: Path, command: str) -> None:
+    """A scenario cannot wait for its own plan: itself, or through another scenario, as its baseline."""
+    path = base_scenario(tmp_path, continuity={"baseline": {"scenario": "other.yaml"}})
+    for name, baseline in (("other", "scenario.yaml"), ("itself", "itself.yaml")):
+        write_yaml(
+            tmp_path / f"{name}.yaml", {"extends": "scenario.yaml", "continuity": {"baseline": {"scenario": baseline}}}
+        )
+    options = ["--out", str(tmp_path / "plan")] if command == "solve" else []
+    for start, chain in (
+        (path, "scenario.yaml -> other.yaml -> scenario.yaml"),
+        (tmp_path / "itself.yaml", "itself.yaml -> itself.yaml"),
+    ):
+        result = runner.invoke(app, [command, str(start), *options])
+        assert result.exit_code == 2, result.output
+        assert "continuity.baseline.scenario" in result.output and chain in result.output
+    assert not (tmp_path / "plan").exists()
+
+
 def test_baseline_folder_without_assignments_exits_2(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     path = base_scenario(tmp_path / "case", continuity={"baseline": {"plan": "../empty"}})
