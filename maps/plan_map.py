@@ -333,6 +333,21 @@ def _bounds(area: BaseGeometry | None, home_lat: float, home_lon: float) -> list
     return [[round(south, 6), round(west, 6)], [round(north, 6), round(east, 6)]]
 
 
+def _coded(name: str, values: list[str]) -> dict[str, list[Any]]:
+    """A column of few distinct values as ``{name + "s": distinct values, name: index of each}`` (a smaller page)."""
+    distinct = list(dict.fromkeys(values))
+    index = {value: k for k, value in enumerate(distinct)}
+    return {f"{name}s": distinct, name: [index[v] for v in values]}
+
+
+def _compact(value: float) -> float | int | None:
+    """A number as short as JSON can write it: integers without '.0', two decimals at most, None for NaN."""
+    if not math.isfinite(value):
+        return None
+    rounded = round(value, 2)
+    return int(rounded) if rounded.is_integer() else rounded
+
+
 def _strings(column: pd.Series, keep: np.ndarray) -> list[str]:
     """A column as plain text for the page's data ('' where missing); the page escapes it where it shows it."""
     return column[keep].astype("string").fillna("").tolist()
@@ -472,11 +487,19 @@ if (!L.AccountDots) {
         highlighted: function () { return this._d.highlight.length; },
         // Screen positions of the accounts, and the circles of the given rows (all when null) as one path.
         _project: function (map) {
-            var d = this._d, n = d.lat.length, x = this._x = new Float32Array(n), y = this._y = new Float32Array(n);
-            for (var i = 0; i < n; i++) {
-                var p = map.latLngToContainerPoint([d.lat[i], d.lon[i]]);
-                x[i] = p.x; y[i] = p.y;
+            var d = this._d, n = d.lat.length, crs = map.options.crs, i;
+            if (!this._u) {  // the map's projection at scale 1, once: a zoom only scales it
+                var unit = crs.scale(0);
+                this._u = new Float64Array(n); this._v = new Float64Array(n);
+                for (i = 0; i < n; i++) {
+                    var p0 = crs.latLngToPoint(L.latLng(d.lat[i], d.lon[i]), 0);
+                    this._u[i] = p0.x / unit; this._v[i] = p0.y / unit;
+                }
             }
+            var scale = crs.scale(map.getZoom()), origin = map.getPixelOrigin(), pane = map._getMapPanePos();
+            var dx = pane.x - origin.x, dy = pane.y - origin.y;
+            var x = this._x = new Float32Array(n), y = this._y = new Float32Array(n);
+            for (i = 0; i < n; i++) { x[i] = this._u[i] * scale + dx; y[i] = this._v[i] * scale + dy; }
         },
         _path: function (ctx, rows, width, height) {
             var d = this._d, x = this._x, y = this._y, n = rows ? rows.length : d.lat.length;
@@ -507,7 +530,7 @@ if (!L.AccountDots) {
                 return (v === null) ? "\u2013" : v.toLocaleString("en-US",
                     {minimumFractionDigits: digits, maximumFractionDigits: digits});
             }
-            var rows = [["Account", d.name[i]], ["Id", d.id[i]], ["Segment", d.segment[i]]];
+            var rows = [["Account", d.name[i]], ["Id", d.id[i]], ["Segment", d.segments[d.segment[i]]]];
             d.values.forEach(function (v) { rows.push([v.label, fmt(v.data[i], v.digits)]); });
             rows.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
             return "<table class='account-card'>" + rows.map(function (r) {
@@ -592,8 +615,8 @@ class AccountLayer(MacroElement):
 
     Added to a territory's :class:`folium.FeatureGroup`, so the layer control
     toggles the accounts with their territory. ``data`` holds the columns the
-    page receives (``lat``, ``lon``, ``radius``, ``id``, ``name``,
-    ``segment``, ``note`` as an index into ``notes``, ``highlight`` as a list
+    page receives (``lat``, ``lon``, ``radius``, ``id``, ``name``, ``segment``
+    and ``note`` as indexes into ``segments`` and ``notes``, ``highlight`` as a list
     of row positions, and one list per metric under ``values``) as plain
     text, escaped by the page where it shows them; tests and benchmarks read
     it back.
@@ -624,8 +647,6 @@ class AccountLayer(MacroElement):
         lat = accounts["latitude"].to_numpy(float)
         lon = accounts["longitude"].to_numpy(float)
         keep = np.isfinite(lat) & np.isfinite(lon)
-        note_text = list(dict.fromkeys(notes))
-        note_index = {text: k for k, text in enumerate(note_text)}
         self.data: dict[str, Any] = {
             "rep": rep_label,
             "lat": np.round(lat[keep], COORD_DECIMALS).tolist(),
@@ -633,15 +654,14 @@ class AccountLayer(MacroElement):
             "radius": np.asarray(radii, float)[keep].tolist(),
             "id": _strings(accounts["account_id"], keep),
             "name": _strings(accounts["name"], keep),
-            "segment": _strings(accounts["segment"], keep),
-            "notes": note_text,
-            "note": [note_index[t] for t, k in zip(notes, keep, strict=True) if k],
+            **_coded("segment", _strings(accounts["segment"], keep)),
+            **_coded("note", [t for t, k in zip(notes, keep, strict=True) if k]),
             "highlight": np.flatnonzero(np.asarray(highlight, dtype=bool)[keep]).tolist(),
             "values": [
                 {
                     "label": metric.replace("_", " ").capitalize(),
                     "digits": 0 if metric in ("accounts", "potential") else 1,
-                    "data": [None if not math.isfinite(x) else round(x, 2) for x in column[keep].tolist()],
+                    "data": [_compact(x) for x in column[keep].tolist()],
                 }
                 for metric, column in values.items()
             ],
