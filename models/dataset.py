@@ -683,7 +683,12 @@ def _check_family_locks(accounts: pd.DataFrame, path: Path, locked_column: str) 
     issues.raise_if_any()
 
 
-def load_dataset(loaded: LoadedScenario, baseline: pd.DataFrame | None = None, baseline_label: str = "") -> Dataset:
+def load_dataset(
+    loaded: LoadedScenario,
+    baseline: pd.DataFrame | None = None,
+    baseline_label: str = "",
+    baseline_source: tuple[Path, str] | None = None,
+) -> Dataset:
     """Read, validate and normalise the accounts and reps of a scenario.
 
     Parameters
@@ -693,6 +698,9 @@ def load_dataset(loaded: LoadedScenario, baseline: pd.DataFrame | None = None, b
     baseline, baseline_label
         The plan in force (``account_id, rep_id``) and where it came from, when the caller solved or read it
         (``continuity.baseline.scenario``, ``--baseline``); by default the scenario's ``continuity.baseline``.
+    baseline_source
+        The file and column (or scenario key) the given baseline's reps came from, named in messages
+        (see :func:`models.headcount.baseline_owners`).
 
     Returns
     -------
@@ -730,7 +738,9 @@ def load_dataset(loaded: LoadedScenario, baseline: pd.DataFrame | None = None, b
         folder = loaded.data_path(choice.plan)
         baseline, baseline_label = read_plan_assignments(folder), f"plan folder {folder}"
     if baseline is not None:
-        owners = baseline_owners(accounts, baseline, set(reps["rep_id"]) | set(departed), baseline_label)
+        owners = baseline_owners(
+            accounts, baseline, set(reps["rep_id"]) | set(departed), baseline_label, baseline_source
+        )
         accounts = accounts.assign(current_rep=owners)
         label = baseline_label or "given baseline"
     elif not isinstance(choice, str) and choice.scenario is not None:

@@ -176,7 +176,13 @@ def read_plan_assignments(folder: Path) -> pd.DataFrame:
     return table
 
 
-def baseline_owners(accounts: pd.DataFrame, plan: pd.DataFrame, valid_reps: set[str], label: str) -> pd.Series:
+def baseline_owners(
+    accounts: pd.DataFrame,
+    plan: pd.DataFrame,
+    valid_reps: set[str],
+    label: str,
+    where: tuple[Path, str] | None = None,
+) -> pd.Series:
     """Current rep of every account according to a baseline plan.
 
     Parameters
@@ -189,6 +195,10 @@ def baseline_owners(accounts: pd.DataFrame, plan: pd.DataFrame, valid_reps: set[
         Reps in the reps table plus reps who leave.
     label
         Where the plan came from (``plan folder DIR`` names its assignments.csv in messages).
+    where
+        The file and column (or scenario key) the plan's reps came from, for messages; rows (the plan's index,
+        as read) are named when the file is a table. Default: the assignments.csv of the plan folder in
+        ``label``, column ``rep_id``.
 
     Accounts the plan does not list (new since the plan) have no baseline,
     except locked ones, which keep the rep of the accounts table.
@@ -203,13 +213,16 @@ def baseline_owners(accounts: pd.DataFrame, plan: pd.DataFrame, valid_reps: set[
     locked = accounts["locked"].to_numpy(bool)
     mapped = mapped.where(~(locked & mapped.isna().to_numpy()), accounts["current_rep"])
     unknown = plan[~plan["rep_id"].isin(valid_reps) & plan["rep_id"].notna()]
+    file, column = where or (Path(label.removeprefix("plan folder ")) / ASSIGNMENTS_FILE, "rep_id")
+    if file.suffix.lower() != ".csv":  # a plan solved on the way: one message per rep, no rows to name
+        unknown = unknown.drop_duplicates("rep_id")
     issues = IssueCollector()
     for index in unknown.index[:20]:
         issues.add(
-            f"rep '{plan['rep_id'].iloc[index]}' of the baseline plan is not in the reps table",
-            file=Path(label.removeprefix("plan folder ")) / ASSIGNMENTS_FILE,
-            row=spreadsheet_row(index),
-            column="rep_id",
+            f"rep '{unknown.loc[index, 'rep_id']}' of the baseline plan is not in the reps table",
+            file=file,
+            row=spreadsheet_row(index) if file.suffix.lower() == ".csv" else None,
+            column=column,
             hint="list the rep under headcount.remove if they left, or add them back to the reps table",
         )
     issues.raise_if_any()

@@ -100,7 +100,10 @@ def load_plan_folder(folder: Path | str) -> Plan:
     ).dropna()
     moves = finished.summary.get("moves") or {}
     dataset = load_dataset(
-        load_scenario(scenario_file), baseline=baseline, baseline_label=str(moves.get("baseline") or "plan folder")
+        load_scenario(scenario_file),
+        baseline=baseline,
+        baseline_label=str(moves.get("baseline") or "plan folder"),
+        baseline_source=(folder / "assignments.csv", "current_rep"),
     )
     rep_of = assignments.set_index(assignments["account_id"].astype(str))["rep_id"].astype(str)
     ids = dataset.accounts["account_id"].astype(str)

@@ -83,7 +83,7 @@ def prepare(
     if no_time_limit:
         scenario = scenario.model_copy(update={"solver": scenario.solver.model_copy(update={"time_limit_s": None})})
     loaded = LoadedScenario(scenario=scenario, path=loaded.path)
-    baseline, label = None, ""
+    baseline, label, source_of_reps = None, "", None
     choice = scenario.continuity.baseline
     if baseline_plan is not None:
         baseline, label = read_plan_assignments(Path(baseline_plan)), f"plan folder {baseline_plan}"
@@ -101,7 +101,8 @@ def prepare(
         if known is not None:
             baseline = known.assignments()[["account_id", "rep_id"]].astype("string")
             label = f"plan of scenario {source.name}"
-    dataset = load_dataset(loaded, baseline=baseline, baseline_label=label)
+            source_of_reps = (loaded.path, "continuity.baseline.scenario")
+    dataset = load_dataset(loaded, baseline=baseline, baseline_label=label, baseline_source=source_of_reps)
     return Prepared(loaded=loaded, dataset=dataset, problem=build_problem(dataset))
 
 

@@ -269,3 +269,27 @@ def test_a_plan_folder_whose_scenario_is_gone_exits_2(three, tmp_path: Path) -> 
     result = compare(folder, out / "plans" / "rep_leaves", out=tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert "summary.json" in result.output and "scenario_file" in result.output
+
+
+def test_a_plan_folder_whose_team_changed_exits_2_naming_row_and_column(three, tmp_path: Path) -> None:
+    """R2 left the reps file since the plan was solved: the plan's current_rep column still names R2."""
+    files, out, _ = three
+    story_folder = files["annual"].parent
+    for name in ("annual.yaml", "one_hire.yaml", "accounts.csv", "reps.csv"):
+        shutil.copy(story_folder / name, tmp_path / name)
+    folder = Path(shutil.copytree(out / "plans" / "one_hire", tmp_path / "plan"))
+    summary = (folder / "summary.json").read_text().replace(str(files["one_hire"]), str(tmp_path / "one_hire.yaml"))
+    (folder / "summary.json").write_text(summary)
+    table = pd.read_csv(folder / "assignments.csv", dtype=str)
+    table.loc[0, "current_rep"] = None  # an account without baseline above: rows below must keep their file rows
+    table.to_csv(folder / "assignments.csv", index=False)
+    accounts = pd.read_csv(tmp_path / "accounts.csv")
+    accounts.loc[accounts["current_rep"] == "R2", "current_rep"] = "R1"
+    accounts.to_csv(tmp_path / "accounts.csv", index=False)
+    reps = pd.read_csv(tmp_path / "reps.csv")
+    reps[reps["id"] != "R2"].to_csv(tmp_path / "reps.csv", index=False)
+    result = compare(folder, out / "plans" / "annual", out=tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    rows = [int(i) + 2 for i in table.index[table["current_rep"] == "R2"]]
+    assert rows and all(f"row {row}, column 'current_rep'" in result.output for row in rows), result.output
+    assert str(folder / "assignments.csv") in result.output and "'R2'" in result.output

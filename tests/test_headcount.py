@@ -480,6 +480,27 @@ def test_baseline_scenarios_in_a_loop_exit_2(tmp_path: Path, command: str) -> No
     assert not (tmp_path / "plan").exists()
 
 
+def test_baseline_scenario_with_a_rep_the_variant_lacks_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """A variant that drops R2 from its reps file instead of listing R2 under headcount.remove."""
+    base_scenario(tmp_path)
+    pd.DataFrame(towns()[1][:2]).to_csv(tmp_path / "two_reps.csv", index=False)
+    variant = write_yaml(
+        tmp_path / "variant.yaml",
+        {
+            "extends": "scenario.yaml",
+            "data": {"reps": "two_reps.csv", "accounts": "unowned.csv"},
+            "continuity": {"baseline": {"scenario": "scenario.yaml"}},
+        },
+    )
+    accounts = pd.read_csv(tmp_path / "accounts.csv").assign(current_rep=None)
+    accounts.to_csv(tmp_path / "unowned.csv", index=False)
+    result = runner.invoke(app, ["solve", str(variant), "--out", str(tmp_path / "plan"), "--time-limit", "2"])
+    assert result.exit_code == 2, result.output
+    assert "variant.yaml" in result.output and "continuity.baseline.scenario" in result.output
+    assert "'R2'" in result.output and "headcount.remove" in result.output
+    assert result.output.count("'R2' of the baseline plan") == 1  # one message per rep, not per account
+
+
 def test_baseline_folder_without_assignments_exits_2(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     path = base_scenario(tmp_path / "case", continuity={"baseline": {"plan": "../empty"}})
