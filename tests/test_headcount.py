@@ -506,3 +506,19 @@ def test_baseline_folder_without_assignments_exits_2(tmp_path: Path) -> None:
     path = base_scenario(tmp_path / "case", continuity={"baseline": {"plan": "../empty"}})
     output = invalid(path)
     assert "assignments.csv" in output and "empty" in output
+
+
+def test_baseline_plan_listing_an_account_twice_exits_2(tmp_path: Path) -> None:
+    baseline = _last_years_plan(tmp_path / "last-year")
+    table = pd.read_csv(baseline / "assignments.csv", dtype=str)
+    pd.concat([table, table.iloc[[3]]]).to_csv(baseline / "assignments.csv", index=False)  # t0a3 again, row 14
+    output = invalid(base_scenario(tmp_path / "case", continuity={"baseline": {"plan": "../last-year"}}))
+    assert "assignments.csv" in output and "row 14" in output and "account_id" in output and "t0a3" in output
+
+
+def test_baseline_option_overrides_the_scenarios_plan_folder(tmp_path: Path) -> None:
+    _last_years_plan(tmp_path / "last-year")
+    (tmp_path / "empty").mkdir()  # the scenario's own baseline folder would be rejected
+    path = base_scenario(tmp_path / "case", continuity={"baseline": {"plan": "../empty"}})
+    summary = solve(path, tmp_path / "plan", "--baseline", str(tmp_path / "last-year"))
+    assert "last-year" in summary["moves"]["baseline"]
