@@ -195,6 +195,20 @@ def test_two_variants_solve_their_shared_baseline_once(tmp_path: Path, monkeypat
     assert not (tmp_path / "out" / "plans" / "annual").exists()  # only the plans compared are written
 
 
+def test_a_baseline_solved_on_the_way_is_reused_when_listed_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = story(tmp_path)
+    solves = count_solves(monkeypatch)
+    result = compare(files["rep_leaves"], files["annual"], out=tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert solves == ["annual", "R0 leaves"]
+    annual = pd.read_csv(tmp_path / "out" / "plans" / "annual" / "assignments.csv", dtype=str)
+    changes = pd.read_csv(tmp_path / "out" / "changes.csv", dtype=str)
+    owner = annual.set_index("account_id")["rep_id"]
+    assert (changes["from_rep"] == owner.loc[changes["account_id"]].to_numpy()).all()
+
+
 def test_plan_folders_reproduce_the_kpis_of_the_solved_scenarios(three, tmp_path: Path) -> None:
     _, out, _ = three
     folders = [out / "plans" / label for label in LABELS]
