@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from models.dataset import load_dataset
 from models.scenario import load_scenario
 from territory.cli import app
-from tests.conftest import write_scenario
+from tests.conftest import EXAMPLE, write_scenario
 
 runner = CliRunner()
 #: Keys every small scenario of these tests sets: a short, single-threaded, seeded solve.
@@ -213,6 +213,24 @@ def test_extends_missing_parent_exits_2_naming_the_file_and_key(tmp_path: Path) 
     write_yaml(tmp_path / "grandchild.yaml", {"extends": "child.yaml"})
     output = invalid(tmp_path / "grandchild.yaml")
     assert "child.yaml" in output and "annual.yaml" in output
+
+
+@pytest.mark.parametrize(
+    ("name", "reps", "edit"),
+    [("rep_leaves.yaml", 11, {"remove": ["R010"]}), ("two_hires.yaml", 14, {"add": ["HIRE-IND", "HIRE-CHI"]})],
+)
+def test_the_example_headcount_story_extends_the_annual_plan(name: str, reps: int, edit: dict[str, list[str]]) -> None:
+    path = EXAMPLE.parent / name
+    loaded = load_scenario(path)
+    scenario, annual = loaded.scenario, load_scenario(EXAMPLE).scenario
+    assert scenario.extends == Path("scenario.yaml")
+    assert loaded.data_path(scenario.continuity.baseline.scenario).resolve() == EXAMPLE.resolve()
+    assert scenario.balance == annual.balance and scenario.segment_rules == annual.segment_rules
+    assert scenario.headcount.remove == edit.get("remove", [])
+    assert [hire.id for hire in scenario.headcount.add] == edit.get("add", [])
+    result = runner.invoke(app, ["validate", str(path)])  # checks the data; does not solve the annual plan
+    assert result.exit_code == 0, result.output
+    assert f"{reps} reps" in result.output and "2,000 accounts" in result.output
 
 
 # --------------------------------------------------------------------------- headcount edits: bad input
