@@ -1,40 +1,55 @@
-"""Territories of the smallest largest diameter: threshold search with CP-SAT feasibility models.
+"""Territories of the smallest largest diameter: threshold models in CP-SAT, searched by large neighbourhoods.
 
 A territory's diameter is the largest distance between two of its units; the
 objective is the largest diameter over all territories (``objective.compactness_measure:
 diameter``; the delivery territory design benchmark's objective).
 
-Method: search on the threshold ``D``. The optimum is one of the pairwise
-distances, so ``D`` runs over those levels. For each probed ``D`` one CP-SAT
-model asks: can every unit go to a territory, within every balance rule (and
-the other hard rules of the :class:`~optimizer.problem.Problem`: locks, hard
-segment rules, move budgets, contiguity), so that no two units farther apart
-than ``D`` share a territory? The model is the engine's own
-(:func:`optimizer.model.build_cp_model` without objective) plus, per
-territory, the conflict implications ``x[i, t] => not x[j, t]`` for every pair
-``d(i, j) > D``. What makes it fast is symmetry breaking that also shrinks the
-model: a clique of units pairwise farther apart than ``D`` (found greedily)
-must lie in distinct territories, so when territories are interchangeable
-each clique unit is fixed to its own territory, and every unit farther than
-``D`` from a territory's fixed unit loses that territory (on the DTDP
-instances each unit keeps 3-4 of 10). Locked units fix their territory the
-same way. A plan found at ``D`` usually has a diameter below ``D``: the search
-moves to that value; a model proven infeasible raises the lower bound; a probe
-that runs out of time is retried later with more time.
+The building block is a CP-SAT *threshold model*: can the units go to
+territories within every hard rule of the :class:`~optimizer.problem.Problem`
+(balance, locks, hard segment rules, move budgets, contiguity: the engine's own
+:func:`optimizer.model.build_cp_model` without objective) so that no two units
+farther apart than ``D`` share a territory? Per territory it adds the
+implications ``x[i, t] => not x[j, t]`` for every pair ``d(i, j) > D``. What
+makes it small is symmetry breaking that also prunes: units pairwise farther
+apart than ``D`` (a greedy clique of the conflict graph) must lie in distinct
+territories, so when territories are interchangeable each is fixed to its own
+territory and every unit farther than ``D`` from a territory's fixed unit loses
+that territory (on the DTDP instances each unit keeps 3-4 of 10). Locked units
+prune the same way. The optimum is one of the pairwise distances, so ``D``
+runs over those levels.
+
+The search:
+
+1. a first plan: the LP start (:func:`optimizer.relaxation.lp_start`) of a
+   balanced assignment to ``k`` medoids, costing squared distances;
+2. threshold large-neighbourhood search: take a target ``D`` 1-2 % below the
+   largest diameter, free a territory above it and its nearest 3 territories,
+   and solve the threshold model on their units (the rest stays); accept when
+   the largest diameter or the number of territories above the target falls.
+   Neighbourhoods the model proves infeasible grow (4, 6, 8, all
+   territories); one that runs out of time brings the target closer; when the
+   target is one level away, a few neighbourhoods are re-drawn at the same
+   diameter (CP-SAT without hint gives another split) and the search goes on;
+3. the last 15 % of the time: one model of the whole problem just below the
+   best plan (a better plan, or the proof that it is optimal).
 
 Chosen by measurement on DTDP ``planar500_G0`` (500 units, 10 territories,
-±5 % on three activities; 2 cores): a CP-SAT large-neighbourhood search
-(re-splitting the territory of largest diameter with one neighbour by a
-binary search of 2-territory CP-SAT models, from a balanced k-medoids start)
-reached 46.5 in 60 s and stalled; the threshold models found 43.0 in 9 s,
-42.67 in 17 s, and proved 42.5 infeasible in 8 s (best known 42.555).
+±5 % on three activities; shared 2-core machine): an LNS re-splitting the
+territory of largest diameter with one neighbour (binary search of
+2-territory CP-SAT models) stalled at 46.5 in 60 s; a bisection on ``D`` with
+whole-problem models found 43.0 in 9 s and proved 42.5 infeasible in 8 s on a
+quiet machine, but under load its probes ran out of time (no plan in 60 s),
+because CP-SAT's presolve alone took 4-12 s per whole model; the threshold LNS
+reaches 42.7-43.9 in 60 s under the same load (best known 42.555). CP-SAT's
+presolve is off for models of more than 300 free units: merging their
+conflict clauses into cliques cost more than it saved.
 
-Lower bounds, all valid for any plan: ``k + 1`` units pairwise farther apart
-than ``m`` cannot fit in ``k`` territories, so the optimum is at least the
-smallest pairwise distance of such a set (greedy cliques); every unit's
-territory lies within ``D`` of it and must reach its balance minimum, so the
-optimum is at least the radius around each unit holding that minimum; and
-every threshold CP-SAT proves infeasible.
+Lower bounds, valid for any plan: ``k + 1`` units pairwise farther apart than
+``m`` cannot fit in ``k`` territories, so the optimum is at least the smallest
+pairwise distance of such a set (greedy cliques); every unit's territory lies
+within the diameter of it and must reach its balance minimum (the radius
+around each unit that holds it); and every threshold whose whole-problem model
+CP-SAT proves infeasible.
 """
 
 from __future__ import annotations
@@ -67,6 +82,8 @@ CLIQUE_TRIES = 40
 INITIAL_SHARE = 0.05
 #: Share of the time limit kept for the final whole-problem probe just below the best plan.
 FINAL_SHARE = 0.15
+#: Models with more free units than this skip CP-SAT's presolve.
+PRESOLVE_MAX_UNITS = 300
 #: Deterministic work charged per probe besides CP-SAT's own (keeps reproducible runs finite).
 PROBE_WORK = 0.01
 #: Shortest time limit of a probe, seconds.
@@ -79,7 +96,10 @@ NEIGHBOUR_NOISE = 0.15
 SUB_PROBE_SECONDS = 3.0
 #: First target below the largest diameter, as a share of it (grows on success, halves after failures).
 TARGET_STEP = 0.01
-MAX_TARGET_STEP = 0.03
+MAX_TARGET_STEP = 0.02
+#: Below this step the search re-draws ``SHAKES`` neighbourhoods at the same largest diameter and starts over.
+MIN_TARGET_STEP = 0.002
+SHAKES = 3
 #: Failed neighbourhoods in a row before they grow (by this many territories), then before the target moves closer.
 PATIENCE = 4
 NEIGHBOURHOOD_GROWTH = 2
@@ -295,6 +315,7 @@ def _probe(
     classes: np.ndarray,
     hint: np.ndarray | None = None,
     reps: np.ndarray | None = None,
+    fresh: bool = False,
 ) -> tuple[str, np.ndarray | None, Probe]:
     """One CP-SAT feasibility model: every territory of ``reps`` (all by default) within ``threshold``.
 
@@ -353,9 +374,11 @@ def _probe(
     sub = problem.restrict_pairs(keep)
     model_hint = None if hint is None else relabel[hint]
     if reps is None:
-        parts = build_cp_model(sub, objective=False, hint=model_hint)
+        parts = build_cp_model(sub, objective=False, hint=None if fresh else model_hint)
     else:
-        parts = build_cp_model(sub, objective=False, hint=model_hint, free=free, base=model_hint, reps=open_reps)
+        parts = build_cp_model(
+            sub, objective=False, hint=None if fresh else model_hint, free=free, base=model_hint, reps=open_reps
+        )
     model, x = parts.model, parts.x
     pair_unit, pair_rep = sub.pair_unit[parts.pairs], sub.pair_rep[parts.pairs]
 
@@ -377,6 +400,10 @@ def _probe(
     params.num_workers = settings.num_workers
     params.random_seed = int(rng.integers(2**31 - 1))
     params.catch_sigint_signal = False
+    # on large models presolve took most of a probe (clique merging of the conflict clauses: 4-12 s on 600 units
+    # under load); the plain clause model finds plans sooner (DTDP planar600_G5, D = 46.5: 5-24 s instead of none
+    # in 30 s); small neighbourhoods keep it
+    params.cp_model_presolve = int(free.sum()) <= PRESOLVE_MAX_UNITS
     if stop is not None:
         stop.solver = solver
     code = solver.solve(model)
@@ -492,6 +519,11 @@ def solve_diameter(
     assert distance is not None
     k = problem.num_reps
     classes = _territory_classes(problem)
+    if problem.pair_penalty.any() or (problem.pair_continuity is not None and problem.pair_continuity.any()):
+        logger.warning(
+            "compactness_measure: diameter minimises the largest diameter only: soft segment-rule and "
+            "continuity penalties are not part of it (hard rules, locks and move budgets still hold)"
+        )
     levels = np.unique(distance[np.triu_indices(problem.num_units, 1)])
     search = _Search(levels=levels if len(levels) else np.zeros(1), lower=_lower_bound(problem, rng))
     logger.info(
@@ -531,23 +563,21 @@ def solve_diameter(
         below = search.levels[(search.levels >= search.lower * (1 - EPS)) & (search.levels < search.best_diameter)]
         return len(below) == 0 or _gap(search.best_diameter, search.lower) <= settings.relative_gap
 
+    def whole(threshold: float, start: np.ndarray | None) -> tuple[str, np.ndarray | None]:
+        """One model of the whole problem at ``threshold`` with the time left."""
+        outcome, unit_rep, record = _probe(
+            problem, threshold, budget.left(), settings, rng, stop, budget=budget, classes=classes, hint=start
+        )
+        search.probes.append(record)
+        return outcome, unit_rep
+
     if hint is not None and _is_plan(problem, hint):
         accept(np.asarray(hint, dtype=np.int64))
     if search.best is None:
         start = _initial_plan(problem, max(1.0, INITIAL_SHARE * limit) if wall else None, settings)
         if start is None:
             # no balanced plan at all in time: a probe without any diameter limit settles it
-            outcome, start, record = _probe(
-                problem,
-                float(search.levels[-1]),
-                budget.left(),
-                settings,
-                rng,
-                stop,
-                budget=budget,
-                classes=classes,
-            )
-            search.probes.append(record)
+            outcome, start = whole(float(search.levels[-1]), None)
             if outcome == "infeasible":
                 raise explain_infeasible(problem, settings)
         if start is not None:
@@ -558,18 +588,7 @@ def solve_diameter(
     if search.best is not None and not done() and not stopped(reserve=MIN_PROBE_SECONDS):
         threshold = float(search.levels[np.searchsorted(search.levels, search.best_diameter * (1 - EPS)) - 1])
         if threshold >= search.lower * (1 - EPS):
-            outcome, unit_rep, record = _probe(
-                problem,
-                threshold,
-                budget.left(),
-                settings,
-                rng,
-                stop,
-                budget=budget,
-                classes=classes,
-                hint=search.best,
-            )
-            search.probes.append(record)
+            outcome, unit_rep = whole(threshold, search.best)
             if outcome == "plan" and unit_rep is not None:
                 accept(unit_rep)
             elif outcome == "infeasible":
@@ -632,13 +651,65 @@ def _improve(
                     size = max(min(k, NEIGHBOURHOOD), size - 1)
                 continue
         failures += 1
-        if failures >= PATIENCE or size == k:
-            # wider neighbourhoods first, then a closer target
+        if outcome == "unknown" or failures >= PATIENCE or size == k:
+            # proven-infeasible neighbourhoods: wider ones first, then a closer target; a neighbourhood that
+            # ran out of time says the target is hard: closer target at once
             failures = 0
-            if size < k:
+            if size < k and outcome != "unknown":
                 size = min(k, size + NEIGHBOURHOOD_GROWTH)
             else:
-                step, size = max(step / 2, 1e-6), min(k, NEIGHBOURHOOD)
+                step, size = step / 2, min(k, NEIGHBOURHOOD)
+            if step < MIN_TARGET_STEP:
+                # stuck at a local optimum of these moves: re-draw a few neighbourhoods at the same largest
+                # diameter (no hint: CP-SAT's first plan is a different split), then aim lower again
+                current, diam = _shake(problem, current, diam, settings, rng, stop, budget, classes, reserve)
+                step = TARGET_STEP
+
+
+def _shake(
+    problem: Problem,
+    current: np.ndarray,
+    diam: np.ndarray,
+    settings: SolveSettings,
+    rng: np.random.Generator,
+    stop: Any,
+    budget: _Budget,
+    classes: np.ndarray,
+    reserve: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-split a few random neighbourhoods within the current largest diameter, without a hint."""
+    distance = problem.diameter_distance
+    assert distance is not None
+    k = problem.num_reps
+    top = float(diam.max())
+    for _ in range(SHAKES):
+        if budget.left() < reserve + 0.5:
+            break
+        gap = _neighbours(distance, current, k)
+        focus = int(rng.integers(k))
+        order = np.argsort(gap[focus] + rng.random(k) * NEIGHBOUR_NOISE * max(top, EPS))
+        reps = np.zeros(k, dtype=bool)
+        reps[[focus, *[int(t) for t in order if t != focus][: min(k, NEIGHBOURHOOD) - 1]]] = True
+        seconds = min(SUB_PROBE_SECONDS, budget.left() - reserve)
+        # the hint only fixes the units outside the neighbourhood; inside, CP-SAT starts afresh
+        outcome, unit_rep, _ = _probe(
+            problem,
+            top,
+            seconds,
+            settings,
+            rng,
+            stop,
+            budget=budget,
+            classes=classes,
+            hint=current,
+            reps=reps,
+            fresh=True,
+        )
+        if outcome == "plan" and unit_rep is not None:
+            new = territory_diameters(distance, unit_rep, k)
+            if new.max() <= top * (1 + EPS):
+                current, diam = unit_rep, new
+    return current, diam
 
 
 def _gap(objective: float, bound: float) -> float:
