@@ -146,14 +146,23 @@ def solve_frontier(
         scenario_path, time_limit_s=time_limit_s, seed=seed, workers=workers, baseline_plan=baseline_plan
     )
     scenario = prepared.dataset.scenario
-    if prepared.dataset.accounts["current_rep"].isna().all():
+    owners = prepared.dataset.accounts["current_rep"]
+    if not owners.isin(prepared.dataset.reps["rep_id"]).any():
         from models.errors import InputError
 
+        if owners.isna().all():
+            raise InputError.single(
+                "the frontier needs a baseline, and no account has a current rep",
+                file=prepared.loaded.path,
+                column="continuity.baseline",
+                hint="map columns.accounts.current_rep, or set continuity.baseline to a plan folder or scenario",
+            )
         raise InputError.single(
-            "the frontier needs a baseline, and no account has a current rep",
+            "every account with a baseline rep belongs to a rep who leaves: all their moves are forced, so there "
+            "is no discretionary move for a budget to limit",
             file=prepared.loaded.path,
-            column="continuity.baseline",
-            hint="map columns.accounts.current_rep, or set continuity.baseline to a plan folder or scenario",
+            column="headcount.remove",
+            hint="solve the scenario with `territory solve` instead",
         )
 
     def with_budget(budget: int | None) -> Prepared:

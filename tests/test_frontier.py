@@ -131,6 +131,18 @@ def test_a_scenario_without_baseline_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_scenario_whose_every_move_is_forced_exits_2(tmp_path: Path) -> None:
+    """R0 holds every account and leaves: nothing is left for a budget to limit."""
+    accounts, reps = towns(n_reps=2)
+    for row in accounts:
+        row["current_rep"] = "R0"
+    path = write_scenario(tmp_path, accounts, reps, headcount={"remove": ["R0"], "add": [HIRE]})
+    result = frontier(path, tmp_path / "out", "--budgets", "0,2")
+    assert result.exit_code == 2, result.output
+    assert "headcount.remove" in result.output and "forced" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("budgets", ["1,two", "-1", "1.5"])
 def test_bad_budgets_exit_2(tmp_path: Path, budgets: Any) -> None:
     path = base_scenario(tmp_path, headcount={"add": [HIRE]})
