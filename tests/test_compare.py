@@ -307,3 +307,15 @@ def test_a_plan_folder_whose_team_changed_exits_2_naming_row_and_column(three, t
     rows = [int(i) + 2 for i in table.index[table["current_rep"] == "R2"]]
     assert rows and all(f"row {row}, column 'current_rep'" in result.output for row in rows), result.output
     assert str(folder / "assignments.csv") in result.output and "'R2'" in result.output
+
+
+def test_a_scenario_without_plan_exits_1_naming_it_and_writes_nothing(tmp_path: Path) -> None:
+    files = story(tmp_path)
+    tight = write_yaml(
+        tmp_path / "tight.yaml", {"extends": "one_hire.yaml", "name": "tight", "continuity": {"max_moved_accounts": 1}}
+    )
+    result = compare(files["annual"], tight, out=tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    assert "tight (" in result.output and "tight.yaml" in result.output
+    assert "continuity.max_moved_accounts" in result.output
+    assert not (tmp_path / "out").exists()
