@@ -34,6 +34,7 @@ import pandas as pd
 import yaml
 
 from maps.palette import territory_colors
+from maps.trade_off import _ticks
 from models.plan import Plan
 from models.plan_io import write_atomic
 
@@ -258,7 +259,7 @@ def metric_chart(
         f" viewBox='0 0 {CHART_WIDTH} {height}' xmlns='http://www.w3.org/2000/svg'>"
         f"<title>{_text(_title(metric))} per territory against its target</title>"
     ]
-    for tick in _ticks(top):
+    for tick in _ticks(0.0, top, 4):
         tx = x(tick)
         parts.append(
             f"<line x1='{tx:.1f}' x2='{tx:.1f}' y1='{AXIS_HEIGHT - 4}' y2='{height - 4}' class='grid'/>"
@@ -439,14 +440,6 @@ def _short(value: float) -> str:
         if abs(value) >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:.3g}"
-
-
-def _ticks(top: float, count: int = 4) -> list[float]:
-    """Round tick values from 0 to about ``top``."""
-    raw = top / count
-    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return [k * step for k in range(int(top // step) + 1)]
 
 
 _CSS = """
