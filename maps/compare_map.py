@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from branca.element import Figure, MacroElement, Template
 
-from maps.plan_map import draw_plan, new_map, save_page
+from maps.plan_map import AccountTable, draw_plan, new_map, save_page
 from models.plan import Plan
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,7 @@ def build_compare_map(
         raise ValueError(f"give one label per plan: {len(plans)} plans, {len(labels)} labels")
     rep_of = [pd.Series(plan.rep_ids, index=plan.dataset.accounts["account_id"].to_numpy(object)) for plan in plans]
     figure = Figure()
+    table = AccountTable(plans[0])  # every pane of the same accounts draws from one copy of their columns
     width = 100.0 / len(plans)
     maps = []
     for k, (plan, label) in enumerate(zip(plans, labels, strict=True)):
@@ -120,6 +121,7 @@ def build_compare_map(
             notes=notes,
             status_note=f"{int(highlight.sum()):,} accounts placed differently (outlined)",
             collapse_layers=True,  # half a window: the open layer switch would cover the title
+            table=table,
         )
         maps.append(fmap)
     maps[-1].add_child(SyncViews(maps))

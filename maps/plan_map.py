@@ -167,6 +167,7 @@ def draw_plan(
     notes: Sequence[str] | None = None,
     status_note: str | None = None,
     collapse_layers: bool | None = None,
+    table: AccountTable | None = None,
 ) -> folium.Map:
     """Add a plan's territories, accounts, home bases, legend and title to a map.
 
@@ -189,6 +190,11 @@ def draw_plan(
     collapse_layers
         Start with the layer switch folded into its button; default: above
         :data:`LAYER_CONTROL_OPEN_UP_TO` territories.
+    table
+        The accounts' columns, shared by the maps of one page (the panes of a
+        comparison): added to ``fmap`` unless an earlier map of the page holds
+        it; default (or when it holds other accounts): a table of this plan's
+        accounts.
 
     Returns
     -------
@@ -215,13 +221,15 @@ def draw_plan(
     lon_scale = math.cos(math.radians(mid_lat)) or 1.0
     pad = _area_padding(all_lon * lon_scale, all_lat)
     simplify = pad / _PAD_SHARE * _SIMPLIFY_SHARE
-    radii = _marker_radii(accounts["potential"].to_numpy(float))
-    values = _tooltip_values(plan, accounts)
     cards = [_territory_card(plan, row, colors[i], labels[i]) for i, row in enumerate(territories.to_dict("records"))]
     members_of = _members_by_rep(plan.rep_index, len(reps))
 
     shapes = plan.territory_shapes  # dissolved unit polygons, where the plan was built on geographic units
     AccountDots().add_to(fmap)
+    if table is None or not table.serves(plan):
+        table = AccountTable(plan)
+    if table._parent is None:  # sent with the first map that uses it, after L.AccountDots is defined
+        table.add_to(fmap)
     bounds: list[list[list[float]] | None] = []
     for r, (color, label, members) in enumerate(zip(colors, labels, members_of, strict=True)):
         group = folium.FeatureGroup(name=html.escape(label), show=True).add_to(fmap)
@@ -237,11 +245,10 @@ def draw_plan(
         bounds.append(_bounds(area, rep_lat[r], rep_lon[r]))
         if len(members):
             AccountLayer(
-                accounts.iloc[members],
-                radii[members],
+                table,
+                members,
                 np.asarray(highlight, dtype=bool)[members],
                 [notes[i] for i in members],
-                {name: column[members] for name, column in values.items()},
                 color=color,
                 rep_label=label,
             ).add_to(group)
@@ -340,11 +347,11 @@ def _coded(name: str, values: list[str]) -> dict[str, list[Any]]:
     return {f"{name}s": distinct, name: [index[v] for v in values]}
 
 
-def _compact(value: float) -> float | int | None:
-    """A number as short as JSON can write it: integers without '.0', two decimals at most, None for NaN."""
+def _compact(value: float, digits: int = 2) -> float | int | None:
+    """A number as short as JSON can write it: integers without '.0', ``digits`` decimals at most, None for NaN."""
     if not math.isfinite(value):
         return None
-    rounded = round(value, 2)
+    rounded = round(value, digits)
     return int(rounded) if rounded.is_integer() else rounded
 
 
@@ -480,19 +487,21 @@ def _area_layer(area: BaseGeometry, rep_id: str, color: str, card: str) -> foliu
 _ACCOUNT_DOTS_JS = """
 if (!L.AccountDots) {
     L.AccountDots = L.Layer.extend({
-        initialize: function (data, style, outline) { this._d = data; this._style = style; this._outline = outline; },
+        initialize: function (data, style, outline) {
+            this._d = data; this._t = L.AccountDots.tables[data.table]; this._style = style; this._outline = outline;
+        },
         onAdd: function (map) { L.AccountDots.renderer(map).add(this); },
         onRemove: function (map) { L.AccountDots.renderer(map).remove(this); },
-        count: function () { return this._d.lat.length; },
+        count: function () { return this._d.rows.length; },
         highlighted: function () { return this._d.highlight.length; },
-        // Screen positions of the accounts, and the circles of the given rows (all when null) as one path.
+        // Screen positions of the territory's accounts (x, y: one entry per position in rows).
         _project: function (map) {
-            var d = this._d, n = d.lat.length, crs = map.options.crs, i;
+            var rows = this._d.rows, t = this._t, n = rows.length, crs = map.options.crs, i;
             if (!this._u) {  // the map's projection at scale 1, once: a zoom only scales it
                 var unit = crs.scale(0);
                 this._u = new Float64Array(n); this._v = new Float64Array(n);
                 for (i = 0; i < n; i++) {
-                    var p0 = crs.latLngToPoint(L.latLng(d.lat[i], d.lon[i]), 0);
+                    var p0 = crs.latLngToPoint(L.latLng(t.lat[rows[i]], t.lon[rows[i]]), 0);
                     this._u[i] = p0.x / unit; this._v[i] = p0.y / unit;
                 }
             }
@@ -501,42 +510,46 @@ if (!L.AccountDots) {
             var x = this._x = new Float32Array(n), y = this._y = new Float32Array(n);
             for (i = 0; i < n; i++) { x[i] = this._u[i] * scale + dx; y[i] = this._v[i] * scale + dy; }
         },
-        _path: function (ctx, rows, width, height) {
-            var d = this._d, x = this._x, y = this._y, n = rows ? rows.length : d.lat.length;
+        // The circles of the given positions (all when null) as one path.
+        _path: function (ctx, positions, width, height) {
+            var rows = this._d.rows, radius = this._t.radius, x = this._x, y = this._y;
+            var n = positions ? positions.length : rows.length;
             ctx.beginPath();
             for (var j = 0; j < n; j++) {
-                var k = rows ? rows[j] : j, r = d.radius[k];
+                var k = positions ? positions[j] : j, r = radius[rows[k]];
                 if (x[k] > -r && y[k] > -r && x[k] < width + r && y[k] < height + r) {
                     ctx.moveTo(x[k] + r, y[k]); ctx.arc(x[k], y[k], r, 0, 2 * Math.PI);
                 }
             }
         },
-        // The account under the pointer: [row, squared distance in px], or null.
+        // The account under the pointer: [position, squared distance in px], or null.
         _nearest: function (px, py) {
-            var d = this._d, best = null;
-            for (var i = 0; i < d.lat.length; i++) {
-                var dx = this._x[i] - px, dy = this._y[i] - py, dd = dx * dx + dy * dy, r = d.radius[i] + 1;
+            var rows = this._d.rows, radius = this._t.radius, best = null;
+            for (var i = 0; i < rows.length; i++) {
+                var dx = this._x[i] - px, dy = this._y[i] - py, dd = dx * dx + dy * dy, r = radius[rows[i]] + 1;
                 if (dd <= r * r && (best === null || dd < best[1])) { best = [i, dd]; }
             }
             return best;
         },
+        _latLng: function (i) { var row = this._d.rows[i]; return [this._t.lat[row], this._t.lon[row]]; },
         _card: function (i) {
-            var d = this._d;
+            var d = this._d, t = this._t, row = d.rows[i];
             function esc(s) {
                 return String(s).replace(/[&<>"']/g, function (c) {
                     return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]; });
             }
             function fmt(v, digits) {
-                return (v === null) ? "\u2013" : v.toLocaleString("en-US",
+                return (v === null) ? "\\u2013" : v.toLocaleString("en-US",
                     {minimumFractionDigits: digits, maximumFractionDigits: digits});
             }
-            var rows = [["Account", d.name[i]], ["Id", d.id[i]], ["Segment", d.segments[d.segment[i]]]];
-            d.values.forEach(function (v) { rows.push([v.label, fmt(v.data[i], v.digits)]); });
-            rows.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
-            return "<table class='account-card'>" + rows.map(function (r) {
+            var lines = [["Account", t.name[row]], ["Id", t.id[row]], ["Segment", t.segments[t.segment[row]]]];
+            t.values.forEach(function (v) { lines.push([v.label, fmt(v.data[row], v.digits)]); });
+            lines.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
+            return "<table class='account-card'>" + lines.map(function (r) {
                 return "<tr><th>" + esc(r[0]) + "</th><td>" + esc(r[1]) + "</td></tr>"; }).join("") + "</table>";
         }
     });
+    L.AccountDots.tables = {};
     // One canvas per map for the accounts of every territory shown, drawn in one pass once per frame at most,
     // and one tooltip for the account under the pointer (territory tooltips hide meanwhile).
     L.AccountDots.renderer = function (map) {
@@ -591,7 +604,7 @@ if (!L.AccountDots) {
             if (r.shown && r.shown[0] === owner && r.shown[1] === best[0]) { return; }
             r.shown = [owner, best[0]];
             L.DomUtil.addClass(map.getContainer(), "account-hover");
-            tip.setLatLng([owner._d.lat[best[0]], owner._d.lon[best[0]]]).setContent(owner._card(best[0])).openOn(map);
+            tip.setLatLng(owner._latLng(best[0])).setContent(owner._card(best[0])).openOn(map);
         });
         map._accountDots = r;
         return r;
@@ -610,16 +623,64 @@ class AccountDots(MacroElement):
         self._name = "AccountDots"
 
 
+class AccountTable(MacroElement):
+    """Every account's columns, sent once per page and shared by the territories' :class:`AccountLayer` elements.
+
+    The side-by-side comparison shares one table between its panes when the
+    plans hold the same accounts, so a page carries each account once.
+    ``data`` holds ``lat``, ``lon``, ``radius``, ``id``, ``name``,
+    ``segment`` (an index into ``segments``) and one list per metric under
+    ``values``, as plain text that the page escapes where it shows it; tests
+    and benchmarks read it back.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        L.AccountDots.tables[{{ this.key|tojson }}] = {{ this.data|tojson }};
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__()
+        self._name = "AccountTable"
+        self.key = self.get_name()
+        accounts = plan.dataset.accounts
+        everything = np.ones(len(accounts), dtype=bool)
+        self.data: dict[str, Any] = {
+            "lat": [_compact(x, COORD_DECIMALS) for x in accounts["latitude"].to_numpy(float).tolist()],
+            "lon": [_compact(x, COORD_DECIMALS) for x in accounts["longitude"].to_numpy(float).tolist()],
+            "radius": _marker_radii(accounts["potential"].to_numpy(float)).tolist(),
+            "id": _strings(accounts["account_id"], everything),
+            "name": _strings(accounts["name"], everything),
+            **_coded("segment", _strings(accounts["segment"], everything)),
+            "values": [
+                {
+                    "label": metric.replace("_", " ").capitalize(),
+                    "digits": 0 if metric in ("accounts", "potential") else 1,
+                    "data": [_compact(x) for x in column.tolist()],
+                }
+                for metric, column in _tooltip_values(plan, accounts).items()
+            ],
+        }
+        self.account_ids = accounts["account_id"].to_numpy(object)
+
+    def serves(self, plan: Plan) -> bool:
+        """Whether this table holds exactly the plan's accounts, in the plan's order."""
+        ids = plan.dataset.accounts["account_id"].to_numpy(object)
+        return len(ids) == len(self.account_ids) and bool((ids == self.account_ids).all())
+
+
 class AccountLayer(MacroElement):
-    """A territory's accounts as circles on a canvas of their own, sent as compact columns.
+    """A territory's accounts, drawn with every other territory's on one canvas per map (``L.AccountDots``).
 
     Added to a territory's :class:`folium.FeatureGroup`, so the layer control
-    toggles the accounts with their territory. ``data`` holds the columns the
-    page receives (``lat``, ``lon``, ``radius``, ``id``, ``name``, ``segment``
-    and ``note`` as indexes into ``segments`` and ``notes``, ``highlight`` as a list
-    of row positions, and one list per metric under ``values``) as plain
-    text, escaped by the page where it shows them; tests and benchmarks read
-    it back.
+    toggles the accounts with their territory. ``data`` holds ``table`` (the
+    key of the page's :class:`AccountTable`), ``rows`` (the territory's
+    accounts with coordinates, as rows of that table), ``highlight`` (positions
+    in ``rows`` to outline), ``note`` (an index into ``notes`` per position,
+    the tooltip's "Baseline" line) and ``rep``; tests read it back.
     """
 
     _template = Template(
@@ -633,38 +694,26 @@ class AccountLayer(MacroElement):
 
     def __init__(
         self,
-        accounts: pd.DataFrame,
-        radii: np.ndarray,
+        table: AccountTable,
+        rows: np.ndarray,
         highlight: np.ndarray,
         notes: Sequence[str],
-        values: dict[str, np.ndarray],
         *,
         color: str,
         rep_label: str,
     ) -> None:
         super().__init__()
         self._name = "AccountLayer"
-        lat = accounts["latitude"].to_numpy(float)
-        lon = accounts["longitude"].to_numpy(float)
-        keep = np.isfinite(lat) & np.isfinite(lon)
+        self.table = table
+        lat = np.array([table.data["lat"][r] is not None for r in rows], dtype=bool)
+        lon = np.array([table.data["lon"][r] is not None for r in rows], dtype=bool)
+        keep = lat & lon
         self.data: dict[str, Any] = {
+            "table": table.key,
             "rep": rep_label,
-            "lat": np.round(lat[keep], COORD_DECIMALS).tolist(),
-            "lon": np.round(lon[keep], COORD_DECIMALS).tolist(),
-            "radius": np.asarray(radii, float)[keep].tolist(),
-            "id": _strings(accounts["account_id"], keep),
-            "name": _strings(accounts["name"], keep),
-            **_coded("segment", _strings(accounts["segment"], keep)),
+            "rows": np.asarray(rows)[keep].tolist(),
             **_coded("note", [t for t, k in zip(notes, keep, strict=True) if k]),
             "highlight": np.flatnonzero(np.asarray(highlight, dtype=bool)[keep]).tolist(),
-            "values": [
-                {
-                    "label": metric.replace("_", " ").capitalize(),
-                    "digits": 0 if metric in ("accounts", "potential") else 1,
-                    "data": [_compact(x) for x in column[keep].tolist()],
-                }
-                for metric, column in values.items()
-            ],
         }
         self.style = {"color": color, "weight": 1, "opacity": 0.9, "fillColor": color, "fillOpacity": 0.75}
         self.outline = MOVED_OUTLINE

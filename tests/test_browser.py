@@ -51,9 +51,9 @@ _WHERE = """(accountId) => {
     const box = map.getContainer().getBoundingClientRect();
     let at = null;
     map.eachLayer(l => {
-        const row = (l instanceof L.AccountDots) ? l._d.id.indexOf(accountId) : -1;
-        if (row >= 0) {
-            const p = map.latLngToContainerPoint([l._d.lat[row], l._d.lon[row]]);
+        const i = (l instanceof L.AccountDots) ? l._d.rows.findIndex(row => l._t.id[row] === accountId) : -1;
+        if (i >= 0) {
+            const p = map.latLngToContainerPoint(l._latLng(i));
             at = [box.left + p.x, box.top + p.y];
         }
     });

@@ -146,19 +146,19 @@ def _account_layers(group: folium.FeatureGroup) -> list[AccountLayer]:
 
 
 def _accounts_drawn(fmap: folium.Map) -> dict[str, dict]:
-    """Account id -> what the page gets for it (its layer's columns at its row), across all territories."""
+    """Account id -> what the page gets for it (its territory layer's entry and its row of the account table)."""
     out = {}
     for group in _groups(fmap):
         for layer in _account_layers(group):
-            data = layer.data
-            for i, account_id in enumerate(data["id"]):
-                out[account_id] = {
+            data, table = layer.data, layer.table.data
+            for i, row in enumerate(data["rows"]):
+                out[table["id"][row]] = {
                     "layer": group.layer_name,
-                    "name": data["name"][i],
-                    "radius": data["radius"][i],
+                    "name": table["name"][row],
+                    "radius": table["radius"][row],
                     "note": data["notes"][data["note"][i]],
                     "highlight": i in data["highlight"],
-                    "values": {v["label"]: v["data"][i] for v in data["values"]},
+                    "values": {v["label"]: v["data"][row] for v in table["values"]},
                 }
     return out
 
@@ -356,16 +356,16 @@ def test_degenerate_territories_and_unsafe_names() -> None:
     groups = _groups(fmap)
     assert [g.layer_name for g in groups] == ["O&#x27;Neil &lt;admin&gt; (R1)", "R2", "Idle (R3)"]
     assert [len(_geojson_features(g, "territory")) for g in groups] == [1, 1, 0]
-    assert [sum(len(layer.data["id"]) for layer in _account_layers(g)) for g in groups] == [2, 3, 0]
+    assert [sum(len(layer.data["rows"]) for layer in _account_layers(g)) for g in groups] == [2, 3, 0]
     for group in groups[:2]:
         polygon = shape(_geojson_features(group, "territory")[0]["geometry"])
         assert polygon.geom_type == "Polygon" and polygon.area > 0
     html = fmap.get_root().render()
-    names = _account_layers(groups[0])[0].data["name"]
+    names = _account_layers(groups[0])[0].table.data["name"]
     assert names[0] == "<b>Acme</b> & `co` ${x}"  # plain text in the data, escaped by the page where shown
     assert "<b>Acme</b>" not in html
     # ${x} may only sit in the accounts' JSON data (a plain string there), never in a JavaScript template literal
-    assert all(line.strip().startswith("new L.AccountDots({") for line in html.splitlines() if "${x}" in line)
+    assert all(line.strip().startswith("L.AccountDots.tables[") for line in html.splitlines() if "${x}" in line)
     assert "gap 50.00%" in html
 
 
@@ -460,6 +460,26 @@ def test_offline_page_loads_nothing_from_the_network(three_cities: Plan, tmp_pat
     assert "bootstrap" not in page.lower()
 
 
+def test_compare_map_of_different_accounts_sends_each_plan_its_own_table(three_cities: Plan) -> None:
+    plan = three_cities_plan()
+    fewer = Plan(
+        dataset=Dataset(
+            accounts=plan.dataset.accounts.iloc[:8].reset_index(drop=True),
+            reps=plan.dataset.reps,
+            scenario=plan.dataset.scenario,
+        ),
+        rep_index=plan.rep_index[:8],
+        report=plan.report,
+    )
+    figure = build_compare_map([three_cities, fewer], ["nine", "eight"])
+    page = figure.render()
+    assert page.count('L.AccountDots.tables["') == 2
+    right = [c for c in figure._children.values() if isinstance(c, folium.Map)][1]
+    drawn = _accounts_drawn(right)
+    assert sorted(drawn) == [f"A{i}" for i in range(1, 9)]
+    assert all(a["note"] == "same in nine" for a in drawn.values())
+
+
 def test_offline_refuses_a_remote_asset_no_package_provides() -> None:
     page = '<html><head><script src="https://example.org/lib/unknown-plugin.js"></script></head></html>'
     with pytest.raises(OfflineAssetError, match=r"unknown-plugin\.js"):
@@ -505,6 +525,7 @@ def test_compare_map_two_synchronised_maps_with_changes_outlined(three_cities: P
     path = write_compare_map([three_cities, other], ["today", "proposal"], tmp_path / "compare.html", offline=True)
     page = path.read_text(encoding="utf-8")
     assert remote_assets(page) == [] and page.count("new L.AccountDots(") == 6
+    assert page.count('L.AccountDots.tables["') == 1  # the panes share one copy of the accounts' columns
     with pytest.raises(ValueError, match="two to"):
         build_compare_map([three_cities], ["only"])
     with pytest.raises(ValueError, match="one label per plan"):
