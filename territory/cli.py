@@ -160,6 +160,18 @@ def solve(
             "scripts inlined from installed packages.",
         ),
     ] = False,
+    split_by: Annotated[
+        str | None,
+        typer.Option(
+            "--split-by",
+            help="Solve region by region on a Dask cluster: the reps table's column holding each rep's region "
+            "(territory/regions.py); a coarse solve shares the accounts between regions, borders are reconciled.",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="With --split-by: a running Dask scheduler (default: a local cluster)."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")] = False,
 ) -> None:
     """Solve a scenario and write the plan folder.
@@ -181,8 +193,18 @@ def solve(
             no_time_limit=no_time_limit,
             baseline_plan=baseline,
         )
-        with Live(console=err_console, transient=True, refresh_per_second=4) as live:
-            plan = solve_prepared(prepared, progress=_ProgressLine(live))
+        if split_by is not None:
+            from territory.regions import solve_by_regions
+
+            with err_console.status("splitting by region") as status:
+                split = solve_by_regions(
+                    prepared, split_by, address=address, on_step=lambda text: status.update(f"[cyan]{text}")
+                )
+            out_console.print(split.regions.to_string(index=False))
+            plan = split.plan
+        else:
+            with Live(console=err_console, transient=True, refresh_per_second=4) as live:
+                plan = solve_prepared(prepared, progress=_ProgressLine(live))
         return plan, write_plan_folder(plan, out, offline=offline)
 
     plan, folder = _run_reporting_errors(run)
@@ -344,6 +366,67 @@ def frontier(
         )
     out_console.print(view)
     out_console.print(f"Frontier written to [bold]{folder}[/bold] (open frontier.html)")
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep YAML file (base scenario + axes).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Sweep folder to write (reruns reuse finished variants).")],
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="A running Dask scheduler (tcp://host:8786); default $TERRITORY_SCHEDULER, the sweep file's "
+            "scheduler, else a local cluster started here.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Worker processes of the local cluster (default: cores).")
+    ] = None,
+    time_limit: _SOLVE_TIME = None,
+    offline: _OFFLINE = False,
+    verbose: _VERBOSE = False,
+) -> None:
+    """Solve every variant of a sweep on a Dask cluster: plan folders, sweep.csv and sweep.html with trade-offs.
+
+    Each variant's plan folder is OUT/variants/<id>/; a variant that fails is recorded in its row and the sweep
+    goes on. Exit 0 once every variant has a row (failed ones included), 2 on a bad sweep file.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from territory.sweep import run_sweep
+
+    _setup_logging(verbose)
+    import distributed  # noqa: F401  (its import sets its loggers' levels: quiet them after it)
+
+    logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
+    if time_limit is not None and time_limit <= 0:
+        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    columns = (TextColumn("[cyan]variants"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def show(state) -> None:
+            text = f"running {state.running}, failed {state.failed}, reused {state.reused}  [dim]{state.last}[/dim]"
+            bar.update(task, total=state.total, completed=state.done, description=text)
+
+        result = _run_reporting_errors(
+            lambda: run_sweep(
+                sweep_file,
+                out,
+                address=address,
+                workers=workers,
+                time_limit_s=time_limit,
+                offline=offline,
+                progress=show,
+            )
+        )
+    counts = result.table["status"].value_counts()
+    out_console.print(
+        f"{len(result.table)} variants in {result.wall_seconds:.0f} s on {result.workers or 0} workers "
+        f"({', '.join(f'{n} {s}' for s, n in counts.items())}; {result.reused} reused). "
+        f"Written to [bold]{result.folder}[/bold] (sweep.csv, sweep.html, variants/)"
+    )
 
 
 @app.command()

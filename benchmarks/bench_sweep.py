@@ -1,0 +1,107 @@
+"""Sweep and regional-split benchmarks (results and the command in benchmarks/README.md).
+
+* ``--part sweep``: wall time of the example sweep (``scenarios/example/sweep.yaml``, 24 variants) on a local
+  Dask cluster of 1 worker (2 CP-SAT threads per variant) against 2 workers (1 thread each), with the same
+  per-variant time limit.
+* ``--part regions``: the 100k-account instance (``territory generate --accounts 100000 --reps 100``) solved
+  whole and region by region (``--split-by Metro``) with the same time limit: wall time, objective, balance.
+
+Usage::
+
+    python benchmarks/bench_sweep.py --part sweep --time-limit 8
+    python benchmarks/bench_sweep.py --part regions --time-limit 120
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe  # noqa: E402
+
+from models.generate import write_instance  # noqa: E402
+
+EXAMPLE_SWEEP = REPO / "scenarios" / "example" / "sweep.yaml"
+INSTANCE = REPO / "benchmarks" / "instances" / "100000x100"
+
+
+def bench_sweep(time_limit: float) -> None:
+    """The example sweep on 1 and on 2 local workers."""
+    from territory.sweep import run_sweep
+
+    print("| workers | CP-SAT threads per variant | variants | statuses | wall s |")
+    print("|---|---|---|---|---|")
+    for workers in (1, 2):
+        out = Path(tempfile.mkdtemp(prefix=f"bench-sweep-{workers}-"))
+        try:
+            result = run_sweep(EXAMPLE_SWEEP, out, workers=workers, time_limit_s=time_limit)
+            counts = ", ".join(f"{n} {s}" for s, n in result.table["status"].value_counts().items())
+            print(f"| {workers} | {2 // workers} | {len(result.table)} | {counts} | {result.wall_seconds:.1f} |")
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def _row(label: str, plan, seconds: float) -> str:
+    summary = plan.summary()
+    worst = max(m["max_deviation_pct"] for m in summary["metrics"].values() if m["balanced"])
+    return (
+        f"| {label} | {summary['status']} | {seconds:.1f} | {summary['objective']:,.0f} | "
+        f"{summary['compactness']['workload_km']:,.0f} | {worst:.2f} | {summary['all_within_tolerance']} |"
+    )
+
+
+def bench_regions(time_limit: float, column: str) -> None:
+    """The 100k instance: regional split against one solve of the whole problem."""
+    from territory.pipeline import prepare, solve_prepared
+    from territory.regions import solve_by_regions
+
+    scenario = INSTANCE / "scenario.yaml"
+    if not scenario.is_file():
+        write_instance(INSTANCE, 100_000, 100, seed=7, time_limit_s=time_limit)
+    print("| method | status | wall s | objective | workload_km | worst deviation % | within tolerance |")
+    print("|---|---|---|---|---|---|---|")
+    clock = time.perf_counter()
+    split = solve_by_regions(prepare(scenario, time_limit_s=time_limit), column)
+    regional_seconds = time.perf_counter() - clock
+    print(_row(f"regional split by {column} ({len(split.regions)} regions)", split.plan, regional_seconds))
+    print(
+        f"<!-- coarse {split.coarse_seconds:.1f} s, regions {split.regions_seconds:.1f} s, reconcile "
+        f"{split.reconcile_seconds:.1f} s; merged objective {split.merged_objective:,.0f} -->"
+    )
+    clock = time.perf_counter()
+    try:
+        single = solve_prepared(prepare(scenario, time_limit_s=time_limit))
+        print(_row("single solve", single, time.perf_counter() - clock))
+        lost = split.plan.summary()["objective"] / single.summary()["objective"] - 1
+        print(f"\nquality lost by the split: {100 * lost:+.2f} % objective")
+    except Exception as exc:
+        print(f"| single solve | {type(exc).__name__}: {exc} | {time.perf_counter() - clock:.1f} | | | | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("sweep", "regions"), required=True)
+    parser.add_argument("--time-limit", type=float, default=8.0, help="Seconds per variant / per whole solve.")
+    parser.add_argument("--column", default="Metro", help="Reps column that names regions (regions part).")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    print(describe(("ortools", "dask", "distributed")))
+    print(f"time limit {args.time_limit:g} s; the machine was shared with other engineers' runs")
+    if args.part == "sweep":
+        bench_sweep(args.time_limit)
+    else:
+        bench_regions(args.time_limit, args.column)
+
+
+if __name__ == "__main__":  # Dask's worker processes import this module again: run only as the main script
+    main()
