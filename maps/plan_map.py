@@ -6,19 +6,21 @@ and never reads scenario files. Every territory is one layer (named
 
 - the territory's area: its dissolved unit polygons when the plan was built
   on geographic units, else a concave hull around its accounts, lightly
-  filled in the territory colour, with the territory KPIs on hover and click;
-- its accounts: circle markers in the territory colour, sized by potential,
+  filled in the territory colour, with the territory KPIs on hover;
+- its accounts: circles in the territory colour, sized by potential,
   outlined in black when the account moved away from its current rep;
-- the rep's home base: a star in the territory colour.
+- the rep's home base: a star in the territory colour (click: the KPIs).
 
 A legend (bottom right) lists every rep with its loads and its largest
 deviation from target; clicking a rep zooms to its territory ("All" zooms
 back out). A title (top left) names the scenario and how the solve ended.
 
-Accounts are sent as compact columns (coordinates, radius, id, name, values)
-and drawn by a few lines of JavaScript as ``L.CircleMarker`` objects on the
-map's canvas renderer, with their tooltip built only when the pointer reaches
-them: a 100,000-account plan stays a few megabytes and opens in seconds.
+Accounts are sent once per page as compact columns (:class:`AccountTable`:
+coordinates, radius, id, name, values), each territory as a list of rows
+(:class:`AccountLayer`), and drawn by ``L.AccountDots`` (a few lines of
+JavaScript here) on one canvas per map in one pass, with a tooltip built only
+for the account under the pointer: a 100,000-account plan is about ten
+megabytes and opens in a few seconds (``benchmarks/bench_render.py``).
 
 ``offline=True`` writes a page that needs no network: no base map tiles, and
 Leaflet and jQuery inlined from installed packages (see :mod:`maps.assets`).
