@@ -16,10 +16,11 @@ the reps table (a region, state or metro label; the column does not have to be m
    (:func:`optimizer.lns.improve`): accounts near a border can move to a neighbouring region's rep when that
    shortens travel, every step keeping every rule.
 
-Time: with a time limit ``L``, the coarse solve gets ``0.3 L``, each region ``0.4 L`` and the reconciliation
-the rest; without one, each step stops on deterministic work limits. The plan carries no proven bound (the
-whole problem's LP relaxation is what the split avoids), so ``summary.json`` gives no gap; the quality lost
-against a single solve of the whole problem is measured in ``benchmarks/bench_sweep.py``.
+Time: with a time limit ``L``, the coarse solve gets ``0.5 L`` (each family offered its 6 nearest teams), each
+region ``0.3 L`` and the reconciliation the rest; without one, each step stops on deterministic work limits.
+The plan carries no proven bound (the whole problem's LP relaxation is what the split avoids), so
+``summary.json`` gives no gap; the quality lost against a single solve of the whole problem is measured in
+``benchmarks/bench_sweep.py``.
 Not supported with the split: hard move budgets (``continuity.max_moved_*``: a region cannot know the
 others' moves), geographic units and centre-based compactness.
 """
@@ -47,7 +48,9 @@ from optimizer.result import Result, Status
 logger = logging.getLogger(__name__)
 
 #: Share of the time limit for the coarse solve and for each region (the rest reconciles).
-COARSE_SHARE, REGION_SHARE = 0.3, 0.4
+COARSE_SHARE, REGION_SHARE = 0.5, 0.3
+#: The coarse solve offers each account family only its nearest teams (plus its current one).
+COARSE_CANDIDATES = 6
 #: Shrinks the regions' tolerance a hair below the exact split, against rounding.
 MARGIN = 0.999
 
@@ -162,7 +165,10 @@ def coarse_dataset(dataset: Dataset, regions: pd.Series) -> Dataset:
     team_of = pd.Series(reps["team"].to_numpy(), index=reps["rep_id"].to_numpy())
     accounts = dataset.accounts.copy()
     accounts["current_rep"] = accounts["current_rep"].map(team_of).astype(accounts["current_rep"].dtype)
-    coarse = replace(dataset, accounts=accounts, reps=teams, scenario=_with_tolerances(dataset, 0), hires=())
+    scenario = _with_tolerances(dataset, 0)
+    candidates = min(scenario.solver.candidate_reps or COARSE_CANDIDATES, COARSE_CANDIDATES)
+    scenario = scenario.with_solver(candidate_reps=candidates)
+    coarse = replace(dataset, accounts=accounts, reps=teams, scenario=scenario, hires=())
     return coarse
 
 
