@@ -100,7 +100,10 @@ def solve_lp(problem: Problem) -> LpSolution | None:
             row.SetCoefficient(x[p], 1.0)
     by_rep = [np.flatnonzero(problem.pair_rep == r) for r in range(problem.num_reps)]
     for metric in problem.metrics:
-        values = metric.values.astype(float)
+        # rows scaled so the largest unit is 1: GLOP ended ABNORMAL on 100k-account problems whose metrics
+        # run to 1e10 (scaling a row and its bounds together leaves the feasible set unchanged)
+        row_scale = max(float(metric.values.max(initial=1)), 1.0)
+        values = metric.values.astype(float) / row_scale
         loads = []
         for r in range(problem.num_reps):
             pairs = by_rep[r]
@@ -110,7 +113,7 @@ def solve_lp(problem: Problem) -> LpSolution | None:
             for p, v in zip(pairs, values[problem.pair_unit[pairs]], strict=True):
                 row.SetCoefficient(x[p], float(v))
             if metric.lo is not None and metric.hi is not None:
-                load.SetBounds(float(metric.lo[r]), float(metric.hi[r]))
+                load.SetBounds(float(metric.lo[r]) / row_scale, float(metric.hi[r]) / row_scale)
             loads.append(load)
         if metric.grouped:
             for g in np.unique(metric.groups):
@@ -125,13 +128,16 @@ def solve_lp(problem: Problem) -> LpSolution | None:
                             coefficient = -factor * share + (1.0 if q == r else 0.0)
                             row.SetCoefficient(loads[q], sign * coefficient)
     for budget in problem.budgets:
-        row = solver.Constraint(-solver.infinity(), float(budget.limit))
-        for p, w in enumerate(budget.moved(problem.pair_unit, problem.pair_rep)):
+        moved = budget.moved(problem.pair_unit, problem.pair_rep)
+        row_scale = max(float(moved.max(initial=1)), 1.0)
+        row = solver.Constraint(-solver.infinity(), float(budget.limit) / row_scale)
+        for p, w in enumerate(moved):
             if w:
-                row.SetCoefficient(x[p], float(w))
+                row.SetCoefficient(x[p], float(w) / row_scale)
     objective = solver.Objective()
+    cost_factor = max(float(problem.pair_cost.max(initial=1)), 1.0) / 1000.0
     for p, c in enumerate(problem.pair_cost):
-        objective.SetCoefficient(x[p], float(c))
+        objective.SetCoefficient(x[p], float(c) / cost_factor)
     objective.SetMinimization()
     status = solver.Solve()
     if status == pywraplp.Solver.INFEASIBLE:
@@ -140,7 +146,7 @@ def solve_lp(problem: Problem) -> LpSolution | None:
         logger.warning("LP relaxation ended with status %d; continuing without it", status)
         return None
     values = np.array([v.solution_value() for v in x])
-    return LpSolution(x=np.clip(values, 0.0, 1.0), objective=objective.Value())
+    return LpSolution(x=np.clip(values, 0.0, 1.0), objective=objective.Value() * cost_factor)
 
 
 def shrink_tolerances(problem: Problem, factor: float) -> Problem:
