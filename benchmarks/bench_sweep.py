@@ -3,6 +3,8 @@
 * ``--part sweep``: wall time of the example sweep (``scenarios/example/sweep.yaml``, 24 variants) on a local
   Dask cluster of 1 worker (2 CP-SAT threads per variant) against 2 workers (1 thread each), with the same
   per-variant time limit.
+* ``--part engines``: why Dask and not Ray: start-up, per-task overhead and shutdown of a local cluster of 2
+  worker processes running 200 no-op tasks (needs ``pip install ray`` besides the project's Dask).
 * ``--part regions``: the 100k-account instance (``territory generate --accounts 100000 --reps 100``) solved
   whole and region by region (``--split-by Metro``) with the same time limit: wall time, objective, balance.
 
@@ -10,6 +12,7 @@ Usage::
 
     python benchmarks/bench_sweep.py --part sweep --time-limit 8
     python benchmarks/bench_sweep.py --part regions --time-limit 120
+    python benchmarks/bench_sweep.py --part engines
 """
 
 from __future__ import annotations
@@ -48,6 +51,41 @@ def bench_sweep(time_limit: float) -> None:
             print(f"| {workers} | {2 // workers} | {len(result.table)} | {counts} | {result.wall_seconds:.1f} |")
         finally:
             shutil.rmtree(out, ignore_errors=True)
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def bench_engines(tasks: int = 200) -> None:
+    """Dask LocalCluster against Ray on the same 2 worker processes: start, per-task overhead, shutdown."""
+    from dask.distributed import Client, LocalCluster
+
+    print("| engine | start s | per task ms | shutdown s |")
+    print("|---|---|---|---|")
+    clock = time.perf_counter()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = Client(cluster)
+    started = time.perf_counter()
+    client.gather(client.map(_noop, range(tasks), pure=False))
+    ran = time.perf_counter()
+    client.close()
+    cluster.close()
+    print(f"| dask | {started - clock:.2f} | {1000 * (ran - started) / tasks:.2f} | {time.perf_counter() - ran:.2f} |")
+    try:
+        import ray
+    except ImportError:
+        print("| ray | not installed (pip install ray) | | |")
+        return
+    clock = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(_noop)
+    ray.get(remote.remote(0))  # Ray starts its workers lazily: count the first task as start-up
+    started = time.perf_counter()
+    ray.get([remote.remote(i) for i in range(tasks)])
+    ran = time.perf_counter()
+    ray.shutdown()
+    print(f"| ray | {started - clock:.2f} | {1000 * (ran - started) / tasks:.2f} | {time.perf_counter() - ran:.2f} |")
 
 
 def _row(label: str, plan, seconds: float) -> str:
@@ -89,7 +127,7 @@ def bench_regions(time_limit: float, column: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("sweep", "regions"), required=True)
+    parser.add_argument("--part", choices=("sweep", "regions", "engines"), required=True)
     parser.add_argument("--time-limit", type=float, default=8.0, help="Seconds per variant / per whole solve.")
     parser.add_argument("--column", default="Metro", help="Reps column that names regions (regions part).")
     args = parser.parse_args()
@@ -99,6 +137,8 @@ def main() -> None:
     print(f"time limit {args.time_limit:g} s; the machine was shared with other engineers' runs")
     if args.part == "sweep":
         bench_sweep(args.time_limit)
+    elif args.part == "engines":
+        bench_engines()
     else:
         bench_regions(args.time_limit, args.column)
 

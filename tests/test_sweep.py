@@ -245,7 +245,7 @@ def test_killing_a_worker_mid_sweep_loses_no_finished_variant_and_a_rerun_comple
 
 
 def test_a_killed_sweep_keeps_finished_rows_and_a_rerun_solves_only_the_rest(tmp_path: Path, small_base: Path) -> None:
-    path = write_sweep(tmp_path, small_base, {"balance.workload.tolerance_pct": [8, 12, 16], "solver.seed": [0, 1]})
+    path = write_sweep(tmp_path, small_base, {"balance.workload.tolerance_pct": [8, 16], "solver.seed": [0, 1]})
     out = tmp_path / "out"
     command = [sys.executable, "-m", "territory.cli", "sweep", str(path), "--out", str(out), "--workers", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -260,7 +260,7 @@ def test_a_killed_sweep_keeps_finished_rows_and_a_rerun_solves_only_the_rest(tmp
     assert before, "no variant finished in four minutes"
     rows = pd.read_csv(out / "sweep.csv")
     done = set(rows.loc[rows["status"].isin(PLAN_STATUSES), "variant"])
-    assert done <= set(before) and len(rows) == 6  # every finished row was written as it arrived
+    assert done <= set(before) and len(rows) == 4  # every finished row was written as it arrived
     rerun = run_sweep(path, out, workers=1)
     assert set(rerun.table["status"]) <= PLAN_STATUSES
     assert rerun.reused >= len(before)
