@@ -149,6 +149,31 @@ def deviation_text(row: dict[str, Any]) -> str:
     return " / ".join(f"{row['deviation'][a]:.2f}" for a in ACTIVITIES)
 
 
+def print_method_summary(ours_rows: list[dict[str, Any]], peer_rows: dict[str, list[dict[str, Any]]]) -> None:
+    """One line per method over every instance: how often within tolerance, deviations, contiguity, diameter."""
+    by_method: dict[str, list[dict[str, Any]]] = {"ours": [r for r in ours_rows if "diameter" in r]}
+    for rows in peer_rows.values():
+        for row in rows:
+            by_method.setdefault(row["method"], []).append(row)
+    print(
+        "| method | runs | within ±5 % on every activity | largest deviation (%): min-max | contiguous "
+        "| max diameter: mean | seconds: mean |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for method, rows in by_method.items():
+        ok = [r for r in rows if "diameter" in r]
+        failed = f" ({len(rows) - len(ok)} failed)" if len(ok) < len(rows) else ""
+        if not ok:
+            print(f"| {method} | {len(rows)}{failed} | - | - | - | - | - |")
+            continue
+        worst = [max(r["deviation"].values()) for r in ok]
+        print(
+            f"| {method} | {len(rows)}{failed} | {sum(r['within'] for r in ok)} | {min(worst):.2f}-{max(worst):.2f} | "
+            f"{sum(r['contiguous'] for r in ok)}/{len(ok)} | {np.mean([r['diameter'] for r in ok]):.3f} | "
+            f"{np.mean([r['seconds'] for r in ok]):.2f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="the DTDP folder (instances and published.csv)")
@@ -246,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{deviation_text(peer)} | {yes(peer['within'])} | {yes(peer['contiguous'])} | {peer['used']} | "
                     f"{peer['diameter']:.3f} |"
                 )
+        print()
+        print_method_summary(ours_rows, peer_rows)
         print()
         print(
             "| instance | ours | best peer within ±5 % on every activity | its max diameter | ours / peer "

@@ -810,10 +810,7 @@ def _shake(
         if budget.left() < reserve + 0.5:
             break
         gap = _neighbours(distance, current, k)
-        focus = int(rng.integers(k))
-        order = np.argsort(gap[focus] + rng.random(k) * NEIGHBOUR_NOISE * max(top, EPS))
-        reps = np.zeros(k, dtype=bool)
-        reps[[focus, *[int(t) for t in order if t != focus][: min(k, NEIGHBOURHOOD) - 1]]] = True
+        reps = _pick(int(rng.integers(k)), min(k, NEIGHBOURHOOD), gap, np.zeros(k, dtype=bool), rng, top)
         seconds = min(SUB_PROBE_SECONDS, budget.left() - reserve)
         # the hint only fixes the units outside the neighbourhood; inside, CP-SAT starts afresh
         outcome, unit_rep, _ = _probe(
