@@ -341,15 +341,16 @@ class Plan:
         rep_segment = dict(zip(self.dataset.reps["rep_id"], self.dataset.reps["segment"], strict=True))
         departed, hires = set(self.dataset.departed), set(self.dataset.hires)
         segments = acc["segment"].to_numpy(dtype=object)
+        rep_ids, segment_match = self.rep_ids, self.segment_match  # rep_ids builds an array per call
         for i in np.flatnonzero(moved):
             if current[i] in departed:
                 out[i] = "departing rep"
-            elif self.rep_ids[i] in hires:
+            elif rep_ids[i] in hires:
                 out[i] = "new territory"
             elif (
                 rules
                 and segments[i] in rules
-                and self.segment_match[i]
+                and segment_match[i]
                 and not _fits(rules[segments[i]].reps, rep_segment.get(current[i]))
             ):
                 out[i] = "segment"
