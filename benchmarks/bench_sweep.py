@@ -97,14 +97,16 @@ def _row(label: str, plan, seconds: float) -> str:
     )
 
 
-def bench_regions(time_limit: float, column: str) -> None:
-    """The 100k instance: regional split against one solve of the whole problem."""
+def bench_regions(time_limit: float, column: str, accounts: int, reps: int) -> None:
+    """A generated instance (default 100k accounts): regional split against one solve of the whole problem."""
     from territory.pipeline import prepare, solve_prepared
     from territory.regions import solve_by_regions
 
-    scenario = INSTANCE / "scenario.yaml"
+    folder = INSTANCE.parent / f"{accounts}x{reps}"
+    scenario = folder / "scenario.yaml"
     if not scenario.is_file():
-        write_instance(INSTANCE, 100_000, 100, seed=7, time_limit_s=time_limit)
+        write_instance(folder, accounts, reps, seed=7, time_limit_s=time_limit)
+    print(f"instance: {accounts:,} accounts, {reps} reps (territory generate, seed 7)")
     print("| method | status | wall s | objective | workload_km | worst deviation % | within tolerance |")
     print("|---|---|---|---|---|---|---|")
     clock = time.perf_counter()
@@ -130,6 +132,8 @@ def main() -> None:
     parser.add_argument("--part", choices=("sweep", "regions", "engines"), required=True)
     parser.add_argument("--time-limit", type=float, default=8.0, help="Seconds per variant / per whole solve.")
     parser.add_argument("--column", default="Metro", help="Reps column that names regions (regions part).")
+    parser.add_argument("--accounts", type=int, default=100_000, help="Accounts of the instance (regions part).")
+    parser.add_argument("--reps", type=int, default=100, help="Reps of the instance (regions part).")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -140,7 +144,7 @@ def main() -> None:
     elif args.part == "engines":
         bench_engines()
     else:
-        bench_regions(args.time_limit, args.column)
+        bench_regions(args.time_limit, args.column, args.accounts, args.reps)
 
 
 if __name__ == "__main__":  # Dask's worker processes import this module again: run only as the main script

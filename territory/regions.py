@@ -16,8 +16,9 @@ the reps table (a region, state or metro label; the column does not have to be m
    (:func:`optimizer.lns.improve`): accounts near a border can move to a neighbouring region's rep when that
    shortens travel, every step keeping every rule.
 
-Time: with a time limit ``L``, the coarse solve gets ``0.5 L`` (each family offered its 6 nearest teams), each
-region ``0.3 L`` and the reconciliation the rest; without one, each step stops on deterministic work limits.
+Time: with a time limit ``L``, the coarse solve gets ``0.5 L`` (each family offered its 6 nearest teams), the
+regions ``0.3 L`` together (in waves of one region per worker) and the reconciliation the rest; without one,
+each step stops on deterministic work limits.
 The plan carries no proven bound (the whole problem's LP relaxation is what the split avoids), so
 ``summary.json`` gives no gap; the quality lost against a single solve of the whole problem is measured in
 ``benchmarks/bench_sweep.py``.
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Share of the time limit for the coarse solve and for each region (the rest reconciles).
 COARSE_SHARE, REGION_SHARE = 0.5, 0.3
+#: A region's time limit is never below this (seconds), however many regions share the workers.
+MIN_REGION_SECONDS = 3.0
 #: The coarse solve offers each account family only its nearest teams (plus its current one).
 COARSE_CANDIDATES = 6
 #: Shrinks the regions' tolerance a hair below the exact split, against rounding.
@@ -328,7 +331,11 @@ def solve_by_regions(
     address = address or os.environ.get(SCHEDULER_ENV)
     with dask_client(address, workers) as client:
         per_task = max((os.cpu_count() or 1) // cluster_workers(client), 1) if not address else 1
-        settings = _settings(base, REGION_SHARE, per_task)
+        # the regions run in waves of one per worker: each gets its wave's share of the regional time
+        waves = math.ceil(len(labels) / cluster_workers(client))
+        settings = _settings(base, REGION_SHARE / waves, per_task)
+        if settings.time_limit_s is not None and settings.time_limit_s < MIN_REGION_SECONDS:
+            settings = replace(settings, time_limit_s=MIN_REGION_SECONDS)
         parts = {
             label: region_dataset(
                 dataset, regions.eq(label).reset_index(drop=True), np.flatnonzero(account_region == label)

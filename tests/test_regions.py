@@ -36,7 +36,7 @@ def test_split_tolerances_compose_within_the_scenarios(tolerance: float) -> None
 def test_split_by_metro_keeps_every_rule_of_the_whole_problem(tmp_path: Path, metros: Path) -> None:
     out = tmp_path / "plan"
     result = CliRunner().invoke(
-        app, ["solve", str(metros), "--out", str(out), "--split-by", "Metro", "--time-limit", "10"]
+        app, ["solve", str(metros), "--out", str(out), "--split-by", "Metro", "--time-limit", "20"]
     )
     assert result.exit_code == 0, result.output
     for region in ("Chicago", "Detroit", "Minneapolis"):
