@@ -110,19 +110,24 @@ def bench_regions(time_limit: float, column: str, accounts: int, reps: int) -> N
     print("| method | status | wall s | objective | workload_km | worst deviation % | within tolerance |")
     print("|---|---|---|---|---|---|---|")
     clock = time.perf_counter()
-    split = solve_by_regions(prepare(scenario, time_limit_s=time_limit), column)
-    regional_seconds = time.perf_counter() - clock
-    print(_row(f"regional split by {column} ({len(split.regions)} regions)", split.plan, regional_seconds))
-    print(
-        f"<!-- coarse {split.coarse_seconds:.1f} s, regions {split.regions_seconds:.1f} s, reconcile "
-        f"{split.reconcile_seconds:.1f} s; merged objective {split.merged_objective:,.0f} -->"
-    )
+    split = None
+    try:
+        split = solve_by_regions(prepare(scenario, time_limit_s=time_limit), column)
+        regional_seconds = time.perf_counter() - clock
+        print(_row(f"regional split by {column} ({len(split.regions)} regions)", split.plan, regional_seconds))
+        print(
+            f"<!-- coarse {split.coarse_seconds:.1f} s, regions {split.regions_seconds:.1f} s, reconcile "
+            f"{split.reconcile_seconds:.1f} s; merged objective {split.merged_objective:,.0f} -->"
+        )
+    except Exception as exc:  # the single solve is still worth measuring
+        print(f"| regional split | {type(exc).__name__}: {exc} | {time.perf_counter() - clock:.1f} | | | | |")
     clock = time.perf_counter()
     try:
         single = solve_prepared(prepare(scenario, time_limit_s=time_limit))
         print(_row("single solve", single, time.perf_counter() - clock))
-        lost = split.plan.summary()["objective"] / single.summary()["objective"] - 1
-        print(f"\nquality lost by the split: {100 * lost:+.2f} % objective")
+        if split is not None:
+            lost = split.plan.summary()["objective"] / single.summary()["objective"] - 1
+            print(f"\nquality lost by the split: {100 * lost:+.2f} % objective")
     except Exception as exc:
         print(f"| single solve | {type(exc).__name__}: {exc} | {time.perf_counter() - clock:.1f} | | | | |")
 
