@@ -211,7 +211,8 @@ class Plan:
                 np.bincount(self.rep_index, weights=dist, minlength=n_reps) / counts, 3
             )
         max_dist = np.zeros(n_reps)
-        np.maximum.at(max_dist, self.rep_index, dist)
+        with np.errstate(invalid="ignore"):  # reps without a home base have NaN distances, and a NaN maximum
+            np.maximum.at(max_dist, self.rep_index, dist)
         table["max_distance_km"] = np.round(max_dist, 3)
         table["workload_km"] = np.round(np.bincount(self.rep_index, weights=weights * dist, minlength=n_reps), 3)
         matches = np.bincount(self.rep_index, weights=self.segment_match.astype(float), minlength=n_reps)
