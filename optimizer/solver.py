@@ -469,7 +469,7 @@ def _solve_full(
     watcher = _Watcher(problem.cost_scale, progress)
     solver.best_bound_callback = watcher.on_bound
     logger.info(
-        "solving one CP-SAT model of %d pairs with %d workers, limit %.1fs, seed %d",
+        "solving one CP-SAT model of %d pairs with %d workers, limit %ss, seed %d",
         len(x),
         settings.num_workers,
         settings.time_limit_s,
