@@ -34,7 +34,7 @@ import pandas as pd
 import yaml
 
 from maps.palette import territory_colors
-from maps.trade_off import _ticks
+from maps.trade_off import ticks
 from models.plan import Plan
 from models.plan_io import write_atomic
 
@@ -259,7 +259,7 @@ def metric_chart(
         f" viewBox='0 0 {CHART_WIDTH} {height}' xmlns='http://www.w3.org/2000/svg'>"
         f"<title>{_text(_title(metric))} per territory against its target</title>"
     ]
-    for tick in _ticks(0.0, top, 4):
+    for tick in ticks(0.0, top, 4):
         tx = x(tick)
         parts.append(
             f"<line x1='{tx:.1f}' x2='{tx:.1f}' y1='{AXIS_HEIGHT - 4}' y2='{height - 4}' class='grid'/>"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from maps.trade_off import BOTTOM, COLORS, HEIGHT, LEFT, RIGHT, TOP, WIDTH, _ticks
+from maps.trade_off import COLORS, Frame, legend_entry, no_points, open_chart
 
 #: Statuses of rows that have a plan.
 PLAN_STATUSES = ("optimal", "feasible")
@@ -46,10 +46,7 @@ def scatter_chart(series: Mapping[str, Sequence[Point]], *, x_label: str, y_labe
     """
     points = [p for values in series.values() for p in values if math.isfinite(p.x) and math.isfinite(p.y)]
     if not points:
-        return (
-            f'<svg role="img" aria-label="{html.escape(title)}" width="{WIDTH}" height="40"><text x="10" y="25">'
-            f"{html.escape(title)}: no plans to show</text></svg>"
-        )
+        return no_points(title, "no plans to show")
     xs, ys = [p.x for p in points], [p.y for p in points]
     x0, x1 = min(xs), max(xs)
     pad = 0.05 * (x1 - x0) if x1 > x0 else 1.0
@@ -57,36 +54,8 @@ def scatter_chart(series: Mapping[str, Sequence[Point]], *, x_label: str, y_labe
     # trade-offs are differences of a few %: the y axis spans the values, not zero to the top
     y0, y1 = min(ys), max(ys)
     pad = 0.08 * (y1 - y0) if y1 > y0 else max(abs(y0) * 0.05, 1.0)
-    y0, y1 = y0 - pad, y1 + pad
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-
-    def px(value: float) -> float:
-        return LEFT + (value - x0) / (x1 - x0) * plot_w
-
-    def py(value: float) -> float:
-        return TOP + plot_h - (value - y0) / (y1 - y0) * plot_h
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" role="img" '
-        f'aria-label="{html.escape(title)}" class="chart" width="{WIDTH}" height="{HEIGHT}" '
-        f'font-family="system-ui, sans-serif" font-size="11">',
-        f"<title>{html.escape(title)}</title>",
-        f'<text x="{LEFT}" y="13" font-weight="bold">{html.escape(title)}</text>',
-        f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="#444"/>',
-        f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}" stroke="#444"/>',
-    ]
-    for tick in _ticks(y0, y1):
-        parts.append(
-            f'<line x1="{LEFT}" y1="{py(tick):.1f}" x2="{LEFT + plot_w}" y2="{py(tick):.1f}" stroke="#eee"/>'
-            f'<text x="{LEFT - 6}" y="{py(tick) + 4:.1f}" text-anchor="end">{tick:,.4g}</text>'
-        )
-    for tick in _ticks(x0, x1):
-        parts.append(f'<text x="{px(tick):.1f}" y="{TOP + plot_h + 16}" text-anchor="middle">{tick:,.4g}</text>')
-    parts.append(
-        f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle">{html.escape(x_label)}</text>'
-        f'<text transform="translate(14,{TOP + plot_h / 2:.1f}) rotate(-90)" text-anchor="middle">'
-        f"{html.escape(y_label)}</text>"
-    )
+    frame = Frame(x0, x1, y0 - pad, y1 + pad)
+    parts = open_chart(frame, x_label=x_label, y_label=y_label, title=title, links=True)
     for k, (label, values) in enumerate(series.items()):
         color = COLORS[k % len(COLORS)]
         for p in values:
@@ -95,13 +64,10 @@ def scatter_chart(series: Mapping[str, Sequence[Point]], *, x_label: str, y_labe
             tip = html.escape(f"{p.label}: {x_label} {p.x:,.4g}, {y_label} {p.y:,.4g}")
             parts.append(
                 f'<a class="point" href="{html.escape(p.href)}" xlink:href="{html.escape(p.href)}">'
-                f'<circle cx="{px(p.x):.1f}" cy="{py(p.y):.1f}" r="5" fill="{color}" fill-opacity="0.75" '
+                f'<circle cx="{frame.px(p.x):.1f}" cy="{frame.py(p.y):.1f}" r="5" fill="{color}" fill-opacity="0.75" '
                 f'stroke="#222" stroke-width="0.5"><title>{tip}</title></circle></a>'
             )
-        parts.append(
-            f'<rect x="{WIDTH - RIGHT + 12}" y="{TOP + 16 * k}" width="10" height="10" fill="{color}"/>'
-            f'<text x="{WIDTH - RIGHT + 27}" y="{TOP + 9 + 16 * k}">{html.escape(label)}</text>'
-        )
+        parts.append(legend_entry(k, label, color))
     parts.append("</svg>")
     return "".join(parts)
 

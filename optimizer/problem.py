@@ -80,6 +80,16 @@ class MetricData:
         return bool(self.groups.max() > 0)
 
 
+def _weight_at(sorted_keys: np.ndarray, weights: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Weight of each of ``keys`` in a sorted key table, 0 where the table lacks it."""
+    out = np.zeros(len(keys), dtype=weights.dtype)
+    if len(sorted_keys):
+        pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+        hit = sorted_keys[pos] == keys
+        out[hit] = weights[pos[hit]]
+    return out
+
+
 @dataclass(frozen=True)
 class MoveBudget:
     """A hard limit on what may leave the baseline's reps who stay (``continuity.max_moved_*``).
@@ -116,12 +126,7 @@ class MoveBudget:
     def moved(self, pair_unit: np.ndarray, pair_rep: np.ndarray) -> np.ndarray:
         """Integer weight that moves when each unit of ``pair_unit`` goes to the rep of ``pair_rep``."""
         keys = np.asarray(pair_unit, dtype=np.int64) * self.num_reps + np.asarray(pair_rep, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.stay_key, keys), max(len(self.stay_key) - 1, 0))
-        stays = np.zeros(len(keys), dtype=np.int64)
-        if len(self.stay_key):
-            hit = self.stay_key[pos] == keys
-            stays[hit] = self.stay_weight[pos[hit]]
-        return self.unit_total[pair_unit] - stays
+        return self.unit_total[pair_unit] - _weight_at(self.stay_key, self.stay_weight, keys)
 
     def moved_by(self, unit_rep: np.ndarray) -> int:
         """Integer weight an assignment moves."""
@@ -552,12 +557,7 @@ class _Stays:
     num_reps: int
 
     def moved_real(self, pair_unit: np.ndarray, pair_rep: np.ndarray) -> np.ndarray:
-        keys = pair_unit * self.num_reps + pair_rep
-        pos = np.minimum(np.searchsorted(self.key, keys), max(len(self.key) - 1, 0))
-        stays = np.zeros(len(keys))
-        if len(self.key):
-            hit = self.key[pos] == keys
-            stays[hit] = self.weight[pos[hit]]
+        stays = _weight_at(self.key, self.weight, pair_unit * self.num_reps + pair_rep)
         return np.maximum(self.total[pair_unit] - stays, 0.0)
 
 

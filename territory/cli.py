@@ -112,6 +112,12 @@ _OFFLINE = Annotated[
 _VERBOSE = Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")]
 
 
+def _check_time_limit(time_limit: float | None) -> None:
+    """Refuse a time limit of zero or less (exit 2)."""
+    if time_limit is not None and time_limit <= 0:
+        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+
+
 def _run_reporting_errors(action):
     """Run ``action``, turning the library's errors into the CLI's exit codes and messages."""
     try:
@@ -180,8 +186,7 @@ def solve(
     report.html and plan.xlsx into OUT, all at once: an existing plan there is replaced only by a complete new one.
     """
     _setup_logging(verbose)
-    if time_limit is not None and time_limit <= 0:
-        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    _check_time_limit(time_limit)
     out = out or Path("plans") / scenario.stem
 
     def run() -> tuple[Plan, Path]:
@@ -267,8 +272,7 @@ def compare(
     from territory.compare import gather_plans, kpi_table, write_comparison
 
     _setup_logging(verbose)
-    if time_limit is not None and time_limit <= 0:
-        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    _check_time_limit(time_limit)
 
     def run():
         with err_console.status("reading plans") as status:
@@ -324,8 +328,7 @@ def frontier(
     from territory.frontier import frontier_table, solve_frontier, write_frontier
 
     _setup_logging(verbose)
-    if time_limit is not None and time_limit <= 0:
-        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    _check_time_limit(time_limit)
     wanted = None
     if budgets is not None:
         try:
@@ -400,8 +403,7 @@ def sweep(
     import distributed  # noqa: F401  (its import sets its loggers' levels: quiet them after it)
 
     logging.getLogger("distributed").setLevel(logging.INFO if verbose else logging.ERROR)
-    if time_limit is not None and time_limit <= 0:
-        raise _fail(EXIT_INPUT, "Bad option", "--time-limit must be above zero seconds")
+    _check_time_limit(time_limit)
     columns = (TextColumn("[cyan]variants"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"))
     with Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True) as bar:
         task = bar.add_task("", total=None)

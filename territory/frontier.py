@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ from models.plan import Plan
 from models.plan_io import write_atomic, write_folder
 from optimizer import InfeasibleError, Problem, build_problem
 from optimizer.relaxation import LpInfeasibleError, lp_start, solve_lp
+
+if TYPE_CHECKING:
+    from territory.pipeline import Prepared
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +190,7 @@ def solve_frontier(
         if on_step is not None:
             on_step(f"at most {budget} moves")
         step = with_budget(budget)
-        point = _solve_at(step, budget, solve_prepared, start)
+        point = _solve_at(step, budget, start)
         points.append(point)
         if point.plan is not None:
             # a plan within a budget is within every larger one: the next budget starts from it
@@ -203,12 +207,12 @@ def _unit_rep(plan: Plan, problem: Problem) -> np.ndarray:
     return unit_rep
 
 
-def _solve_at(prepared, budget: int, solve_prepared, few: np.ndarray | None) -> FrontierPoint:
+def _solve_at(prepared: Prepared, budget: int, few: np.ndarray | None) -> FrontierPoint:
     """One budget: the LP relaxation first (a quick proof when the budget is too small), then the solve.
 
     ``few`` (a plan that moves few accounts, or the previous budget's plan) starts the search when it fits.
     """
-    from territory.pipeline import NoPlanError
+    from territory.pipeline import NoPlanError, solve_prepared
 
     try:
         solve_lp(prepared.problem)
