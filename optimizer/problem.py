@@ -179,6 +179,8 @@ class Problem:
         (``continuity.move_penalty_km``, weighted by potential); ``None``: moves are free.
     budgets
         Hard limits on moves (``continuity.max_moved_accounts`` / ``max_moved_potential_pct``).
+    unit_latitude, unit_longitude
+        A point of every unit (its accounts' mean position, or the unit polygon's point), for clustering.
     diameter_distance
         Unit-to-unit distances in km when compactness is the largest territory diameter
         (``compactness_measure: diameter``, solved by :mod:`optimizer.diameter`), else ``None``.
@@ -210,6 +212,8 @@ class Problem:
     unit_weight: np.ndarray | None = None
     pair_continuity: np.ndarray | None = None
     budgets: tuple[MoveBudget, ...] = ()
+    unit_latitude: np.ndarray | None = None
+    unit_longitude: np.ndarray | None = None
     diameter_distance: np.ndarray | None = None
 
     @property
@@ -491,6 +495,7 @@ def build_problem(dataset: Dataset) -> Problem:
         keep[np.flatnonzero(has_current), current_rep[has_current]] = True
         allowed &= keep
 
+    unit_lat, unit_lon = _unit_points(dataset, unit_of_account, n_units)
     pair_unit, pair_rep = np.nonzero(allowed)
     pair_compactness = compact[pair_unit, pair_rep]
     pair_penalty = misfit[pair_unit, pair_rep]
@@ -544,6 +549,8 @@ def build_problem(dataset: Dataset) -> Problem:
         diameter_distance=diameter_distance,
         pair_continuity=pair_continuity,
         budgets=budgets,
+        unit_latitude=unit_lat,
+        unit_longitude=unit_lon,
     )
 
 
@@ -648,16 +655,21 @@ def _unit_owner(
     return current
 
 
+def _unit_points(dataset: Dataset, unit_of_account: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """A point of every unit: the unit layer's, or the mean position of its accounts."""
+    if dataset.units is not None:
+        return dataset.units.latitude, dataset.units.longitude
+    acc = dataset.accounts
+    counts = np.maximum(np.bincount(unit_of_account, minlength=n_units), 1)
+    lat = np.bincount(unit_of_account, weights=acc["latitude"].to_numpy(float), minlength=n_units) / counts
+    lon = np.bincount(unit_of_account, weights=acc["longitude"].to_numpy(float), minlength=n_units) / counts
+    return lat, lon
+
+
 def _unit_distances(dataset: Dataset, unit_of_account: np.ndarray, n_units: int, measure: str) -> np.ndarray:
     """Unit-to-unit distances in km: great-circle between unit points, or shortest paths over the adjacency graph."""
     layer = dataset.units
-    if layer is not None:
-        lat, lon = layer.latitude, layer.longitude
-    else:
-        acc = dataset.accounts
-        counts = np.maximum(np.bincount(unit_of_account, minlength=n_units), 1)
-        lat = np.bincount(unit_of_account, weights=acc["latitude"].to_numpy(float), minlength=n_units) / counts
-        lon = np.bincount(unit_of_account, weights=acc["longitude"].to_numpy(float), minlength=n_units) / counts
+    lat, lon = _unit_points(dataset, unit_of_account, n_units)
     direct = distance_matrix_km(lat, lon, lat, lon)
     if measure != "graph" or layer is None or len(layer.edges) == 0:
         return direct
