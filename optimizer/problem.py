@@ -34,8 +34,12 @@ logger = logging.getLogger(__name__)
 MAX_SCALED_TOTAL = 10**10
 #: Scaled cost of the most expensive pair.
 COST_RESOLUTION = 10**6
-#: Distance rows computed at once (bounds memory for large inputs).
-_CHUNK = 20_000
+#: Account-rep distances computed at once while building pairs (bounds memory for large inputs).
+_CHUNK_CELLS = 4_000_000
+#: Unit-rep pairs above which a scenario without ``solver.candidate_reps`` offers each unit only its nearest reps.
+AUTO_CANDIDATE_PAIRS = 20_000_000
+#: Nearest eligible reps offered to each unit above :data:`AUTO_CANDIDATE_PAIRS` (plus its current rep).
+AUTO_CANDIDATE_REPS = 20
 
 
 @dataclass(frozen=True)
@@ -403,10 +407,11 @@ def build_problem(dataset: Dataset) -> Problem:
         )
 
     # ------------------------------------------------------------ eligibility
-    misfit = np.zeros((n_units, n_reps), dtype=float)  # workload-hours of misfit accounts x penalty km
     workload = acc["workload"].to_numpy(float)
-    hard_labels: list[list[str]] = [[] for _ in range(n_units)]
+    hard_labels: list[str] = []
+    hard_units: list[np.ndarray] = []
     fits_of: dict[str, np.ndarray] = {}
+    soft: list[tuple[np.ndarray, np.ndarray, float]] = []  # (workload-hours of every unit, misfit reps, km)
     if scenario.segment_rules:
         segments = acc["segment"].to_numpy(dtype=object)
         for label, rule in scenario.segment_rules.items():
@@ -417,58 +422,25 @@ def build_problem(dataset: Dataset) -> Problem:
             fits_of[label] = fits
             if rule.mode == "hard":
                 # a family follows its top account: hard rules apply to the top account's segment
-                for u in np.unique(unit_of_account[members & top]):
-                    hard_labels[u].append(label)
+                hard = np.zeros(n_units, dtype=bool)
+                hard[unit_of_account[members & top]] = True
+                hard_labels.append(label)
+                hard_units.append(hard)
             else:
                 hours = np.bincount(unit_of_account[members], weights=workload[members], minlength=n_units)
-                misfit[:, ~fits] += hours[:, None] * rule.penalty_km
-    class_index: dict[str, int] = {}
-    unit_class = np.array(
-        [class_index.setdefault("+".join(sorted(labels)), len(class_index)) for labels in hard_labels],
-        dtype=np.int64,
-    )
-    class_names = tuple(class_index)
+                soft.append((hours, ~fits, rule.penalty_km))
+    unit_class, class_names = _hard_classes(hard_units, hard_labels, n_units)
     class_allowed = np.ones((len(class_names), n_reps), dtype=bool)
-    for name, c in class_index.items():
+    for c, name in enumerate(class_names):
         for label in filter(None, name.split("+")):
             class_allowed[c] &= fits_of[label]
-    allowed = class_allowed[unit_class].copy()
     locked_units = np.flatnonzero(fixed_rep >= 0)
-    # a lock keeps the current rep only where the hard segment rules allow it; a lock to a rep the rules
-    # exclude leaves the unit no pair at all, which the presolve checks report
-    lock_fits = allowed[locked_units, fixed_rep[locked_units]]
-    allowed[locked_units, :] = False
-    allowed[locked_units, fixed_rep[locked_units]] = lock_fits
 
-    # ---------------------------------------------------- compactness (exact)
-    lat = acc["latitude"].to_numpy(float)
-    lon = acc["longitude"].to_numpy(float)
-    rep_lat = reps["latitude"].to_numpy(float)
-    rep_lon = reps["longitude"].to_numpy(float)
-    compact = np.zeros((n_units, n_reps), dtype=float)
-    plain = np.zeros((n_units, n_reps), dtype=float)  # unweighted distance sums: ranks units without workload
+    # ------------------------------------------------ centre-based compactness
     # without any workload information every account weighs one hour: compactness is then plain distance
     weight = workload if workload.sum() > 0 else np.ones_like(workload)
     if workload.sum() <= 0:
         logger.info("no workload known: compactness weighs every account equally")
-    for start in range(0, len(acc), _CHUNK):
-        stop = min(start + _CHUNK, len(acc))
-        dist = distance_matrix_km(lat[start:stop], lon[start:stop], rep_lat, rep_lon)
-        np.add.at(compact, unit_of_account[start:stop], dist * weight[start:stop, None])
-        np.add.at(plain, unit_of_account[start:stop], dist)
-    # reps without a home base (allowed only when compactness does not count) cost nothing to reach
-    compact = np.nan_to_num(compact, nan=0.0)
-    limit = scenario.territories.max_distance_km
-    if limit is not None:
-        farthest = np.zeros((n_units, n_reps), dtype=float)
-        for start in range(0, len(acc), _CHUNK):
-            stop = min(start + _CHUNK, len(acc))
-            dist = distance_matrix_km(lat[start:stop], lon[start:stop], rep_lat, rep_lon)
-            np.maximum.at(farthest, unit_of_account[start:stop], np.nan_to_num(dist, nan=0.0))
-        allowed &= farthest <= limit
-        logger.info("max_distance_km %.0f: %d unit-rep pairs beyond it removed", limit, int((farthest > limit).sum()))
-
-    # ------------------------------------------------ centre-based compactness
     centre_distance = unit_weight = None
     if scenario.objective.compactness_measure == "centre":
         unit_weight = np.bincount(unit_of_account, weights=weight, minlength=n_units)
@@ -477,28 +449,33 @@ def build_problem(dataset: Dataset) -> Problem:
     if scenario.objective.compactness_measure == "diameter":
         # the largest territory diameter is the objective (optimizer.diameter), not distances to home bases
         diameter_distance = _unit_distances(dataset, unit_of_account, n_units, scenario.objective.distance)
-        compact = np.zeros_like(compact)
-        compact = np.zeros_like(compact)  # the territory centre, not the home base, measures compactness
 
-    # ------------------------------------------------------- candidate pruning
-    k = scenario.solver.candidate_reps
-    if k is not None and k < n_reps:
-        # rank by distance of the unit's workload-weighted position (compactness per hour)
-        hours = np.bincount(unit_of_account, weights=workload, minlength=n_units)
-        # a unit without workload has zero compactness everywhere: rank its reps by plain distance instead
-        per_hour = np.where((hours > 0)[:, None], compact / np.maximum(hours, 1e-9)[:, None], plain)
-        rank_key = np.where(allowed, per_hour, np.inf)
-        keep = np.zeros_like(allowed)
-        nearest = np.argsort(rank_key, axis=1, kind="stable")[:, :k]
-        np.put_along_axis(keep, nearest, True, axis=1)
-        has_current = current_rep >= 0
-        keep[np.flatnonzero(has_current), current_rep[has_current]] = True
-        allowed &= keep
+    # ------------------------------------------- pairs, built chunk by chunk
+    k = candidate_limit(scenario, n_units, n_reps)
+    pair_unit, pair_rep, pair_compactness = _pairs(
+        _PairRules(
+            unit_of_account=unit_of_account,
+            latitude=acc["latitude"].to_numpy(float),
+            longitude=acc["longitude"].to_numpy(float),
+            weight=weight,
+            hours=np.bincount(unit_of_account, weights=workload, minlength=n_units),
+            rep_latitude=reps["latitude"].to_numpy(float),
+            rep_longitude=reps["longitude"].to_numpy(float),
+            unit_class=unit_class,
+            class_allowed=class_allowed,
+            fixed_rep=fixed_rep,
+            current_rep=current_rep,
+            max_distance_km=scenario.territories.max_distance_km,
+            candidates=k,
+            # the territory centre, not the home base, measures compactness by diameter
+            home_base=scenario.objective.compactness_measure != "diameter",
+        )
+    )
+    pair_penalty = np.zeros(len(pair_unit))
+    for hours, misfit, penalty_km in soft:
+        pair_penalty += np.where(misfit[pair_rep], hours[pair_unit] * penalty_km, 0.0)
 
     unit_lat, unit_lon = _unit_points(dataset, unit_of_account, n_units)
-    pair_unit, pair_rep = np.nonzero(allowed)
-    pair_compactness = compact[pair_unit, pair_rep]
-    pair_penalty = misfit[pair_unit, pair_rep]
     weights = scenario.objective
     baseline = _baseline_weights(dataset, unit_of_account, rep_row, n_units, weight)
     pair_continuity = None
@@ -552,6 +529,182 @@ def build_problem(dataset: Dataset) -> Problem:
         unit_latitude=unit_lat,
         unit_longitude=unit_lon,
     )
+
+
+def candidate_limit(scenario: Scenario, n_units: int, n_reps: int) -> int | None:
+    """Nearest eligible reps offered to each unit, or ``None`` when every eligible rep is offered.
+
+    ``solver.candidate_reps`` when the scenario sets it; else :data:`AUTO_CANDIDATE_REPS` once the problem has
+    more than :data:`AUTO_CANDIDATE_PAIRS` unit-rep pairs (offering every rep would not fit in memory).
+
+    Parameters
+    ----------
+    scenario
+        The scenario.
+    n_units, n_reps
+        Size of the problem.
+
+    Returns
+    -------
+    int or None
+    """
+    k = scenario.solver.candidate_reps
+    if (
+        k is None
+        and n_units * n_reps > AUTO_CANDIDATE_PAIRS
+        and scenario.objective.compactness_measure != "diameter"  # ranks reps by home-base distance
+    ):
+        k = AUTO_CANDIDATE_REPS
+        if k < n_reps:
+            logger.info(
+                "%d units x %d reps is over %d pairs: each unit is offered its %d nearest eligible reps and its "
+                "current rep (solver.candidate_reps sets another number)",
+                n_units,
+                n_reps,
+                AUTO_CANDIDATE_PAIRS,
+                k,
+            )
+    return k if k is not None and k < n_reps else None
+
+
+def _hard_classes(hard_units: list[np.ndarray], labels: list[str], n_units: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Hard segment class of every unit (the hard rules it falls under), numbered in order of first appearance.
+
+    ``hard_units[i]`` marks the units under the hard rule for ``labels[i]``; a class is named by its sorted labels
+    joined with ``+`` (``''``: no hard rule).
+    """
+    if n_units == 0:
+        return np.zeros(0, dtype=np.int64), ()
+    member = np.stack(hard_units, axis=1) if hard_units else np.zeros((n_units, 0), dtype=bool)
+    rows, first, inverse = np.unique(member, axis=0, return_index=True, return_inverse=True)
+    number = np.empty(len(rows), dtype=np.int64)
+    number[np.argsort(first, kind="stable")] = np.arange(len(rows))
+    names = [""] * len(rows)
+    for row, c in zip(rows, number, strict=True):
+        names[c] = "+".join(sorted(label for label, on in zip(labels, row, strict=True) if on))
+    return number[inverse.ravel()], tuple(names)
+
+
+@dataclass(frozen=True)
+class _PairRules:
+    """What decides the unit-rep pairs: account positions and weights, reps' home bases, the hard rules."""
+
+    unit_of_account: np.ndarray
+    latitude: np.ndarray
+    longitude: np.ndarray
+    weight: np.ndarray  # hours weighing each account's distance (1 each without workload)
+    hours: np.ndarray  # workload-hours of every unit (ranks candidates; 0: rank by plain distance)
+    rep_latitude: np.ndarray
+    rep_longitude: np.ndarray
+    unit_class: np.ndarray
+    class_allowed: np.ndarray
+    fixed_rep: np.ndarray
+    current_rep: np.ndarray
+    max_distance_km: float | None
+    candidates: int | None
+    home_base: bool  # whether compactness counts distances to home bases
+
+
+def _pairs(rules: _PairRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Allowed unit-rep pairs, sorted by unit then rep, and their compactness (workload-hour x km).
+
+    Units are taken in chunks of whole units of about :data:`_CHUNK_CELLS` account-rep distances, so memory stays
+    bounded by the chunk, never by units x reps.
+    """
+    n_units, n_reps = len(rules.unit_class), len(rules.rep_latitude)
+    counts = np.bincount(rules.unit_of_account, minlength=n_units)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    order = np.argsort(rules.unit_of_account, kind="stable")  # accounts by unit, in table order within a unit
+    rows = max(_CHUNK_CELLS // max(n_reps, 1), 1)
+    out_unit, out_rep, out_compact = [], [], []
+    beyond = 0
+    u0 = 0
+    while u0 < n_units:
+        u1 = int(np.searchsorted(starts, starts[u0] + rows, side="right")) - 1
+        u1 = min(max(u1, u0 + 1), u0 + rows, n_units)
+        allowed, compact, farther = _chunk_pairs(rules, u0, u1, order[starts[u0] : starts[u1]])
+        beyond += farther
+        pu, pr = np.nonzero(allowed)
+        out_unit.append(pu + u0)
+        out_rep.append(pr)
+        out_compact.append(compact[pu, pr])
+        u0 = u1
+    if rules.max_distance_km is not None:
+        logger.info("max_distance_km %.0f: %d unit-rep pairs beyond it removed", rules.max_distance_km, beyond)
+    if not out_unit:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    return (
+        np.concatenate(out_unit).astype(np.int64),
+        np.concatenate(out_rep).astype(np.int64),
+        np.concatenate(out_compact),
+    )
+
+
+def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Allowed-pair mask and compactness of units ``u0 .. u1 - 1`` (``accounts``: their rows, by unit).
+
+    Also returns how many pairs ``max_distance_km`` removed.
+    """
+    shape = (u1 - u0, len(rules.rep_latitude))
+    local = rules.unit_of_account[accounts] - u0
+    dist = distance_matrix_km(
+        rules.latitude[accounts], rules.longitude[accounts], rules.rep_latitude, rules.rep_longitude
+    )
+
+    def per_unit(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+        """``ufunc`` over each unit's accounts in table order (0 for units without accounts)."""
+        out = np.zeros(shape)
+        ufunc.at(out, local, values)  # in table order, as reduceat (pairwise sums) would not be
+        return out
+
+    # reps without a home base (allowed only when compactness does not count) cost nothing to reach
+    compact = np.nan_to_num(per_unit(np.add, dist * rules.weight[accounts, None]), nan=0.0)
+    allowed = rules.class_allowed[rules.unit_class[u0:u1]]
+    fixed = rules.fixed_rep[u0:u1]
+    locked = np.flatnonzero(fixed >= 0)
+    # a lock keeps the current rep only where the hard segment rules allow it; a lock to a rep the rules
+    # exclude leaves the unit no pair at all, which the presolve checks report
+    lock_fits = allowed[locked, fixed[locked]]
+    allowed[locked, :] = False
+    allowed[locked, fixed[locked]] = lock_fits
+    beyond = 0
+    if rules.max_distance_km is not None:
+        farthest = per_unit(np.maximum, np.nan_to_num(dist, nan=0.0))
+        beyond = int((farthest > rules.max_distance_km).sum())
+        allowed &= farthest <= rules.max_distance_km
+    if not rules.home_base:
+        compact = np.zeros(shape)
+    k = rules.candidates
+    if k is not None:
+        # rank by distance of the unit's workload-weighted position (compactness per hour)
+        hours = rules.hours[u0:u1]
+        # a unit without workload has zero compactness everywhere: rank its reps by plain distance instead
+        plain = per_unit(np.add, dist) if (hours <= 0).any() else 0.0
+        per_hour = np.where((hours > 0)[:, None], compact / np.maximum(hours, 1e-9)[:, None], plain)
+        keep = _smallest(np.where(allowed, per_hour, np.inf), k)
+        current = rules.current_rep[u0:u1]
+        has_current = np.flatnonzero(current >= 0)
+        keep[has_current, current[has_current]] = True
+        allowed &= keep
+    return allowed, compact, beyond
+
+
+def _smallest(key: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the ``k`` smallest entries of every row, ties to the lower column (as a stable sort takes them)."""
+    kth = np.partition(key, k - 1, axis=1)[:, k - 1, None]
+    keep = key < kth
+    tied = key == kth
+    room = k - keep.sum(axis=1)
+    crowded = np.flatnonzero(tied.sum(axis=1) > room)  # more ties at the k-th value than places left
+    if len(crowded):
+        tied[crowded] &= np.cumsum(tied[crowded], axis=1) <= room[crowded, None]
+    keep |= tied
+    unsorted = np.flatnonzero(np.isnan(kth[:, 0]))  # NaN sorts last and equals nothing: sort these rows fully
+    if len(unsorted):
+        nearest = np.argsort(key[unsorted], axis=1, kind="stable")[:, :k]
+        keep[unsorted] = False
+        keep[unsorted[:, None], nearest] = True
+    return keep
 
 
 @dataclass(frozen=True)
@@ -648,10 +801,14 @@ def _unit_owner(
     keep = (rows >= 0) & top
     if not keep.any():
         return current
-    counts = np.zeros((n_units, len(rep_row)), dtype=np.int64)
-    np.add.at(counts, (unit_of_account[keep], rows[keep]), 1)
-    has = counts.sum(axis=1) > 0
-    current[has] = counts[has].argmax(axis=1)
+    n_reps = len(rep_row)
+    # count (unit, owner) pairs sparsely: a units x reps table is 4 GB at a million units and 500 reps
+    keys, counts = np.unique(unit_of_account[keep].astype(np.int64) * n_reps + rows[keep], return_counts=True)
+    units, owner = np.divmod(keys, n_reps)
+    order = np.lexsort((owner, -counts, units))  # per unit: most accounts first, ties to the lower rep row
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = units[order][1:] != units[order][:-1]
+    current[units[order][first]] = owner[order][first]
     return current
 
 

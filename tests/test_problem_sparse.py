@@ -1,0 +1,269 @@
+"""The chunked, sparse pair build gives exactly the pairs of the dense units x reps build it replaced.
+
+``dense_reference`` is the former dense computation (units x reps arrays of compactness, segment penalties and
+allowed pairs, then ``np.nonzero``), kept here as the oracle; every case compares it with
+:func:`optimizer.problem.build_problem`, once with the default chunk size and once with chunks of a few accounts
+(so families straddle the chunk boundaries the build must respect).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import optimizer.problem as problem_module
+from models.dataset import Dataset, load_dataset
+from models.generate import write_instance
+from models.geo import distance_matrix_km
+from models.scenario import ANY_SEGMENT, load_scenario
+from optimizer.problem import COST_RESOLUTION, _smallest, build_problem, candidate_limit
+
+
+def dense_reference(dataset: Dataset) -> dict[str, Any]:
+    """Pairs, their compactness and penalties, unit classes and owners as the dense build computed them."""
+    scenario = dataset.scenario
+    acc, reps = dataset.accounts, dataset.reps
+    n_reps = len(reps)
+    family = acc["family_id"].to_numpy(dtype=object)
+    if dataset.units is None:
+        _, unit_of_account = np.unique(family, return_inverse=True)
+        n_units = int(unit_of_account.max()) + 1
+    else:
+        unit_of_account, n_units = dataset.units.unit_of_account, len(dataset.units.unit_ids)
+    rep_segments = list(reps["segment"])
+    rep_row = {rep: i for i, rep in enumerate(reps["rep_id"])}
+    top = acc["account_id"].to_numpy(dtype=object) == family
+    owners = acc["current_rep"].to_numpy(dtype=object)
+    rows = np.array([rep_row.get(o, -1) if isinstance(o, str) else -1 for o in owners], dtype=np.int64)
+    owned = (rows >= 0) & top
+    counts = np.zeros((n_units, n_reps), dtype=np.int64)
+    np.add.at(counts, (unit_of_account[owned], rows[owned]), 1)
+    current_rep = np.full(n_units, -1, dtype=np.int64)
+    has = counts.sum(axis=1) > 0
+    current_rep[has] = counts[has].argmax(axis=1)
+    fixed_rep = np.full(n_units, -1, dtype=np.int64)
+    for i in np.flatnonzero(acc["locked"].to_numpy(bool)):
+        fixed_rep[unit_of_account[i]] = rep_row[owners[i]]
+
+    misfit = np.zeros((n_units, n_reps))
+    workload = acc["workload"].to_numpy(float)
+    hard_labels: list[list[str]] = [[] for _ in range(n_units)]
+    fits_of: dict[str, np.ndarray] = {}
+    segments = acc["segment"].to_numpy(dtype=object)
+    for label, rule in scenario.segment_rules.items():
+        members = segments == label
+        if not members.any():
+            continue
+        fits = np.array([s == ANY_SEGMENT or s in rule.reps for s in rep_segments], dtype=bool)
+        fits_of[label] = fits
+        if rule.mode == "hard":
+            for u in np.unique(unit_of_account[members & top]):
+                hard_labels[u].append(label)
+        else:
+            hours = np.bincount(unit_of_account[members], weights=workload[members], minlength=n_units)
+            misfit[:, ~fits] += hours[:, None] * rule.penalty_km
+    class_index: dict[str, int] = {}
+    unit_class = np.array(
+        [class_index.setdefault("+".join(sorted(labels)), len(class_index)) for labels in hard_labels], dtype=np.int64
+    )
+    class_allowed = np.ones((len(class_index), n_reps), dtype=bool)
+    for name, c in class_index.items():
+        for label in filter(None, name.split("+")):
+            class_allowed[c] &= fits_of[label]
+    allowed = class_allowed[unit_class].copy()
+    locked_units = np.flatnonzero(fixed_rep >= 0)
+    lock_fits = allowed[locked_units, fixed_rep[locked_units]]
+    allowed[locked_units, :] = False
+    allowed[locked_units, fixed_rep[locked_units]] = lock_fits
+
+    dist = distance_matrix_km(
+        acc["latitude"].to_numpy(float),
+        acc["longitude"].to_numpy(float),
+        reps["latitude"].to_numpy(float),
+        reps["longitude"].to_numpy(float),
+    )
+    weight = workload if workload.sum() > 0 else np.ones_like(workload)
+    compact = np.zeros((n_units, n_reps))
+    plain = np.zeros((n_units, n_reps))
+    np.add.at(compact, unit_of_account, dist * weight[:, None])
+    np.add.at(plain, unit_of_account, dist)
+    compact = np.nan_to_num(compact, nan=0.0)
+    limit = scenario.territories.max_distance_km
+    if limit is not None:
+        farthest = np.zeros((n_units, n_reps))
+        np.maximum.at(farthest, unit_of_account, np.nan_to_num(dist, nan=0.0))
+        allowed &= farthest <= limit
+    if scenario.objective.compactness_measure == "diameter":
+        compact = np.zeros_like(compact)
+    k = scenario.solver.candidate_reps
+    if k is not None and k < n_reps:
+        hours = np.bincount(unit_of_account, weights=workload, minlength=n_units)
+        per_hour = np.where((hours > 0)[:, None], compact / np.maximum(hours, 1e-9)[:, None], plain)
+        keep = np.zeros_like(allowed)
+        nearest = np.argsort(np.where(allowed, per_hour, np.inf), axis=1, kind="stable")[:, :k]
+        np.put_along_axis(keep, nearest, True, axis=1)
+        with_owner = np.flatnonzero(current_rep >= 0)
+        keep[with_owner, current_rep[with_owner]] = True
+        allowed &= keep
+    pair_unit, pair_rep = np.nonzero(allowed)
+    return {
+        "pair_unit": pair_unit,
+        "pair_rep": pair_rep,
+        "pair_compactness": compact[pair_unit, pair_rep],
+        "pair_penalty": misfit[pair_unit, pair_rep],
+        "unit_class": unit_class,
+        "class_names": tuple(class_index),
+        "class_allowed": class_allowed,
+        "current_rep": current_rep,
+        "fixed_rep": fixed_rep,
+    }
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """generated_600x24: 600 generated accounts (families, locks, hard and soft segment rules), 24 reps."""
+    return write_instance(tmp_path_factory.mktemp("generated"), 600, 24, seed=3)
+
+
+def variant(base: Path, folder: Path, edit: dict[str, Any]) -> Path:
+    """A copy of the generated scenario with top-level sections merged from ``edit``."""
+    body = yaml.safe_load(base.read_text())
+    for section, values in edit.items():
+        body[section] = {**(body.get(section) or {}), **values}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("accounts.csv", "reps.csv"):
+        (folder / name).write_bytes((base.parent / name).read_bytes())
+    path = folder / "scenario.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "as_generated": {},
+    "candidate_reps_3": {"solver": {"candidate_reps": 3}},
+    "max_distance_120km": {"territories": {"max_distance_km": 120}, "solver": {"candidate_reps": 5}},
+    "move_penalty": {"continuity": {"move_penalty_km": 40}, "solver": {"candidate_reps": 4}},
+    "no_workload_ranked_by_distance": {
+        "workload": {"by_segment": {"enterprise": 0, "mid": 0, "smb": 0}},
+        "solver": {"candidate_reps": 2},
+    },
+    "diameter": {"objective": {"compactness_measure": "diameter"}, "solver": {"candidate_reps": 3}},
+    "hexagon_units_with_empty_cells": {
+        "units": {"source": "hexagons", "resolution": 5},
+        "territories": {"contiguous": True},  # contiguity adds empty cells joining the metros' cells
+        "solver": {"candidate_reps": 3},
+    },
+}
+
+
+@pytest.mark.parametrize("chunk_cells", [None, 7], ids=["default_chunks", "chunks_of_7_accounts"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_sparse_build_matches_dense_reference(
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, chunk_cells: int | None
+) -> None:
+    """Every pair array equals the dense build's, exactly, and the cost scale comes from the kept pairs."""
+    dataset = load_dataset(load_scenario(variant(generated, tmp_path / case, CASES[case])))
+    if chunk_cells is not None:
+        monkeypatch.setattr(problem_module, "_CHUNK_CELLS", chunk_cells * len(dataset.reps))
+    built = build_problem(dataset)
+    expected = dense_reference(dataset)
+    assert len(built.pair_unit) > built.num_units  # the case offers more than one rep to some units
+    for name in ("pair_unit", "pair_rep", "pair_compactness", "pair_penalty", "unit_class", "current_rep"):
+        np.testing.assert_array_equal(getattr(built, name), expected[name], err_msg=name)
+    np.testing.assert_array_equal(built.class_allowed, expected["class_allowed"])
+    np.testing.assert_array_equal(built.fixed_rep, expected["fixed_rep"])
+    assert built.class_names == expected["class_names"]
+    weights = dataset.scenario.objective
+    real = weights.compactness * expected["pair_compactness"] + weights.preference * expected["pair_penalty"]
+    if built.pair_continuity is not None:
+        real = real + built.pair_continuity
+    if built.centre_distance is None:
+        assert built.cost_scale == COST_RESOLUTION / real.max()
+        np.testing.assert_array_equal(built.pair_cost, np.round(real * built.cost_scale).astype(np.int64))
+
+
+def test_reps_without_home_base_rank_last_for_units_without_workload(scenario_writer: Any) -> None:
+    """no_home_no_workload: 12 accounts without workload, 6 reps of which 4 have no home base, ``candidate_reps: 5``.
+
+    Ranking by plain distance gives the homeless reps NaN, which a stable sort puts after every rep with a home
+    base; with only two of those, every unit keeps both and the first three homeless reps (as the dense build did).
+    """
+    accounts = [
+        {"id": f"a{i}", "name": f"A{i}", "latitude": 40.0 + 0.1 * i, "longitude": -90.0, "potential": 1.0}
+        for i in range(12)
+    ]
+    reps = [
+        {"id": f"r{j}", "name": f"R{j}", "latitude": 40.0 + j if j < 2 else None, "longitude": -90.0 if j < 2 else None}
+        for j in range(6)
+    ]
+    path = scenario_writer(accounts, reps, objective={"compactness": 0}, solver={"candidate_reps": 5})
+    dataset = load_dataset(load_scenario(path))
+    built = build_problem(dataset)
+    expected = dense_reference(dataset)
+    np.testing.assert_array_equal(built.pair_unit, expected["pair_unit"])
+    np.testing.assert_array_equal(built.pair_rep, expected["pair_rep"])
+    assert set(built.pair_rep[built.pair_unit == 0]) == {0, 1, 2, 3, 4}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.sampled_from([0.0, 1.0, 2.0, 2.0, 3.5, np.inf, np.nan]), min_size=6, max_size=6),
+        min_size=1,
+        max_size=8,
+    ),
+    k=st.integers(min_value=1, max_value=6),
+)
+def test_smallest_takes_what_a_stable_sort_takes(rows: list[list[float]], k: int) -> None:
+    """The k smallest of each row, ties to the lower column, infinities then NaN last: as ``argsort(stable)[:k]``."""
+    key = np.array(rows)
+    expected = np.zeros(key.shape, dtype=bool)
+    np.put_along_axis(expected, np.argsort(key, axis=1, kind="stable")[:, :k], True, axis=1)
+    np.testing.assert_array_equal(_smallest(key, k), expected)
+
+
+def test_default_candidate_limit_only_above_the_pair_threshold(
+    generated: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Above AUTO_CANDIDATE_PAIRS unit-rep pairs a scenario without candidate_reps offers the nearest reps; it
+    says so at INFO and names the key that changes it. Below, or with the key set, nothing changes."""
+    scenario = load_scenario(generated).scenario
+    threshold = problem_module.AUTO_CANDIDATE_PAIRS
+    k = problem_module.AUTO_CANDIDATE_REPS
+    assert candidate_limit(scenario, threshold // 500, 500) is None
+    with caplog.at_level(logging.INFO, logger="optimizer.problem"):
+        assert candidate_limit(scenario, threshold // 500 + 1, 500) == k
+    assert "solver.candidate_reps" in caplog.text
+    assert candidate_limit(scenario.with_solver(candidate_reps=40), threshold, 500) == 40
+    assert candidate_limit(scenario, threshold, k) is None  # no more reps than the limit: all offered
+
+
+def test_default_candidate_limit_prunes_a_built_problem(generated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the threshold lowered below the generated instance's size, its build keeps the nearest reps only."""
+    dataset = load_dataset(load_scenario(generated))
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1000)
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 3)
+    built = build_problem(dataset)
+    per_unit = np.bincount(built.pair_unit, minlength=built.num_units)
+    assert per_unit.max() <= 4  # three nearest eligible reps plus the current one
+    pruned = dataset.scenario.with_solver(candidate_reps=3)
+    expected = dense_reference(replace(dataset, scenario=pruned))
+    np.testing.assert_array_equal(built.pair_unit, expected["pair_unit"])
+    np.testing.assert_array_equal(built.pair_rep, expected["pair_rep"])
+
+
+def test_unit_owner_is_the_most_common_owner_of_top_accounts_ties_to_lower_rep() -> None:
+    """three_units: unit 0 owned 2:1 by rep 2, unit 1 tied between reps 3 and 1 (rep 1 wins), unit 2 unowned."""
+    unit_of_account = np.array([0, 0, 0, 1, 1, 2])
+    owners = np.array(["r2", "r2", "r0", "r3", "r1", None], dtype=object)
+    rep_row = {f"r{i}": i for i in range(4)}
+    current = problem_module._unit_owner(unit_of_account, owners, rep_row, 3, np.ones(6, dtype=bool))
+    np.testing.assert_array_equal(current, [2, 1, -1])
