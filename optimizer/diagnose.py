@@ -135,8 +135,9 @@ def presolve_checks(problem: Problem) -> None:
             reps = problem.class_allowed[c]
             if not name or not reps.any():  # no rep at all: reported above as accounts with no rep
                 continue
-            inside = problem.class_allowed[problem.unit_class] <= reps  # unit's reps all inside the class's
-            need = metric.values[np.all(inside, axis=1) & ~locked].sum() + locked_load[reps].sum()
+            # units whose class's reps all lie inside this class's (per class, not units x reps)
+            inside = np.all(problem.class_allowed <= reps, axis=1)[problem.unit_class]
+            need = metric.values[inside & ~locked].sum() + locked_load[reps].sum()
             room = metric.hi[reps].sum()
             if need > room:
                 needed = _needed_pct(need, shares[reps].sum())

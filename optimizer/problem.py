@@ -646,19 +646,32 @@ def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> t
     Also returns how many pairs ``max_distance_km`` removed.
     """
     shape = (u1 - u0, len(rules.rep_latitude))
+    lat, lon = rules.latitude[accounts], rules.longitude[accounts]
+    dist = distance_matrix_km(lat, lon, rules.rep_latitude, rules.rep_longitude)
+    # reps without a home base (allowed only when compactness does not count) cost nothing to reach
+    missing = bool(np.isnan(dist[:1]).any() or np.isnan(lat).any() or np.isnan(lon).any())
+    # each unit's accounts by their place in it (``accounts`` lists them unit by unit, in table order):
+    # ``level[j]`` holds the j-th account of every unit that has one
     local = rules.unit_of_account[accounts] - u0
-    dist = distance_matrix_km(
-        rules.latitude[accounts], rules.longitude[accounts], rules.rep_latitude, rules.rep_longitude
-    )
+    counts = np.bincount(local, minlength=shape[0])
+    first = np.cumsum(counts) - counts
+    place = np.arange(len(accounts)) - first[local]
+    order = np.argsort(place, kind="stable")
+    levels = np.split(order, np.flatnonzero(np.diff(place[order])) + 1) if len(order) else []
 
     def per_unit(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
-        """``ufunc`` over each unit's accounts in table order (0 for units without accounts)."""
+        """``ufunc`` over each unit's accounts in table order, as the sum ``0 + a + b ...`` (0 without accounts)."""
         out = np.zeros(shape)
-        ufunc.at(out, local, values)  # in table order, as reduceat (pairwise sums) would not be
+        for j, level in enumerate(levels):
+            rows = local[level]
+            out[rows] = values[level] if j == 0 else ufunc(out[rows], values[level])
         return out
 
-    # reps without a home base (allowed only when compactness does not count) cost nothing to reach
-    compact = np.nan_to_num(per_unit(np.add, dist * rules.weight[accounts, None]), nan=0.0)
+    compact = per_unit(np.add, dist * rules.weight[accounts, None])
+    reach = dist  # distances with 0 for reps without a home base
+    if missing:
+        compact = np.nan_to_num(compact, nan=0.0)
+        reach = np.nan_to_num(dist, nan=0.0)
     allowed = rules.class_allowed[rules.unit_class[u0:u1]]
     fixed = rules.fixed_rep[u0:u1]
     locked = np.flatnonzero(fixed >= 0)
@@ -669,7 +682,7 @@ def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> t
     allowed[locked, fixed[locked]] = lock_fits
     beyond = 0
     if rules.max_distance_km is not None:
-        farthest = per_unit(np.maximum, np.nan_to_num(dist, nan=0.0))
+        farthest = per_unit(np.maximum, reach)
         beyond = int((farthest > rules.max_distance_km).sum())
         allowed &= farthest <= rules.max_distance_km
     if not rules.home_base:

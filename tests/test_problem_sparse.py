@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 import optimizer.problem as problem_module
 from models.dataset import Dataset, load_dataset
 from models.generate import write_instance
-from models.geo import distance_matrix_km
+from models.geo import distance_matrix_km, haversine_km
+from models.plan import Plan, SolveReport
 from models.scenario import ANY_SEGMENT, load_scenario
 from optimizer.problem import COST_RESOLUTION, _smallest, build_problem, candidate_limit
 
@@ -267,3 +268,36 @@ def test_unit_owner_is_the_most_common_owner_of_top_accounts_ties_to_lower_rep()
     rep_row = {f"r{i}": i for i in range(4)}
     current = problem_module._unit_owner(unit_of_account, owners, rep_row, 3, np.ones(6, dtype=bool))
     np.testing.assert_array_equal(current, [2, 1, -1])
+
+
+def test_distance_matrix_equals_broadcast_haversine_bit_for_bit() -> None:
+    """The in-place distance matrix the build uses gives the values of broadcasting ``haversine_km``."""
+    rng = np.random.default_rng(5)
+    lat_a, lon_a = rng.uniform(-60, 60, 301), rng.uniform(-180, 180, 301)
+    lat_b, lon_b = rng.uniform(-60, 60, 37), rng.uniform(-180, 180, 37)
+    lat_b[3] = lon_b[3] = np.nan  # a rep without a home base
+    expected = haversine_km(lat_a[:, None], lon_a[:, None], lat_b[None, :], lon_b[None, :])
+    np.testing.assert_array_equal(distance_matrix_km(lat_a, lon_a, lat_b, lon_b), expected)
+
+
+def test_moves_per_rep_match_per_rep_masks(generated: Path) -> None:
+    """generated_600x24 with a random plan: each rep's gains and losses, counted in one pass over the accounts,
+    are what masking the moved accounts rep by rep gives."""
+    dataset = load_dataset(load_scenario(generated))
+    rng = np.random.default_rng(11)
+    plan = Plan(
+        dataset=dataset,
+        rep_index=rng.integers(0, len(dataset.reps), len(dataset.accounts)),
+        report=SolveReport("feasible", 0.0, 0.0, 0.0, 0.0, None, 0, 1, 0),
+    )
+    moves = plan.moves()
+    current = dataset.accounts["current_rep"].to_numpy(object, na_value=None)
+    potential = dataset.accounts["potential"].to_numpy(float)
+    assert moves["accounts_moved"] > 0
+    for rep in dataset.reps["rep_id"]:
+        gained = plan.moved & (plan.rep_ids == rep)
+        lost = plan.moved & (current == rep)
+        got = moves["per_rep"][rep]
+        assert (got["accounts_gained"], got["accounts_lost"]) == (gained.sum(), lost.sum())
+        assert got["potential_gained"] == pytest.approx(potential[gained].sum())
+        assert got["potential_lost"] == pytest.approx(potential[lost].sum())
