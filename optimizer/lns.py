@@ -99,12 +99,15 @@ def rep_affinity(problem: Problem, top: int = 3) -> np.ndarray:
     affinity = np.zeros((problem.num_reps, problem.num_reps))
     order = np.lexsort((problem.pair_cost, problem.pair_unit))
     units = problem.pair_unit[order]
-    reps = problem.pair_rep[order]
     starts = np.searchsorted(units, np.arange(problem.num_units + 1))
-    for u in range(problem.num_units):
-        best = reps[starts[u] : min(starts[u] + top, starts[u + 1])]
-        for i in range(len(best)):
-            affinity[best[i], best[i + 1 :]] += 1
+    rank = np.arange(len(order)) - starts[units]
+    best = np.full((problem.num_units, top), -1, dtype=np.int64)
+    keep = rank < top
+    best[units[keep], rank[keep]] = problem.pair_rep[order][keep]
+    for i in range(top):
+        for j in range(i + 1, top):
+            both = (best[:, i] >= 0) & (best[:, j] >= 0)
+            np.add.at(affinity, (best[both, i], best[both, j]), 1)
     return affinity + affinity.T
 
 
@@ -166,6 +169,7 @@ def improve(
     on_improve: Callable[[int], None] | None = None,
     stop: threading.Event | None = None,
     work_limit: float = float("inf"),
+    among_reps: bool = False,
 ) -> tuple[np.ndarray, int, SearchLog]:
     """Improve a feasible plan until the deadline, the gap target, or a stop request.
 
@@ -191,6 +195,10 @@ def improve(
         Set by the caller (Ctrl-C) to stop after the running step.
     work_limit
         Without a deadline: deterministic time all steps may use together.
+    among_reps
+        Free units may only move between the neighbourhood's reps. Keeps sub-models small when every unit
+        has many allowed reps (100,000 units with 90 reps each made sub-models CP-SAT could not solve in a
+        step's time).
 
     Returns
     -------
@@ -220,9 +228,9 @@ def improve(
             seconds = min(STEP_SECONDS, deadline - time.perf_counter())
             if seconds <= 0.05:
                 break
-        free = _neighbourhood(problem, current, affinity, movable, size, rng)
+        free, reps = _neighbourhood(problem, current, affinity, movable, size, rng, among_reps)
         candidate, optimal = solve_neighbourhood(
-            problem, current, free, seconds, int(rng.integers(0, 2**31 - 1)), workers, stop, work
+            problem, current, free, seconds, int(rng.integers(0, 2**31 - 1)), workers, stop, work, reps
         )
         log.steps += 1
         idle += 1
@@ -232,7 +240,7 @@ def improve(
                 current, cost = candidate, new_cost
                 idle = 0
                 log.improved(cost, on_improve)
-        if optimal and free[movable].all():
+        if optimal and reps is None and free[movable].all():
             # every movable unit was free and CP-SAT closed the model: the plan is optimal, stop searching
             log.optimal_steps += 1
             log.proven_optimal = True
@@ -254,19 +262,24 @@ def _neighbourhood(
     movable: np.ndarray,
     size: int,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """Free the units of a few competing reps (mostly) or a random sample (sometimes)."""
+    among_reps: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Free the units of a few competing reps (mostly) or a random sample (sometimes).
+
+    Returns the free units and, with ``among_reps``, the mask of reps they may go to (else ``None``).
+    """
     free = np.zeros(problem.num_units, dtype=bool)
     candidates = np.flatnonzero(movable)
-    if rng.random() < 0.2 or problem.num_reps < 3:
+    if not among_reps and (rng.random() < 0.2 or problem.num_reps < 3):
         pick = rng.choice(candidates, size=min(size, len(candidates)), replace=False)
         free[pick] = True
-        return free
+        return free, None
     seed_rep = int(rng.integers(0, problem.num_reps))
     weights = affinity[seed_rep].copy()
     weights[seed_rep] = 0
     chosen = [seed_rep]
-    while weights.sum() > 0 and movable[np.isin(current, chosen)].sum() < size and len(chosen) < problem.num_reps:
+    held = np.bincount(current[movable], minlength=problem.num_reps)
+    while weights.sum() > 0 and held[chosen].sum() < size and len(chosen) < problem.num_reps:
         nxt = int(rng.choice(problem.num_reps, p=weights / weights.sum()))
         chosen.append(nxt)
         weights[nxt] = 0
@@ -276,7 +289,11 @@ def _neighbourhood(
     if len(pool) > size:
         pool = rng.choice(pool, size=size, replace=False)
     free[pool] = True
-    return free
+    if not among_reps:
+        return free, None
+    reps = np.zeros(problem.num_reps, dtype=bool)
+    reps[chosen] = True
+    return free, reps
 
 
 def _touching_reps(problem: Problem, current: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from optimizer.diagnose import explain_infeasible, presolve_checks
-from optimizer.lns import assignment_cost, improve, improve_regions, run
+from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, run
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem
 from optimizer.relaxation import LpInfeasibleError, centre_bound, lp_start
@@ -175,6 +175,9 @@ RESTART_PATIENCE = 40
 #: Problems with at most this many pairs go to one CP-SAT model (it proves optimality);
 #: larger ones use LP bound + LP start + large-neighbourhood search.
 FULL_MODEL_PAIRS = 5_000
+#: Above this many pairs the first plan comes from clustered units (:mod:`optimizer.aggregate`): the LP over
+#: every pair takes minutes (about 9 M pairs at 100,000 accounts and 100 reps).
+AGGREGATE_PAIRS = 400_000
 
 
 def solve(
@@ -230,7 +233,78 @@ def solve(
             return _solve_regions(problem, settings, progress, hint, stop)
         if len(problem.pair_unit) <= FULL_MODEL_PAIRS or shaped:
             return _solve_full(problem, settings, progress, hint, stop)
+        if len(problem.pair_unit) > AGGREGATE_PAIRS and problem.unit_latitude is not None:
+            return _solve_aggregated(problem, settings, progress, hint, stop)
         return _solve_lns(problem, settings, progress, hint, stop)
+
+
+def _solve_aggregated(
+    problem: Problem,
+    settings: SolveSettings,
+    progress: ProgressCallback | None,
+    hint: np.ndarray | None,
+    stop: _Stop,
+) -> Result:
+    """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), then LNS on the units.
+
+    The bound is every unit's cheapest allowed pair (balance relaxed): the assignment LP, which bounds smaller
+    problems tightly, does not finish in time at this size.
+    """
+    from optimizer.aggregate import clustered_start
+
+    clock = time.perf_counter()
+    limit = settings.time_limit_s
+    deadline = None if limit is None else clock + limit
+    first = clustered_start(problem, None if limit is None else clock + 0.6 * limit)
+    start = first.plan
+    if (
+        hint is not None
+        and _is_feasible(problem, hint)
+        and (start is None or assignment_cost(problem, hint) < assignment_cost(problem, start))
+    ):
+        start = hint
+    statistics: dict[str, object] = {
+        "method": "clustered LP start + balance repair + CP-SAT large-neighbourhood search",
+        "pairs": len(problem.pair_unit),
+        "clusters": first.clusters,
+        "cluster_pairs": first.cluster_pairs,
+        "cluster_lp_tolerance_factor": first.tolerance_factor,
+        "bound": "every unit's cheapest allowed pair (balance relaxed)",
+    }
+    if start is None:
+        logger.warning("no plan within tolerance found from the clustered problem")
+        return Result(
+            status=Status.UNKNOWN,
+            unit_rep=None,
+            objective=float("nan"),
+            bound=0.0,
+            gap=float("inf"),
+            wall_seconds=time.perf_counter() - clock,
+            interrupted=stop.event.is_set(),
+            statistics=statistics,
+        )
+    first_seconds = time.perf_counter() - clock
+    cheapest = np.full(problem.num_units, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(cheapest, problem.pair_unit, problem.pair_cost)
+    bound = float(cheapest.sum())
+
+    plan, cost, log = _improve_from(problem, settings, start, bound, clock, deadline, progress, stop, among_reps=True)
+    objective = problem.real_cost(problem.pairs_of(plan))
+    return Result(
+        status=Status.FEASIBLE,
+        unit_rep=plan,
+        objective=objective,
+        bound=_real_bound(problem, objective, cost, bound),
+        gap=_gap(cost, bound),
+        wall_seconds=time.perf_counter() - clock,
+        interrupted=stop.event.is_set(),
+        statistics={
+            **statistics,
+            "first_solution_seconds": first_seconds,
+            "lns_steps": log.steps,
+            "lns_improvements": log.improvements,
+        },
+    )
 
 
 def _solve_regions(
@@ -371,32 +445,7 @@ def _solve_lns(
         )
         return _solve_full(problem, remaining, progress, greedy_assignment(problem), stop)
 
-    def report(cost: int) -> None:
-        if progress is not None:
-            progress(
-                ProgressEvent(
-                    seconds=time.perf_counter() - clock,
-                    objective=cost / problem.cost_scale,
-                    bound=bound / problem.cost_scale,
-                    gap=_gap(cost, bound),
-                    solutions=log_steps[0],
-                )
-            )
-
-    log_steps = [1]
-    report(assignment_cost(problem, start))
-    plan, cost, log = improve(
-        problem,
-        start,
-        deadline=deadline,
-        bound=bound,
-        relative_gap=max(settings.relative_gap, 1e-9),
-        work_limit=settings.work_limit,
-        seed=settings.seed,
-        workers=workers,
-        on_improve=report,
-        stop=stop.event,
-    )
+    plan, cost, log = _improve_from(problem, settings, start, bound, clock, deadline, progress, stop)
     # an integer objective at the LP bound rounded up is optimal, and so is a plan CP-SAT closed with every unit free
     optimal = log.proven_optimal or cost <= math.ceil(bound - 1e-6 * max(abs(bound), 1.0))
     chosen = problem.pairs_of(plan)
@@ -419,6 +468,52 @@ def _solve_lns(
             "lns_optimal_steps": log.optimal_steps,
         },
     )
+
+
+def _improve_from(
+    problem: Problem,
+    settings: SolveSettings,
+    start: np.ndarray,
+    bound: float,
+    clock: float,
+    deadline: float | None,
+    progress: ProgressCallback | None,
+    stop: _Stop,
+    *,
+    among_reps: bool = False,
+) -> tuple[np.ndarray, int, SearchLog]:
+    """Large-neighbourhood search from a feasible plan, reporting each better plan with the (fixed) bound."""
+
+    plans = [0]
+
+    def report(cost: int) -> None:
+        plans[0] += 1
+        if progress is not None:
+            progress(
+                ProgressEvent(
+                    seconds=time.perf_counter() - clock,
+                    objective=cost / problem.cost_scale,
+                    bound=bound / problem.cost_scale,
+                    gap=_gap(cost, bound),
+                    solutions=plans[0],
+                )
+            )
+
+    report(assignment_cost(problem, start))
+    plan, cost, log = improve(
+        problem,
+        start,
+        deadline=deadline,
+        bound=bound,
+        relative_gap=max(settings.relative_gap, 1e-9),
+        work_limit=settings.work_limit,
+        seed=settings.seed,
+        workers=settings.num_workers,
+        on_improve=report,
+        stop=stop.event,
+        among_reps=among_reps,
+    )
+    return plan, cost, log
 
 
 def _real_bound(problem: Problem, objective: float, cost: float, bound: float) -> float:

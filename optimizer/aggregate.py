@@ -1,0 +1,315 @@
+"""Aggregation of small units into clusters: the first plan of very large problems.
+
+At 100,000 accounts and 100 reps the assignment LP has millions of columns and
+GLOP does not finish in minutes on two cores (measured: no plan in 400 s with 8
+candidate reps per account), so the LP start of :mod:`optimizer.relaxation`
+cannot be the first step. Instead:
+
+1. units that may go to the same reps (same hard segment class and lock) are
+   ordered along a Morton (Z-order) curve of their coordinates and cut into
+   consecutive clusters, each small against the balance window (every metric of
+   a cluster at most a fraction of the smallest rep's tolerance band);
+2. the clustered problem (a few thousand clusters, each allowed only the reps
+   every member may go to) is an ordinary :class:`~optimizer.problem.Problem`
+   whose LP GLOP solves in seconds;
+3. :func:`spread` gives every unit its cluster's rep, and splits the few
+   clusters the LP leaves fractional between their reps in proportion;
+4. :mod:`optimizer.repair` fixes what the split left outside a tolerance, and
+   the large-neighbourhood search improves the plan on the original units.
+
+Clusters never mix hard segment classes or locks, so the plan keeps every hard
+rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from optimizer.problem import MoveBudget, Problem
+
+logger = logging.getLogger(__name__)
+
+#: A cluster's metric may be at most this fraction of the smallest rep's tolerance band.
+BAND_FRACTION = 0.5
+#: Shares of each tolerance the clustered LP keeps, tried in turn (the rest is headroom for splitting clusters).
+LP_TOLERANCE_FACTORS = (0.8, 1.0)
+#: Most units in one cluster.
+MAX_MEMBERS = 400
+#: Candidate reps kept per cluster (cheapest per unit of workload), besides its current rep.
+CLUSTER_CANDIDATES = 20
+
+
+def _morton(lat: np.ndarray, lon: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Z-order keys of coordinates: nearby points mostly get nearby keys."""
+    scale = (1 << bits) - 1
+
+    def norm(values: np.ndarray) -> np.ndarray:
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
+        span = high - low if high > low else 1.0
+        return np.nan_to_num((values - low) / span * scale).astype(np.uint64)
+
+    x, y = norm(lon), norm(lat)
+    key = np.zeros(len(lat), dtype=np.uint64)
+    for bit in range(bits):
+        key |= ((x >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit)
+        key |= ((y >> np.uint64(bit)) & np.uint64(1)) << np.uint64(2 * bit + 1)
+    return key
+
+
+def _caps(problem: Problem) -> np.ndarray:
+    """Largest integer value of each metric one cluster may hold."""
+    caps = []
+    for metric in problem.metrics:
+        total = float(metric.values.sum())
+        target = total * float(problem.fte.min()) / float(problem.fte.sum())
+        band = max(2.0 * metric.tolerance * target, 1.0)
+        caps.append(max(BAND_FRACTION * band, 1.0))
+    return np.array(caps)
+
+
+def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Cluster of every unit: same hard class and lock, consecutive along a Morton curve, each small.
+
+    Parameters
+    ----------
+    problem
+        The problem.
+    lat, lon
+        A point of every unit (degrees).
+
+    Returns
+    -------
+    numpy.ndarray
+        Cluster index per unit, ``0..k-1``.
+    """
+    caps = _caps(problem)
+    values = np.stack([m.values.astype(float) for m in problem.metrics], axis=1)
+    order = np.lexsort((_morton(lat, lon), problem.fixed_rep, problem.unit_class))
+    cluster = np.empty(problem.num_units, dtype=np.int64)
+    current, load, members = -1, np.full(len(caps), np.inf), MAX_MEMBERS
+    previous_key: tuple[int, int] | None = None
+    for u in order:
+        key = (int(problem.unit_class[u]), int(problem.fixed_rep[u]))
+        if key != previous_key or members >= MAX_MEMBERS or np.any(load + values[u] > caps):
+            current += 1
+            load, members = np.zeros(len(caps)), 0
+            previous_key = key
+        cluster[u] = current
+        load += values[u]
+        members += 1
+    return cluster
+
+
+def aggregate(problem: Problem, cluster: np.ndarray) -> Problem:
+    """The problem over clusters: metrics and pair costs summed, pairs allowed for every member.
+
+    Parameters
+    ----------
+    problem
+        A problem without contiguity or centre-based compactness.
+    cluster
+        Cluster index per unit (:func:`cluster_units`).
+
+    Returns
+    -------
+    Problem
+        ``unit_ids`` are ``c<index>``; ``unit_of_account`` maps accounts to clusters.
+    """
+    k, n_reps = int(cluster.max()) + 1, problem.num_reps
+    size = np.bincount(cluster, minlength=k)
+    keys = cluster[problem.pair_unit] * n_reps + problem.pair_rep
+    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    allowed = counts == size[unique // n_reps]
+
+    def summed(values: np.ndarray) -> np.ndarray:
+        return np.bincount(inverse, weights=values.astype(float), minlength=len(unique))[allowed]
+
+    pair_unit, pair_rep = (unique // n_reps)[allowed], (unique % n_reps)[allowed]
+    pair_cost = np.round(summed(problem.pair_cost)).astype(np.int64)
+    compactness, penalty = summed(problem.pair_compactness), summed(problem.pair_penalty)
+    continuity = None if problem.pair_continuity is None else summed(problem.pair_continuity)
+    keep = _cheapest(pair_unit, pair_rep, pair_cost, problem, cluster, k)
+    first = np.zeros(k, dtype=np.int64)
+    first[cluster[::-1]] = np.arange(problem.num_units)[::-1]  # a member of every cluster
+    metrics = tuple(
+        replace(m, values=np.bincount(cluster, weights=m.values, minlength=k).astype(np.int64),
+                real=np.bincount(cluster, weights=m.real, minlength=k))
+        for m in problem.metrics
+    )  # fmt: skip
+    current = np.full(k, -1, dtype=np.int64)
+    has = problem.current_rep >= 0
+    current[cluster[has]] = problem.current_rep[has]
+    return replace(
+        problem,
+        unit_ids=np.array([f"c{i}" for i in range(k)], dtype=object),
+        unit_of_account=cluster[problem.unit_of_account],
+        metrics=metrics,
+        pair_unit=pair_unit[keep],
+        pair_rep=pair_rep[keep],
+        pair_cost=pair_cost[keep],
+        pair_compactness=compactness[keep],
+        pair_penalty=penalty[keep],
+        pair_continuity=None if continuity is None else continuity[keep],
+        unit_class=problem.unit_class[first],
+        fixed_rep=problem.fixed_rep[first],
+        current_rep=current,
+        unit_edges=np.zeros((0, 2), dtype=np.int64),
+        unit_key=None,
+        budgets=tuple(_aggregate_budget(b, cluster, k) for b in problem.budgets),
+    )
+
+
+def _cheapest(
+    pair_unit: np.ndarray, pair_rep: np.ndarray, cost: np.ndarray, problem: Problem, cluster: np.ndarray, k: int
+) -> np.ndarray:
+    """Keep each cluster's :data:`CLUSTER_CANDIDATES` cheapest reps and its members' current reps."""
+    order = np.lexsort((cost, pair_unit))
+    rank = np.empty(len(order), dtype=np.int64)
+    starts = np.searchsorted(pair_unit[order], np.arange(k))
+    rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
+    keep = rank < CLUSTER_CANDIDATES
+    has = problem.current_rep >= 0
+    if has.any():
+        owned = np.unique(cluster[has] * problem.num_reps + problem.current_rep[has])
+        keep |= np.isin(pair_unit * problem.num_reps + pair_rep, owned)
+    return keep
+
+
+def _aggregate_budget(budget: MoveBudget, cluster: np.ndarray, k: int) -> MoveBudget:
+    """A move budget over clusters: what each cluster's members hold with each baseline rep, summed."""
+    units, reps = budget.stay_key // budget.num_reps, budget.stay_key % budget.num_reps
+    keys = cluster[units] * budget.num_reps + reps
+    unique, inverse = np.unique(keys, return_inverse=True)
+    return replace(
+        budget,
+        stay_key=unique,
+        stay_weight=np.bincount(inverse, weights=budget.stay_weight, minlength=len(unique)).astype(np.int64),
+        unit_total=np.bincount(cluster, weights=budget.unit_total, minlength=k).astype(np.int64),
+    )
+
+
+def spread(problem: Problem, coarse: Problem, cluster: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """An assignment of the units from a fractional assignment of their clusters.
+
+    A cluster the LP gives wholly to one rep sends every member there. A fractional cluster is split between its
+    reps in proportion to the LP's fractions: members, largest first (by their share of the cluster on every
+    metric), go to the rep furthest below its quota.
+
+    Parameters
+    ----------
+    problem
+        The problem over units.
+    coarse
+        The clustered problem (:func:`aggregate`).
+    cluster
+        Cluster of every unit.
+    x
+        Value of every pair of ``coarse`` (an LP solution).
+
+    Returns
+    -------
+    numpy.ndarray
+        Rep row of every unit (every pair allowed, since a cluster's pairs are allowed for all its members).
+    """
+    order = np.lexsort((-x, coarse.pair_unit))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = coarse.pair_unit[order][1:] != coarse.pair_unit[order][:-1]
+    main = np.full(coarse.num_units, -1, dtype=np.int64)
+    main[coarse.pair_unit[order[first]]] = coarse.pair_rep[order[first]]
+    out = main[cluster]
+    used = np.flatnonzero((x > 1e-6) & (x < 1 - 1e-6))
+    if not len(used):
+        return out
+    values = np.stack([m.values.astype(float) for m in problem.metrics])
+    totals = np.stack([m.values.astype(float) for m in coarse.metrics])
+    size = (values / np.maximum(totals[:, cluster], 1.0)).sum(axis=0)  # share of its cluster, summed over metrics
+    members_of = np.argsort(cluster, kind="stable")
+    starts = np.searchsorted(cluster[members_of], np.arange(coarse.num_units + 1))
+    for c in np.unique(coarse.pair_unit[used]):
+        mine = used[coarse.pair_unit[used] == c]
+        reps, quota = coarse.pair_rep[mine], x[mine] / x[mine].sum() * len(problem.metrics)
+        members = members_of[starts[c] : starts[c + 1]]
+        given = np.zeros(len(reps))
+        for u in members[np.argsort(-size[members], kind="stable")]:
+            k = int(np.argmax(quota - given))
+            out[u] = reps[k]
+            given[k] += size[u]
+    return out
+
+
+@dataclass(frozen=True)
+class ClusteredStart:
+    """A first plan of a very large problem and how it was made.
+
+    Attributes
+    ----------
+    plan
+        Rep row of every unit, within every tolerance; ``None`` when none was found in time.
+    clusters, cluster_pairs
+        Size of the clustered problem.
+    tolerance_factor
+        Share of each tolerance the clustered LP kept (headroom for the split), ``None`` when the LP failed.
+    repair_moves_needed
+        Whether the split plan broke a tolerance that :func:`optimizer.repair.repair` then restored.
+    """
+
+    plan: np.ndarray | None
+    clusters: int
+    cluster_pairs: int
+    tolerance_factor: float | None
+    repair_moves_needed: bool
+
+
+def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
+    """A plan within tolerance from the clustered LP, split back to units and repaired.
+
+    The LP keeps :data:`LP_TOLERANCE_FACTORS` of each tolerance in turn (the first that has a solution wins),
+    leaving room for the split; if no clustered LP is feasible (clusters too coarse for the rules), the greedy
+    plan (:func:`optimizer.warmstart.greedy_assignment`) is repaired instead.
+
+    Parameters
+    ----------
+    problem
+        A problem with unit points (``unit_latitude``), without contiguity or centre-based compactness.
+    deadline
+        ``time.perf_counter()`` value by which the repair must finish.
+
+    Returns
+    -------
+    ClusteredStart
+    """
+    from optimizer.relaxation import LpInfeasibleError, shrink_tolerances, solve_lp
+    from optimizer.repair import repair, violation
+    from optimizer.warmstart import greedy_assignment
+
+    if problem.unit_latitude is None or problem.unit_longitude is None:
+        raise ValueError("clustering needs a point of every unit")
+    cluster = cluster_units(problem, problem.unit_latitude, problem.unit_longitude)
+    coarse = aggregate(problem, cluster)
+    logger.info(
+        "clustered %d units into %d clusters (%d pairs)", problem.num_units, coarse.num_units, len(coarse.pair_unit)
+    )
+    start, used = None, None
+    for factor in LP_TOLERANCE_FACTORS:
+        try:
+            lp = solve_lp(shrink_tolerances(coarse, factor))
+        except LpInfeasibleError:
+            logger.info("clustered LP infeasible with %.0f %% of each tolerance", 100 * factor)
+            continue
+        if lp is not None:
+            start, used = spread(problem, coarse, cluster, lp.x), factor
+            break
+    if start is None:
+        start = greedy_assignment(problem)
+    broken = violation(problem, start) > 0
+    plan = repair(problem, start, deadline=deadline) if broken else start
+    return ClusteredStart(
+        plan=plan,
+        clusters=coarse.num_units,
+        cluster_pairs=len(coarse.pair_unit),
+        tolerance_factor=used,
+        repair_moves_needed=broken,
+    )
