@@ -38,6 +38,8 @@ BAND_FRACTION = 0.5
 LP_TOLERANCE_FACTORS = (0.8, 1.0)
 #: Most units in one cluster.
 MAX_MEMBERS = 400
+#: Each rep keeps its cheapest clusters until they hold this many times its mean load.
+REP_COVER = 3.0
 #: Candidate reps kept per cluster (cheapest per unit of workload), besides its current rep.
 CLUSTER_CANDIDATES = 20
 
@@ -70,8 +72,22 @@ def _caps(problem: Problem) -> np.ndarray:
     return np.array(caps)
 
 
+def cheapest_rep(problem: Problem) -> np.ndarray:
+    """Rep row of every unit's cheapest allowed pair (the first of equals)."""
+    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
+    cheapest = np.minimum.reduceat(problem.pair_cost, starts)
+    hits = np.flatnonzero(problem.pair_cost <= cheapest[problem.pair_unit])
+    _, first = np.unique(problem.pair_unit[hits], return_index=True)
+    return problem.pair_rep[hits[first]]
+
+
 def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Cluster of every unit: same hard class and lock, consecutive along a Morton curve, each small.
+    """Cluster of every unit: same hard class, lock and cheapest rep, consecutive along a Morton curve, each small.
+
+    Sharing the cheapest rep keeps the reps every member may go to (a cluster's pairs) close to each member's
+    own: with candidate limits (each unit offered its nearest reps only), clusters across rep boundaries kept
+    too few common reps and made the clustered LP infeasible at 1,000,000 accounts. The cut is vectorised: a
+    cluster ends where the running sum of any metric (or the member count) crosses a multiple of its cap.
 
     Parameters
     ----------
@@ -85,21 +101,25 @@ def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndar
     numpy.ndarray
         Cluster index per unit, ``0..k-1``.
     """
+    n = problem.num_units
     caps = _caps(problem)
-    values = np.stack([m.values.astype(float) for m in problem.metrics], axis=1)
-    order = np.lexsort((_morton(lat, lon), problem.fixed_rep, problem.unit_class))
-    cluster = np.empty(problem.num_units, dtype=np.int64)
-    current, load, members = -1, np.full(len(caps), np.inf), MAX_MEMBERS
-    previous_key: tuple[int, int] | None = None
-    for u in order:
-        key = (int(problem.unit_class[u]), int(problem.fixed_rep[u]))
-        if key != previous_key or members >= MAX_MEMBERS or np.any(load + values[u] > caps):
-            current += 1
-            load, members = np.zeros(len(caps)), 0
-            previous_key = key
-        cluster[u] = current
-        load += values[u]
-        members += 1
+    keys = (problem.unit_class, problem.fixed_rep, cheapest_rep(problem))
+    order = np.lexsort((_morton(lat, lon), *reversed(keys)))
+    new = np.zeros(n, dtype=bool)
+    new[0] = True
+    for key in keys:
+        new[1:] |= key[order][1:] != key[order][:-1]
+    group_start = np.flatnonzero(new)[np.cumsum(new) - 1]  # first sorted position of each unit's group
+    position = np.arange(n) - group_start
+    new[1:] |= (position[1:] // MAX_MEMBERS) != (position[:-1] // MAX_MEMBERS)
+    for metric, cap in zip(problem.metrics, caps, strict=True):
+        running = np.cumsum(metric.values[order].astype(np.float64))
+        before = running - metric.values[order]  # the group's load before each unit
+        within = before - np.concatenate([[0.0], running])[group_start]
+        bucket = np.floor(within / cap)
+        new[1:] |= bucket[1:] != bucket[:-1]
+    cluster = np.empty(n, dtype=np.int64)
+    cluster[order] = np.cumsum(new) - 1
     return cluster
 
 
@@ -165,7 +185,13 @@ def aggregate(problem: Problem, cluster: np.ndarray) -> Problem:
 def _cheapest(
     pair_unit: np.ndarray, pair_rep: np.ndarray, cost: np.ndarray, problem: Problem, cluster: np.ndarray, k: int
 ) -> np.ndarray:
-    """Keep each cluster's :data:`CLUSTER_CANDIDATES` cheapest reps and its members' current reps."""
+    """Pairs the clustered problem keeps: every cluster's cheapest reps, every rep's cheapest clusters.
+
+    Each cluster keeps its :data:`CLUSTER_CANDIDATES` cheapest reps and its members' current reps; each rep
+    keeps its cheapest clusters (per unit of size) until they hold :data:`REP_COVER` times its mean load, so
+    that a rep whose neighbours are all closer to every account (many reps in one metro) can still fill its
+    territory.
+    """
     order = np.lexsort((cost, pair_unit))
     rank = np.empty(len(order), dtype=np.int64)
     starts = np.searchsorted(pair_unit[order], np.arange(k))
@@ -175,6 +201,17 @@ def _cheapest(
     if has.any():
         owned = np.unique(cluster[has] * problem.num_reps + problem.current_rep[has])
         keep |= np.isin(pair_unit * problem.num_reps + pair_rep, owned)
+    # size of a cluster: its share of a mean rep load, summed over metrics
+    size = np.zeros(k)
+    for metric in problem.metrics:
+        mean = max(float(metric.values.sum()) / problem.num_reps, 1.0)
+        size += np.bincount(cluster, weights=metric.values.astype(np.float64), minlength=k) / mean
+    per_size = cost / np.maximum(size[pair_unit], 1e-12)
+    by_rep = np.lexsort((per_size, pair_rep))
+    held = np.cumsum(size[pair_unit[by_rep]])
+    rep_start = np.searchsorted(pair_rep[by_rep], np.arange(problem.num_reps))
+    before = held - size[pair_unit[by_rep]] - np.concatenate([[0.0], held])[rep_start[pair_rep[by_rep]]]
+    keep[by_rep[before < REP_COVER * len(problem.metrics)]] = True
     return keep
 
 
@@ -267,8 +304,8 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     """A plan within tolerance from the clustered LP, split back to units and repaired.
 
     The LP keeps :data:`LP_TOLERANCE_FACTORS` of each tolerance in turn (the first that has a solution wins),
-    leaving room for the split; if no clustered LP is feasible (clusters too coarse for the rules), the greedy
-    plan (:func:`optimizer.warmstart.greedy_assignment`) is repaired instead.
+    leaving room for the split; if no clustered LP is feasible (clusters too coarse for the rules), the plan that
+    keeps every unit with its current rep (else its cheapest) is repaired instead.
 
     Parameters
     ----------
@@ -283,7 +320,6 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     """
     from optimizer.relaxation import LpInfeasibleError, shrink_tolerances, solve_lp
     from optimizer.repair import repair, violation
-    from optimizer.warmstart import greedy_assignment
 
     if problem.unit_latitude is None or problem.unit_longitude is None:
         raise ValueError("clustering needs a point of every unit")
@@ -303,7 +339,12 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
             start, used = spread(problem, coarse, cluster, lp.x), factor
             break
     if start is None:
-        start = greedy_assignment(problem)
+        # every unit with its current rep where allowed, else its cheapest (greedy_assignment's first step,
+        # without its per-pair Python set, which took gigabytes at 1,000,000 units)
+        start = cheapest_rep(problem)
+        keep = problem.current_rep >= 0
+        keep[keep] = problem.pairs_of(np.where(keep, problem.current_rep, 0))[keep] >= 0
+        start[keep] = problem.current_rep[keep]
     broken = violation(problem, start) > 0
     plan = repair(problem, start, deadline=deadline) if broken else start
     return ClusteredStart(

@@ -47,10 +47,14 @@ class LpSolution:
         Value of every pair of the problem, in [0, 1].
     objective
         LP objective in the problem's integer cost units.
+    link_duals
+        Dual value of every metric's load rows (metrics x reps), in integer cost units per integer metric
+        unit: the LP's price of one more unit of load on a rep (:mod:`optimizer.lagrange` starts from it).
     """
 
     x: np.ndarray
     objective: float
+    link_duals: np.ndarray | None = None
 
     def integral_units(self, problem: Problem) -> np.ndarray:
         """Rep row of units the LP assigns integrally, -1 for fractional ones."""
@@ -99,7 +103,8 @@ def solve_lp(problem: Problem) -> LpSolution | None:
         for p in order[starts[u] : starts[u + 1]]:
             row.SetCoefficient(x[p], 1.0)
     by_rep = [np.flatnonzero(problem.pair_rep == r) for r in range(problem.num_reps)]
-    for metric in problem.metrics:
+    links: list[tuple[int, int, pywraplp.Constraint, float]] = []
+    for m, metric in enumerate(problem.metrics):
         # rows scaled so the largest unit is 1: GLOP ended ABNORMAL on 100k-account problems whose metrics
         # run to 1e10 (scaling a row and its bounds together leaves the feasible set unchanged)
         row_scale = max(float(metric.values.max(initial=1)), 1.0)
@@ -109,6 +114,7 @@ def solve_lp(problem: Problem) -> LpSolution | None:
             pairs = by_rep[r]
             load = solver.NumVar(0.0, solver.infinity(), "")
             row = solver.Constraint(0.0, 0.0)
+            links.append((m, r, row, row_scale))
             row.SetCoefficient(load, -1.0)
             for p, v in zip(pairs, values[problem.pair_unit[pairs]], strict=True):
                 row.SetCoefficient(x[p], float(v))
@@ -146,7 +152,10 @@ def solve_lp(problem: Problem) -> LpSolution | None:
         logger.warning("LP relaxation ended with status %d; continuing without it", status)
         return None
     values = np.array([v.solution_value() for v in x])
-    return LpSolution(x=np.clip(values, 0.0, 1.0), objective=objective.Value() * cost_factor)
+    duals = np.zeros((len(problem.metrics), problem.num_reps))
+    for m, r, row, row_scale in links:
+        duals[m, r] = row.dual_value() * cost_factor / row_scale
+    return LpSolution(x=np.clip(values, 0.0, 1.0), objective=objective.Value() * cost_factor, link_duals=duals)
 
 
 def shrink_tolerances(problem: Problem, factor: float) -> Problem:

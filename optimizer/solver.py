@@ -31,6 +31,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from optimizer.diagnose import explain_infeasible, presolve_checks
+from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, run
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem
@@ -178,6 +179,8 @@ FULL_MODEL_PAIRS = 5_000
 #: Above this many pairs the first plan comes from clustered units (:mod:`optimizer.aggregate`): the LP over
 #: every pair takes minutes (about 9 M pairs at 100,000 accounts and 100 reps).
 AGGREGATE_PAIRS = 400_000
+#: Share of the time left after the first plan that large problems spend on the Lagrangian bound.
+BOUND_SHARE = 0.3
 
 
 def solve(
@@ -247,15 +250,16 @@ def _solve_aggregated(
 ) -> Result:
     """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), then LNS on the units.
 
-    The bound is every unit's cheapest allowed pair (balance relaxed): the assignment LP, which bounds smaller
-    problems tightly, does not finish in time at this size.
+    The bound is Lagrangian (:mod:`optimizer.lagrange`, given :data:`BOUND_SHARE` of the time left after the
+    first plan): the assignment LP, which bounds smaller problems, does not finish in time at this size.
     """
     from optimizer.aggregate import clustered_start
 
     clock = time.perf_counter()
     limit = settings.time_limit_s
     deadline = None if limit is None else clock + limit
-    first = clustered_start(problem, None if limit is None else clock + 0.6 * limit)
+    # a plan within tolerance matters more than time left for the search: the repair may use most of the limit
+    first = clustered_start(problem, None if limit is None else clock + 0.9 * limit)
     start = first.plan
     if (
         hint is not None
@@ -269,7 +273,7 @@ def _solve_aggregated(
         "clusters": first.clusters,
         "cluster_pairs": first.cluster_pairs,
         "cluster_lp_tolerance_factor": first.tolerance_factor,
-        "bound": "every unit's cheapest allowed pair (balance relaxed)",
+        "bound": "Lagrangian relaxation of the load rows (optimizer.lagrange)",
     }
     if start is None:
         logger.warning("no plan within tolerance found from the clustered problem")
@@ -284,9 +288,13 @@ def _solve_aggregated(
             statistics=statistics,
         )
     first_seconds = time.perf_counter() - clock
-    cheapest = np.full(problem.num_units, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(cheapest, problem.pair_unit, problem.pair_cost)
-    bound = float(cheapest.sum())
+    remaining = None if deadline is None else deadline - time.perf_counter()
+    bound = lagrangian_bound(
+        problem,
+        None,
+        upper=float(assignment_cost(problem, start)),
+        seconds=BOUND_SHARE * (remaining if remaining is not None else 60.0),
+    )
 
     plan, cost, log = _improve_from(problem, settings, start, bound, clock, deadline, progress, stop, among_reps=True)
     objective = problem.real_cost(problem.pairs_of(plan))

@@ -12,7 +12,8 @@ the reps table (a region, state or metro label; the column does not have to be m
    remaining tolerance ``b`` with ``(1 + a)(1 + b) <= 1 + t`` and ``(1 - a)(1 - b) >= 1 - t``; so every rep
    of the merged plan is within the scenario's own tolerance of its national target, and the merged plan
    keeps every hard rule of the whole problem.
-3. **Reconcile** (here): large-neighbourhood search over the whole problem starting from the merged plan
+3. **Reconcile** (here): if rounding left a rep of the merged plan outside a tolerance, single-unit moves
+   restore it (:func:`optimizer.repair.repair`); then large-neighbourhood search over the whole problem
    (:func:`optimizer.lns.improve`): accounts near a border can move to a neighbouring region's rep when that
    shortens travel, every step keeping every rule.
 
@@ -289,7 +290,9 @@ def solve_by_regions(
     import os
 
     from optimizer.lns import improve
+    from optimizer.repair import repair
     from optimizer.score import score
+    from optimizer.solver import AGGREGATE_PAIRS
     from territory.pipeline import NoPlanError, plan_from_result
     from territory.sweep import SCHEDULER_ENV, cluster_workers, dask_client
 
@@ -368,6 +371,12 @@ def solve_by_regions(
     unit_rep[problem.unit_of_account] = rep_index
     merged_objective = problem.objective_of(unit_rep)
     remaining = None if base.time_limit_s is None else max(base.time_limit_s * (1 - COARSE_SHARE - REGION_SHARE), 1)
+    repaired = False
+    if not score(problem, unit_rep).feasible and not problem.budgets:
+        # rounding let a rep slip out of tolerance at a region's edge: a few single-unit moves restore it
+        fixed = repair(problem, unit_rep, deadline=None if remaining is None else time.perf_counter() + remaining / 2)
+        if fixed is not None:
+            unit_rep, repaired = fixed, True
     if score(problem, unit_rep).feasible:
         plan_units, _, log = improve(
             problem,
@@ -378,6 +387,7 @@ def solve_by_regions(
             seed=base.seed,
             workers=base.num_workers,
             work_limit=(1 - COARSE_SHARE - REGION_SHARE) * base.work_limit,
+            among_reps=len(problem.pair_unit) > AGGREGATE_PAIRS,
         )
         objective = problem.objective_of(plan_units)
         result = Result(
@@ -387,7 +397,7 @@ def solve_by_regions(
             bound=math.nan,
             gap=math.nan,
             wall_seconds=0.0,
-            statistics={"lns_steps": log.steps, "lns_improvements": log.improvements},
+            statistics={"lns_steps": log.steps, "lns_improvements": log.improvements, "merged_plan_repaired": repaired},
         )
     else:  # rounding let a rep slip out of tolerance: one solve of the whole problem from the merged plan
         logger.warning("the merged regional plan breaks a rule; solving the whole problem from it")

@@ -10,8 +10,11 @@ from models.generate import write_instance
 from optimizer import SolveSettings, score, solve
 from optimizer import solver as solver_module
 from optimizer.aggregate import aggregate, spread
+from optimizer.lagrange import lagrangian_bound
+from optimizer.lns import assignment_cost
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem
+from optimizer.relaxation import solve_lp
 from optimizer.repair import repair, violation
 from optimizer.warmstart import greedy_assignment
 from territory.pipeline import prepare
@@ -104,3 +107,19 @@ def test_clustered_path_finds_a_plan_within_tolerance(generated: Problem, monkey
     assert result.objective == pytest.approx(checked.objective, rel=1e-9)
     assert 0 < result.bound <= result.objective
     assert integer_model_accepts(problem, result.unit_rep)
+
+
+def test_lagrangian_bound_reaches_the_lp_and_stays_below_plans(generated: Problem) -> None:
+    """The Lagrangian bound: the LP's own duals give the LP optimum; from zero prices the bundle method gets
+    within 5 % of it; and no bound exceeds the cost of a plan within tolerance."""
+    problem = generated
+    lp = solve_lp(problem)
+    assert lp is not None and lp.link_duals is not None
+    plan = repair(problem, greedy_assignment(problem))
+    assert plan is not None
+    upper = float(assignment_cost(problem, plan))
+    at_duals = lagrangian_bound(problem, lp.link_duals, upper=upper, seconds=5, max_steps=0)
+    assert at_duals == pytest.approx(lp.objective, rel=1e-6)
+    searched = lagrangian_bound(problem, None, upper=upper, seconds=30, max_steps=300)
+    assert 0.95 * lp.objective <= searched <= lp.objective * (1 + 1e-9)
+    assert searched <= upper
