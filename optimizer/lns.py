@@ -97,13 +97,16 @@ def assignment_cost(problem: Problem, unit_rep: np.ndarray) -> int:
 def rep_affinity(problem: Problem, top: int = 3) -> np.ndarray:
     """How many units have both reps among their ``top`` cheapest (reps competing for accounts)."""
     affinity = np.zeros((problem.num_reps, problem.num_reps))
-    order = np.lexsort((problem.pair_cost, problem.pair_unit))
-    units = problem.pair_unit[order]
-    starts = np.searchsorted(units, np.arange(problem.num_units + 1))
-    rank = np.arange(len(order)) - starts[units]
+    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
+    cost = problem.pair_cost.astype(np.float64)
     best = np.full((problem.num_units, top), -1, dtype=np.int64)
-    keep = rank < top
-    best[units[keep], rank[keep]] = problem.pair_rep[order][keep]
+    for i in range(top):
+        # the next cheapest pair of every unit, in one pass over the pairs (pairs are sorted by unit)
+        cheapest = np.minimum.reduceat(cost, starts)
+        hits = np.flatnonzero((cost <= cheapest[problem.pair_unit]) & np.isfinite(cost))
+        units, first = np.unique(problem.pair_unit[hits], return_index=True)
+        best[units, i] = problem.pair_rep[hits[first]]
+        cost[hits[first]] = np.inf
     for i in range(top):
         for j in range(i + 1, top):
             both = (best[:, i] >= 0) & (best[:, j] >= 0)
