@@ -369,7 +369,13 @@ class Solver(_Strict):
     candidate_reps: int | None = Field(
         None,
         ge=1,
-        description="Offer each account only its N nearest eligible reps (plus its current rep); None: all reps.",
+        description=(
+            "Offer each account only its N nearest eligible reps (plus its current rep). None: all reps, except "
+            "that problems of more than 20 million unit-rep pairs (e.g. 1M accounts x 500 reps) offer each "
+            "account its 20 nearest eligible reps, its current rep and the reps that a coarse balanced plan of "
+            "0.5-degree grid cells gives its cell (so metros with more accounts than reps can hand accounts to "
+            "their neighbours); set a number to choose another limit."
+        ),
     )
 
 

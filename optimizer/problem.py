@@ -6,7 +6,8 @@
 * **units**: account families (an account and its descendants via
   ``parent_id``) move as one; a unit's metrics are its members' sums.
 * **pairs**: the unit-rep assignments allowed (hard segment rules and locks
-  remove pairs; ``solver.candidate_reps`` keeps only the nearest reps),
+  remove pairs; ``solver.candidate_reps`` keeps only the nearest reps, and
+  above :data:`AUTO_CANDIDATE_PAIRS` pairs a default limit applies),
   each with a cost = compactness + segment penalty, in workload-hour x km.
 * **metrics**: values scaled once to integers. Scaling is exact (a power of
   ten) whenever the data have few decimals, else fine-grained with bounds
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
+from ortools.linear_solver import pywraplp
 
 from models.balance import balance_groups
 from models.dataset import Dataset, metric_values
@@ -40,6 +42,8 @@ _CHUNK_CELLS = 4_000_000
 AUTO_CANDIDATE_PAIRS = 20_000_000
 #: Nearest eligible reps offered to each unit above :data:`AUTO_CANDIDATE_PAIRS` (plus its current rep).
 AUTO_CANDIDATE_REPS = 20
+#: Side, in degrees, of the grid cells of the coarse plan whose reps the automatic limit offers too.
+COARSE_CELL_DEG = 0.5
 
 
 @dataclass(frozen=True)
@@ -451,7 +455,28 @@ def build_problem(dataset: Dataset) -> Problem:
         diameter_distance = _unit_distances(dataset, unit_of_account, n_units, scenario.objective.distance)
 
     # ------------------------------------------- pairs, built chunk by chunk
+    unit_lat, unit_lon = _unit_points(dataset, unit_of_account, n_units)
     k = candidate_limit(scenario, n_units, n_reps)
+    coarse = None
+    if k is not None and scenario.solver.candidate_reps is None:
+        # nearest reps alone can leave a plan impossible: where a metro holds more accounts than its reps'
+        # share, its outer accounts must go to another metro's reps, which are never among their nearest
+        coarse = _coarse_plan(
+            _CoarseInput(
+                metrics=metrics,
+                latitude=unit_lat,
+                longitude=unit_lon,
+                weight=np.bincount(unit_of_account, weights=weight, minlength=n_units),
+                soft=soft,
+                unit_class=unit_class,
+                class_allowed=class_allowed,
+                fixed_rep=fixed_rep,
+                rep_latitude=reps["latitude"].to_numpy(float),
+                rep_longitude=reps["longitude"].to_numpy(float),
+                compactness_weight=scenario.objective.compactness,
+                preference_weight=scenario.objective.preference,
+            )
+        )
     pair_unit, pair_rep, pair_compactness = _pairs(
         _PairRules(
             unit_of_account=unit_of_account,
@@ -467,6 +492,7 @@ def build_problem(dataset: Dataset) -> Problem:
             current_rep=current_rep,
             max_distance_km=scenario.territories.max_distance_km,
             candidates=k,
+            coarse=coarse,
             # the territory centre, not the home base, measures compactness by diameter
             home_base=scenario.objective.compactness_measure != "diameter",
         )
@@ -475,7 +501,6 @@ def build_problem(dataset: Dataset) -> Problem:
     for hours, misfit, penalty_km in soft:
         pair_penalty += np.where(misfit[pair_rep], hours[pair_unit] * penalty_km, 0.0)
 
-    unit_lat, unit_lon = _unit_points(dataset, unit_of_account, n_units)
     weights = scenario.objective
     baseline = _baseline_weights(dataset, unit_of_account, rep_row, n_units, weight)
     pair_continuity = None
@@ -505,8 +530,8 @@ def build_problem(dataset: Dataset) -> Problem:
         fte=fte,
         fte_exact=fte_exact,
         metrics=tuple(metrics),
-        pair_unit=pair_unit.astype(np.int64),
-        pair_rep=pair_rep.astype(np.int64),
+        pair_unit=pair_unit.astype(np.int64, copy=False),
+        pair_rep=pair_rep.astype(np.int64, copy=False),
         pair_cost=pair_cost,
         pair_compactness=pair_compactness,
         pair_penalty=pair_penalty,
@@ -535,7 +560,8 @@ def candidate_limit(scenario: Scenario, n_units: int, n_reps: int) -> int | None
     """Nearest eligible reps offered to each unit, or ``None`` when every eligible rep is offered.
 
     ``solver.candidate_reps`` when the scenario sets it; else :data:`AUTO_CANDIDATE_REPS` once the problem has
-    more than :data:`AUTO_CANDIDATE_PAIRS` unit-rep pairs (offering every rep would not fit in memory).
+    more than :data:`AUTO_CANDIDATE_PAIRS` unit-rep pairs (offering every rep would not fit in memory); the
+    automatic limit also offers the reps of a coarse plan (:func:`_coarse_plan`), which the build adds.
 
     Parameters
     ----------
@@ -557,8 +583,8 @@ def candidate_limit(scenario: Scenario, n_units: int, n_reps: int) -> int | None
         k = AUTO_CANDIDATE_REPS
         if k < n_reps:
             logger.info(
-                "%d units x %d reps is over %d pairs: each unit is offered its %d nearest eligible reps and its "
-                "current rep (solver.candidate_reps sets another number)",
+                "%d units x %d reps is over %d pairs: each unit is offered its %d nearest eligible reps, its "
+                "current rep and the reps a coarse plan gives its area (solver.candidate_reps sets another number)",
                 n_units,
                 n_reps,
                 AUTO_CANDIDATE_PAIRS,
@@ -603,6 +629,7 @@ class _PairRules:
     max_distance_km: float | None
     candidates: int | None
     home_base: bool  # whether compactness counts distances to home bases
+    coarse: _CoarsePlan | None = None  # reps offered besides the nearest: those of a coarse plan
 
 
 def _pairs(rules: _PairRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -634,8 +661,8 @@ def _pairs(rules: _PairRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not out_unit:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
     return (
-        np.concatenate(out_unit).astype(np.int64),
-        np.concatenate(out_rep).astype(np.int64),
+        np.concatenate(out_unit).astype(np.int64, copy=False),
+        np.concatenate(out_rep).astype(np.int64, copy=False),
         np.concatenate(out_compact),
     )
 
@@ -698,8 +725,112 @@ def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> t
         current = rules.current_rep[u0:u1]
         has_current = np.flatnonzero(current >= 0)
         keep[has_current, current[has_current]] = True
+        if rules.coarse is not None:
+            rows, reps = rules.coarse.pairs(u0, u1)
+            keep[rows, reps] = True
         allowed &= keep
     return allowed, compact, beyond
+
+
+@dataclass(frozen=True)
+class _CoarseInput:
+    """What the coarse plan needs: unit points and weights, hard rules, balance bounds, home bases."""
+
+    metrics: list[MetricData]
+    latitude: np.ndarray
+    longitude: np.ndarray
+    weight: np.ndarray  # hours weighing each unit's distance
+    soft: list[tuple[np.ndarray, np.ndarray, float]]  # soft segment rules: (unit hours, misfit reps, km)
+    unit_class: np.ndarray
+    class_allowed: np.ndarray
+    fixed_rep: np.ndarray
+    rep_latitude: np.ndarray
+    rep_longitude: np.ndarray
+    compactness_weight: float
+    preference_weight: float
+
+
+@dataclass(frozen=True)
+class _CoarsePlan:
+    """Reps a coarse plan gives every unit's grid cell: cell ``c`` has ``reps[start[c] : start[c + 1]]``."""
+
+    unit_cell: np.ndarray  # -1: locked unit
+    start: np.ndarray
+    reps: np.ndarray
+
+    def pairs(self, u0: int, u1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row (``unit - u0``) and rep of every pair the plan offers to units ``u0 .. u1 - 1``."""
+        cells = self.unit_cell[u0:u1]
+        rows = np.flatnonzero(cells >= 0)
+        counts = self.start[cells[rows] + 1] - self.start[cells[rows]]
+        first = np.repeat(self.start[cells[rows]] - (np.cumsum(counts) - counts), counts)
+        return np.repeat(rows, counts), self.reps[first + np.arange(int(counts.sum()))]
+
+
+def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
+    """The LP plan of grid cells (:data:`COARSE_CELL_DEG`) by hard segment class: which reps each cell goes to.
+
+    Each cell weighs its units' metrics and costs its hours x the distance of its centre from a home base
+    (plus soft segment penalties); metrics balanced across all reps keep their bounds, less what locked units
+    bring. Spread over the cell's units, the LP plan is a fractional plan of the units, so offering every unit
+    its cell's reps keeps the problem feasible where nearest reps alone would not. ``None`` when the LP fails.
+    """
+    free = data.fixed_rep < 0
+    lat = np.nan_to_num(data.latitude, nan=0.0)
+    lon = np.nan_to_num(data.longitude, nan=0.0)
+    n_classes = max(len(data.class_allowed), 1)
+    key = (np.floor(lat / COARSE_CELL_DEG) * 1e5 + np.floor(lon / COARSE_CELL_DEG)) * n_classes + data.unit_class
+    cells, cell_of_free = np.unique(key[free], return_inverse=True)
+    unit_cell = np.full(len(free), -1, dtype=np.int64)
+    unit_cell[free] = cell_of_free
+    n_cells, n_reps = len(cells), len(data.rep_latitude)
+    hours = np.bincount(cell_of_free, weights=data.weight[free], minlength=n_cells)
+    count = np.bincount(cell_of_free, minlength=n_cells)
+    mass = np.where(hours > 0, hours, count)  # a cell without workload: its units weigh one each
+    unit_mass = np.where(hours[cell_of_free] > 0, data.weight[free], 1.0)
+    centre_lat = np.bincount(cell_of_free, weights=unit_mass * lat[free], minlength=n_cells) / mass
+    centre_lon = np.bincount(cell_of_free, weights=unit_mass * lon[free], minlength=n_cells) / mass
+    distance = np.nan_to_num(distance_matrix_km(centre_lat, centre_lon, data.rep_latitude, data.rep_longitude))
+    cost = data.compactness_weight * hours[:, None] * distance
+    for unit_hours, misfit, penalty_km in data.soft:
+        cell_hours = np.bincount(cell_of_free, weights=unit_hours[free], minlength=n_cells)
+        cost[:, misfit] += data.preference_weight * penalty_km * cell_hours[:, None]
+    cell_class = (cells % n_classes).astype(np.int64)
+    pair_cell, pair_rep = np.nonzero(data.class_allowed[cell_class])
+
+    solver = pywraplp.Solver.CreateSolver("GLOP")
+    solver.SetSolverSpecificParametersAsString("use_dual_simplex: true")
+    x = [solver.NumVar(0.0, 1.0, "") for _ in range(len(pair_cell))]
+    one = [solver.Constraint(1.0, 1.0) for _ in range(n_cells)]
+    for p, c in enumerate(pair_cell):
+        one[c].SetCoefficient(x[p], 1.0)
+    locked = ~free
+    for metric in data.metrics:
+        if metric.lo is None or metric.hi is None:
+            continue  # balanced within groups: left to the full problem
+        values = np.bincount(cell_of_free, weights=metric.values[free], minlength=n_cells)
+        held = np.bincount(data.fixed_rep[locked], weights=metric.values[locked], minlength=n_reps)
+        scale = max(float(values.max(initial=1.0)), 1.0)  # rows of unit magnitude (as optimizer.relaxation)
+        rows = [
+            solver.Constraint(max(float(metric.lo[r] - held[r]), 0.0) / scale, float(metric.hi[r] - held[r]) / scale)
+            for r in range(n_reps)
+        ]
+        for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
+            rows[r].SetCoefficient(x[p], float(values[c]) / scale)
+    objective = solver.Objective()
+    factor = max(float(cost.max(initial=1.0)), 1.0) / 1000.0
+    for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
+        objective.SetCoefficient(x[p], float(cost[c, r]) / factor)
+    objective.SetMinimization()
+    status = solver.Solve()
+    if status != pywraplp.Solver.OPTIMAL:
+        logger.warning("the coarse plan of %d grid cells ended with LP status %d: nearest reps only", n_cells, status)
+        return None
+    used = np.array([v.solution_value() for v in x]) > 1e-6
+    order = np.lexsort((pair_rep[used], pair_cell[used]))
+    start = np.concatenate([[0], np.cumsum(np.bincount(pair_cell[used], minlength=n_cells))])
+    logger.info("coarse plan: %d grid cells, %d cell-rep pairs offered besides the nearest reps", n_cells, used.sum())
+    return _CoarsePlan(unit_cell=unit_cell, start=start, reps=pair_rep[used][order].astype(np.int64))
 
 
 def _smallest(key: np.ndarray, k: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from models.dataset import Dataset, load_dataset
 from models.generate import write_instance
 from models.geo import distance_matrix_km, haversine_km
 from models.plan import Plan, SolveReport
-from models.scenario import ANY_SEGMENT, load_scenario
+from models.scenario import ANY_SEGMENT, Solver, load_scenario
 from optimizer.problem import COST_RESOLUTION, _smallest, build_problem, candidate_limit
 
 
@@ -248,17 +248,57 @@ def test_default_candidate_limit_only_above_the_pair_threshold(
 
 
 def test_default_candidate_limit_prunes_a_built_problem(generated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the threshold lowered below the generated instance's size, its build keeps the nearest reps only."""
+    """With the threshold lowered below the generated instance's size, its build keeps the nearest reps, the
+    current rep and the reps of the coarse plan: every pair of ``candidate_reps: 3`` and a few more."""
     dataset = load_dataset(load_scenario(generated))
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1000)
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 3)
     built = build_problem(dataset)
-    per_unit = np.bincount(built.pair_unit, minlength=built.num_units)
-    assert per_unit.max() <= 4  # three nearest eligible reps plus the current one
-    pruned = dataset.scenario.with_solver(candidate_reps=3)
-    expected = dense_reference(replace(dataset, scenario=pruned))
-    np.testing.assert_array_equal(built.pair_unit, expected["pair_unit"])
-    np.testing.assert_array_equal(built.pair_rep, expected["pair_rep"])
+    nearest = dense_reference(replace(dataset, scenario=dataset.scenario.with_solver(candidate_reps=3)))
+    keys = built.pair_unit * built.num_reps + built.pair_rep
+    assert np.all(np.diff(keys) > 0)  # sorted by unit then rep
+    assert np.isin(nearest["pair_unit"] * built.num_reps + nearest["pair_rep"], keys).all()
+    assert len(nearest["pair_unit"]) < len(keys) < 2 * len(nearest["pair_unit"])
+
+
+def two_metros(reps_in_a: int = 4, accounts_in_a: int = 60, accounts_in_b: int = 10) -> tuple[list, list]:
+    """Metro A (lat 40) with 60 accounts and 4 reps at one home base, metro B (lat 42) with 10 accounts and 1 rep.
+
+    Each rep must hold 14 accounts (±10 %): 4 of A's accounts must go to B's rep, which is never among the
+    4 nearest reps of an account in A.
+    """
+    accounts = [
+        {"id": f"a{i}", "name": f"A{i}", "latitude": 40.0 + 0.001 * i, "longitude": -90.0, "potential": 1.0}
+        for i in range(accounts_in_a)
+    ] + [
+        {"id": f"b{i}", "name": f"B{i}", "latitude": 42.0 + 0.001 * i, "longitude": -90.0, "potential": 1.0}
+        for i in range(accounts_in_b)
+    ]
+    reps = [
+        {"id": f"RA{j}", "name": f"RA{j}", "latitude": 40.0 + 0.0001 * j, "longitude": -90.0} for j in range(reps_in_a)
+    ] + [{"id": "RB", "name": "RB", "latitude": 42.0, "longitude": -90.0}]
+    return accounts, reps
+
+
+def test_default_limit_offers_the_reps_a_balanced_plan_needs(
+    scenario_writer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """two_metros: the 4 nearest reps leave no balanced plan; the automatic limit adds metro B's rep to metro A's
+    accounts (the coarse plan sends part of A there), and the problem solves within tolerance."""
+    from optimizer import SolveSettings, score, solve
+
+    accounts, reps = two_metros()
+    path = scenario_writer(accounts, reps, balance={"accounts": {"tolerance_pct": 10}})
+    dataset = load_dataset(load_scenario(path))
+    nearest = build_problem(replace(dataset, scenario=dataset.scenario.with_solver(candidate_reps=4)))
+    assert 4 not in set(nearest.pair_rep[nearest.pair_unit < 60])  # B's rep is no A account's candidate
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 100)
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 4)
+    built = build_problem(dataset)
+    assert set(built.pair_rep[built.pair_unit < 60]) == {0, 1, 2, 3, 4}
+    result = solve(built, SolveSettings(time_limit_s=5, workers=1))
+    assert result.unit_rep is not None
+    assert score(built, result.unit_rep).feasible
 
 
 def test_unit_owner_is_the_most_common_owner_of_top_accounts_ties_to_lower_rep() -> None:
@@ -301,3 +341,11 @@ def test_moves_per_rep_match_per_rep_masks(generated: Path) -> None:
         assert (got["accounts_gained"], got["accounts_lost"]) == (gained.sum(), lost.sum())
         assert got["potential_gained"] == pytest.approx(potential[gained].sum())
         assert got["potential_lost"] == pytest.approx(potential[lost].sum())
+
+
+def test_candidate_reps_description_states_the_default_limit() -> None:
+    """The scenario reference (field description, hence the JSON Schema) gives the automatic limit's numbers."""
+    text = Solver.model_fields["candidate_reps"].description or ""
+    assert f"{problem_module.AUTO_CANDIDATE_PAIRS // 10**6} million unit-rep pairs" in text
+    assert f"{problem_module.AUTO_CANDIDATE_REPS} nearest eligible reps" in text
+    assert f"{problem_module.COARSE_CELL_DEG:g}-degree grid cells" in text
