@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -237,13 +238,21 @@ class Problem:
     def pairs_of(self, unit_rep: np.ndarray) -> np.ndarray:
         """Pair position of every unit's rep in an assignment; -1 where the pair is not allowed."""
         unit_rep = np.asarray(unit_rep, dtype=np.int64)
-        keys = self.pair_unit * self.num_reps + self.pair_rep
-        order = np.argsort(keys, kind="stable")
+        keys, order = self._sorted_pair_keys
         wanted = np.arange(len(unit_rep)) * self.num_reps + unit_rep
-        pos = np.searchsorted(keys[order], wanted)
-        pos = np.minimum(pos, len(keys) - 1)
-        found = (keys[order][pos] == wanted) & (unit_rep >= 0) & (unit_rep < self.num_reps)
-        return np.where(found, order[pos], -1)
+        pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        found = (keys[pos] == wanted) & (unit_rep >= 0) & (unit_rep < self.num_reps)
+        return np.where(found, pos if order is None else order[pos], -1)
+
+    @functools.cached_property
+    def _sorted_pair_keys(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Pair keys ``unit * reps + rep`` in ascending order, and the pair order that sorts them (``None``:
+        the pairs are already sorted by unit then rep, as built; sorting 9 M keys on every call took 0.3 s)."""
+        keys = self.pair_unit * self.num_reps + self.pair_rep
+        if len(keys) < 2 or bool((keys[1:] > keys[:-1]).all()):
+            return keys, None
+        order = np.argsort(keys, kind="stable")
+        return keys[order], order
 
     def restrict_pairs(self, keep: np.ndarray) -> Problem:
         """The problem with only the pairs where ``keep`` is true (every per-pair array cut alike)."""
