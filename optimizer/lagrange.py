@@ -124,23 +124,22 @@ def lagrangian_bound(
     loads_side = _LoadSide(problem)
     # measure each metric in mean loads per rep: prices of accounts and of revenue then move alike
     scale = np.array([max(t / problem.num_reps, 1.0) for t in loads_side.totals])
-    values = [m.values.astype(np.float64) for m in problem.metrics]
+    # every pair's metric values, gathered once (the gather cost 6x the rest of an evaluation at 9 M pairs)
+    pair_values = np.stack([m.values.astype(np.float64)[problem.pair_unit] for m in problem.metrics])
     starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
     cost = problem.pair_cost.astype(np.float64)
 
     def evaluate(mu: np.ndarray) -> tuple[float, np.ndarray]:
         priced = cost.copy()
         for m in range(n_metrics):
-            priced += mu[m][problem.pair_rep] * values[m][problem.pair_unit]
+            priced += mu[m][problem.pair_rep] * pair_values[m]
         cheapest = np.minimum.reduceat(priced, starts)
         hits = np.flatnonzero(priced <= cheapest[problem.pair_unit])
         _, first = np.unique(problem.pair_unit[hits], return_index=True)
         chosen = hits[first]
         held = np.stack(
             [
-                np.bincount(
-                    problem.pair_rep[chosen], weights=values[m][problem.pair_unit[chosen]], minlength=problem.num_reps
-                )
+                np.bincount(problem.pair_rep[chosen], weights=pair_values[m][chosen], minlength=problem.num_reps)
                 for m in range(n_metrics)
             ]
         )

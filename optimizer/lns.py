@@ -289,14 +289,31 @@ def _neighbourhood(
         weights += 0.5 * affinity[nxt]
         weights[chosen] = 0
     pool = np.flatnonzero(np.isin(current, chosen) & movable)
-    if len(pool) > size:
-        pool = rng.choice(pool, size=size, replace=False)
-    free[pool] = True
-    if not among_reps:
-        return free, None
     reps = np.zeros(problem.num_reps, dtype=bool)
     reps[chosen] = True
-    return free, reps
+    if len(pool) > size and among_reps:
+        # half the neighbourhood on the borders (units another chosen rep would take at the least extra
+        # cost), half at random: with a thousand units per rep a random sample mostly frees inner units
+        border = _border_units(problem, current, pool, reps, size // 2)
+        rest = np.setdiff1d(pool, border, assume_unique=True)
+        pool = np.concatenate([border, rng.choice(rest, size=min(size - len(border), len(rest)), replace=False)])
+    elif len(pool) > size:
+        pool = rng.choice(pool, size=size, replace=False)
+    free[pool] = True
+    return free, reps if among_reps else None
+
+
+def _border_units(problem: Problem, current: np.ndarray, pool: np.ndarray, reps: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` units of ``pool`` that another of ``reps`` would take at the smallest extra cost."""
+    first = np.searchsorted(problem.pair_unit, pool)
+    counts = np.searchsorted(problem.pair_unit, pool + 1) - first
+    pairs = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+    owner = np.repeat(np.arange(len(pool)), counts)
+    other = reps[problem.pair_rep[pairs]] & (problem.pair_rep[pairs] != current[pool][owner])
+    extra = np.full(len(pool), np.inf)
+    np.minimum.at(extra, owner[other], problem.pair_cost[pairs[other]].astype(np.float64))
+    extra -= problem.pair_cost[problem.pairs_of(current)[pool]]
+    return pool[np.argsort(extra, kind="stable")[:count]]
 
 
 def _touching_reps(problem: Problem, current: np.ndarray) -> np.ndarray:

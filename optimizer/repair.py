@@ -333,3 +333,72 @@ def _best_swap(
             if best is None or key < best[:2]:
                 best = (key[0], key[1], int(pairs[i]), int(pairs[same[j]]))
     return None if best is None else (best[2], best[3])
+
+
+def descend(problem: Problem, unit_rep: np.ndarray, *, deadline: float | None = None, rounds: int = 50) -> np.ndarray:
+    """Cheaper plan by single-unit moves that keep every rep within its bounds (a steepest-descent pass).
+
+    Each round scores, for every movable unit, its cheapest other rep, then makes the improving moves in order
+    of saving while both reps stay within every bound. Moves stay inside each balance group of the metrics
+    balanced within segments, so group loads (and the bounds that depend on them) do not change; moves across
+    groups and swaps are left to the large-neighbourhood search. On a clustered LP start (which leaves a fifth
+    of every tolerance free) this takes a few seconds at 100,000 units and saves more than many LNS steps.
+
+    Parameters
+    ----------
+    problem
+        The problem.
+    unit_rep
+        A plan within every tolerance.
+    deadline
+        ``time.perf_counter()`` value to stop at.
+    rounds
+        Most rounds.
+
+    Returns
+    -------
+    numpy.ndarray
+        The improved plan (a copy); every bound and hard rule still holds.
+    """
+    current = np.asarray(unit_rep, dtype=np.int64).copy()
+    state = _Balance(problem, current)
+    movable = problem.fixed_rep < 0
+    cost = problem.pair_cost.astype(np.float64)
+    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
+    same_group = np.ones((problem.num_reps, problem.num_reps), dtype=bool)
+    for metric in problem.metrics:
+        if metric.grouped:
+            same_group &= metric.groups[:, None] == metric.groups[None, :]
+    saved = 0.0
+    for _ in range(rounds):
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        lo, hi = state.bounds()
+        now = problem.pairs_of(current)
+        extra = cost - cost[now][problem.pair_unit]
+        ok = (
+            movable[problem.pair_unit]
+            & (problem.pair_rep != current[problem.pair_unit])
+            & same_group[current[problem.pair_unit], problem.pair_rep]
+        )
+        extra[~ok] = np.inf
+        best = np.minimum.reduceat(extra, starts)
+        hits = np.flatnonzero((extra <= best[problem.pair_unit]) & (extra < 0))
+        units, first = np.unique(problem.pair_unit[hits], return_index=True)
+        if not len(units):
+            break
+        pairs = hits[first][np.argsort(best[units], kind="stable")]
+        moved = 0
+        for p in pairs:
+            u, dst = int(problem.pair_unit[p]), int(problem.pair_rep[p])
+            src = int(current[u])
+            v = state.values[:, u]
+            if np.all(state.loads[:, src] - v >= lo[:, src]) and np.all(state.loads[:, dst] + v <= hi[:, dst]):
+                _apply(state, u, src, dst)
+                current[u] = dst
+                saved -= float(extra[p])
+                moved += 1
+        if not moved:
+            break
+    logger.info("descent: %.6g saved by single moves", saved)
+    return current

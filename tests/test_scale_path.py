@@ -15,7 +15,7 @@ from optimizer.lns import assignment_cost
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem
 from optimizer.relaxation import solve_lp
-from optimizer.repair import repair, violation
+from optimizer.repair import descend, repair, violation
 from optimizer.warmstart import greedy_assignment
 from territory.pipeline import prepare
 from tests.conftest import ScenarioWriter
@@ -123,3 +123,16 @@ def test_lagrangian_bound_reaches_the_lp_and_stays_below_plans(generated: Proble
     searched = lagrangian_bound(problem, None, upper=upper, seconds=30, max_steps=300)
     assert 0.95 * lp.objective <= searched <= lp.objective * (1 + 1e-9)
     assert searched <= upper
+
+
+def test_descent_lowers_the_cost_and_keeps_every_rule(generated: Problem) -> None:
+    """Single-move descent from a repaired plan: cheaper, still within every bound of the integer model."""
+    problem = generated
+    plan = repair(problem, greedy_assignment(problem))
+    assert plan is not None
+    better = descend(problem, plan)
+    assert assignment_cost(problem, better) < assignment_cost(problem, plan)
+    assert score(problem, better).feasible
+    locked = problem.fixed_rep >= 0
+    assert np.array_equal(better[locked], plan[locked])
+    assert integer_model_accepts(problem, better)
