@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.problem import MoveBudget, Problem
+from optimizer.problem import COARSE_CELL_DEG, MoveBudget, Problem
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 BAND_FRACTION = 0.5
 #: Shares of each tolerance the clustered LP keeps, tried in turn (the rest is headroom for splitting clusters).
 LP_TOLERANCE_FACTORS = (0.8, 1.0)
+#: Most clusters (caps grow until the clustered LP is at most this big).
+MAX_CLUSTERS = 12_000
 #: Most units in one cluster.
 MAX_MEMBERS = 400
 #: Each rep keeps its cheapest clusters until they hold this many times its mean load.
@@ -82,12 +84,16 @@ def cheapest_rep(problem: Problem) -> np.ndarray:
 
 
 def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Cluster of every unit: same hard class, lock and cheapest rep, consecutive along a Morton curve, each small.
+    """Cluster of every unit: same hard class, lock, cheapest rep and grid cell, consecutive along a Morton curve.
 
     Sharing the cheapest rep keeps the reps every member may go to (a cluster's pairs) close to each member's
     own: with candidate limits (each unit offered its nearest reps only), clusters across rep boundaries kept
-    too few common reps and made the clustered LP infeasible at 1,000,000 accounts. The cut is vectorised: a
-    cluster ends where the running sum of any metric (or the member count) crosses a multiple of its cap.
+    too few common reps and made the clustered LP infeasible at 1,000,000 accounts. Sharing the grid cell of
+    :data:`optimizer.problem.COARSE_CELL_DEG` keeps the reps the automatic candidate limit offers a whole cell.
+    Each cluster is small against the balance window (:data:`BAND_FRACTION`); when that makes more than
+    :data:`MAX_CLUSTERS` clusters, the caps double until it does not (the LP's time grows faster than its
+    size: 48,600 clusters took GLOP over 3 minutes). The cut is vectorised: a cluster ends where the running
+    sum of any metric (or the member count) crosses a multiple of its cap.
 
     Parameters
     ----------
@@ -102,22 +108,31 @@ def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndar
         Cluster index per unit, ``0..k-1``.
     """
     n = problem.num_units
-    caps = _caps(problem)
-    keys = (problem.unit_class, problem.fixed_rep, cheapest_rep(problem))
+    cell_lat = np.floor(np.nan_to_num(lat) / COARSE_CELL_DEG).astype(np.int64)
+    cell_lon = np.floor(np.nan_to_num(lon) / COARSE_CELL_DEG).astype(np.int64)
+    keys = (problem.unit_class, problem.fixed_rep, cheapest_rep(problem), cell_lat, cell_lon)
     order = np.lexsort((_morton(lat, lon), *reversed(keys)))
-    new = np.zeros(n, dtype=bool)
-    new[0] = True
+    group = np.zeros(n, dtype=bool)
+    group[0] = True
     for key in keys:
-        new[1:] |= key[order][1:] != key[order][:-1]
-    group_start = np.flatnonzero(new)[np.cumsum(new) - 1]  # first sorted position of each unit's group
+        group[1:] |= key[order][1:] != key[order][:-1]
+    group_start = np.flatnonzero(group)[np.cumsum(group) - 1]  # first sorted position of each unit's group
     position = np.arange(n) - group_start
-    new[1:] |= (position[1:] // MAX_MEMBERS) != (position[:-1] // MAX_MEMBERS)
-    for metric, cap in zip(problem.metrics, caps, strict=True):
+    loads = []
+    for metric in problem.metrics:
         running = np.cumsum(metric.values[order].astype(np.float64))
         before = running - metric.values[order]  # the group's load before each unit
-        within = before - np.concatenate([[0.0], running])[group_start]
-        bucket = np.floor(within / cap)
-        new[1:] |= bucket[1:] != bucket[:-1]
+        loads.append(before - np.concatenate([[0.0], running])[group_start])
+    caps, members = _caps(problem), MAX_MEMBERS
+    while True:
+        new = group.copy()
+        new[1:] |= (position[1:] // members) != (position[:-1] // members)
+        for within, cap in zip(loads, caps, strict=True):
+            bucket = np.floor(within / cap)
+            new[1:] |= bucket[1:] != bucket[:-1]
+        if int(new.sum()) <= MAX_CLUSTERS or int(new.sum()) == int(group.sum()):
+            break
+        caps, members = 2 * caps, 2 * members
     cluster = np.empty(n, dtype=np.int64)
     cluster[order] = np.cumsum(new) - 1
     return cluster
