@@ -45,6 +45,8 @@ AUTO_CANDIDATE_PAIRS = 20_000_000
 AUTO_CANDIDATE_REPS = 20
 #: Side, in degrees, of the grid cells of the coarse plan whose reps the automatic limit offers too.
 COARSE_CELL_DEG = 0.5
+#: Most cells of the coarse plan (the side doubles until they fit): its LP stays a few seconds.
+COARSE_MAX_CELLS = 2500
 
 
 @dataclass(frozen=True)
@@ -777,7 +779,8 @@ class _CoarsePlan:
 
 
 def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
-    """The LP plan of grid cells (:data:`COARSE_CELL_DEG`) by hard segment class: which reps each cell goes to.
+    """The LP plan of grid cells (:data:`COARSE_CELL_DEG`, larger past :data:`COARSE_MAX_CELLS`) by hard segment
+    class: which reps each cell goes to.
 
     Each cell weighs its units' metrics and costs its hours x the distance of its centre from a home base
     (plus soft segment penalties); metrics balanced across all reps keep their bounds, less what locked units
@@ -785,11 +788,16 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     its cell's reps keeps the problem feasible where nearest reps alone would not. ``None`` when the LP fails.
     """
     free = data.fixed_rep < 0
-    lat = np.nan_to_num(data.latitude, nan=0.0)
-    lon = np.nan_to_num(data.longitude, nan=0.0)
+    lat = np.nan_to_num(data.latitude[free], nan=0.0)
+    lon = np.nan_to_num(data.longitude[free], nan=0.0)
     n_classes = max(len(data.class_allowed), 1)
-    key = (np.floor(lat / COARSE_CELL_DEG) * 1e5 + np.floor(lon / COARSE_CELL_DEG)) * n_classes + data.unit_class
-    cells, cell_of_free = np.unique(key[free], return_inverse=True)
+    side = COARSE_CELL_DEG
+    while True:  # a wide region gets larger cells: the LP stays small
+        key = (np.floor(lat / side) * 1e5 + np.floor(lon / side)) * n_classes + data.unit_class[free]
+        cells, cell_of_free = np.unique(key, return_inverse=True)
+        if len(cells) <= COARSE_MAX_CELLS or side >= 16:
+            break
+        side *= 2
     unit_cell = np.full(len(free), -1, dtype=np.int64)
     unit_cell[free] = cell_of_free
     n_cells, n_reps = len(cells), len(data.rep_latitude)
@@ -797,8 +805,8 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     count = np.bincount(cell_of_free, minlength=n_cells)
     mass = np.where(hours > 0, hours, count)  # a cell without workload: its units weigh one each
     unit_mass = np.where(hours[cell_of_free] > 0, data.weight[free], 1.0)
-    centre_lat = np.bincount(cell_of_free, weights=unit_mass * lat[free], minlength=n_cells) / mass
-    centre_lon = np.bincount(cell_of_free, weights=unit_mass * lon[free], minlength=n_cells) / mass
+    centre_lat = np.bincount(cell_of_free, weights=unit_mass * lat, minlength=n_cells) / mass
+    centre_lon = np.bincount(cell_of_free, weights=unit_mass * lon, minlength=n_cells) / mass
     distance = np.nan_to_num(distance_matrix_km(centre_lat, centre_lon, data.rep_latitude, data.rep_longitude))
     cost = data.compactness_weight * hours[:, None] * distance
     for unit_hours, misfit, penalty_km in data.soft:
@@ -838,7 +846,12 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     used = np.array([v.solution_value() for v in x]) > 1e-6
     order = np.lexsort((pair_rep[used], pair_cell[used]))
     start = np.concatenate([[0], np.cumsum(np.bincount(pair_cell[used], minlength=n_cells))])
-    logger.info("coarse plan: %d grid cells, %d cell-rep pairs offered besides the nearest reps", n_cells, used.sum())
+    logger.info(
+        "coarse plan: %d grid cells of %g degrees, %d cell-rep pairs offered besides the nearest reps",
+        n_cells,
+        side,
+        used.sum(),
+    )
     return _CoarsePlan(unit_cell=unit_cell, start=start, reps=pair_rep[used][order].astype(np.int64))
 
 

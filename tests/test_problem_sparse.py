@@ -9,6 +9,7 @@ allowed pairs, then ``np.nonzero``), kept here as the oracle; every case compare
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -247,18 +248,34 @@ def test_default_candidate_limit_only_above_the_pair_threshold(
     assert candidate_limit(scenario, threshold, k) is None  # no more reps than the limit: all offered
 
 
-def test_default_candidate_limit_prunes_a_built_problem(generated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("max_cells", [None, 4], ids=["half_degree_cells", "cells_grown_to_at_most_4"])
+def test_default_candidate_limit_prunes_a_built_problem(
+    generated: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, max_cells: int | None
+) -> None:
     """With the threshold lowered below the generated instance's size, its build keeps the nearest reps, the
-    current rep and the reps of the coarse plan: every pair of ``candidate_reps: 3`` and a few more."""
+    current rep and the reps of the coarse plan: every pair of ``candidate_reps: 3`` and a few more. Too many
+    grid cells for the coarse LP make the cells larger."""
     dataset = load_dataset(load_scenario(generated))
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1000)
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 3)
-    built = build_problem(dataset)
+    if max_cells is not None:
+        monkeypatch.setattr(problem_module, "COARSE_MAX_CELLS", max_cells)
+    with caplog.at_level(logging.INFO, logger="optimizer.problem"):
+        built = build_problem(dataset)
+    found = re.search(r"coarse plan: (\d+) grid cells of ([\d.]+) degrees", caplog.text)
+    assert found is not None
+    cells, side = int(found.group(1)), float(found.group(2))
+    if max_cells is None:
+        assert side == problem_module.COARSE_CELL_DEG
+    else:
+        assert cells <= max_cells and side > problem_module.COARSE_CELL_DEG
     nearest = dense_reference(replace(dataset, scenario=dataset.scenario.with_solver(candidate_reps=3)))
     keys = built.pair_unit * built.num_reps + built.pair_rep
     assert np.all(np.diff(keys) > 0)  # sorted by unit then rep
     assert np.isin(nearest["pair_unit"] * built.num_reps + nearest["pair_rep"], keys).all()
-    assert len(nearest["pair_unit"]) < len(keys) < 2 * len(nearest["pair_unit"])
+    assert len(nearest["pair_unit"]) < len(keys)
+    if max_cells is None:  # small cells add few reps (a handful of cells across the region add many)
+        assert len(keys) < 2 * len(nearest["pair_unit"])
 
 
 def two_metros(reps_in_a: int = 4, accounts_in_a: int = 60, accounts_in_b: int = 10) -> tuple[list, list]:
