@@ -484,6 +484,7 @@ def build_problem(dataset: Dataset) -> Problem:
                 fixed_rep=fixed_rep,
                 rep_latitude=reps["latitude"].to_numpy(float),
                 rep_longitude=reps["longitude"].to_numpy(float),
+                fte=fte,
                 compactness_weight=scenario.objective.compactness,
                 preference_weight=scenario.objective.preference,
             )
@@ -757,6 +758,7 @@ class _CoarseInput:
     fixed_rep: np.ndarray
     rep_latitude: np.ndarray
     rep_longitude: np.ndarray
+    fte: np.ndarray
     compactness_weight: float
     preference_weight: float
 
@@ -783,9 +785,9 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     class: which reps each cell goes to.
 
     Each cell weighs its units' metrics and costs its hours x the distance of its centre from a home base
-    (plus soft segment penalties); metrics balanced across all reps keep their bounds, less what locked units
-    bring. Spread over the cell's units, the LP plan is a fractional plan of the units, so offering every unit
-    its cell's reps keeps the problem feasible where nearest reps alone would not. ``None`` when the LP fails.
+    (plus soft segment penalties); every balance rule holds as in the problem, locked units included. Spread
+    over the cell's units, the LP plan is a fractional plan of the units, so offering every unit its cell's reps
+    keeps the LP relaxation feasible where nearest reps alone would not. ``None`` when the LP fails.
     """
     free = data.fixed_rep < 0
     lat = np.nan_to_num(data.latitude[free], nan=0.0)
@@ -823,17 +825,28 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
         one[c].SetCoefficient(x[p], 1.0)
     locked = ~free
     for metric in data.metrics:
-        if metric.lo is None or metric.hi is None:
-            continue  # balanced within groups: left to the full problem
         values = np.bincount(cell_of_free, weights=metric.values[free], minlength=n_cells)
         held = np.bincount(data.fixed_rep[locked], weights=metric.values[locked], minlength=n_reps)
         scale = max(float(values.max(initial=1.0)), 1.0)  # rows of unit magnitude (as optimizer.relaxation)
-        rows = [
-            solver.Constraint(max(float(metric.lo[r] - held[r]), 0.0) / scale, float(metric.hi[r] - held[r]) / scale)
-            for r in range(n_reps)
-        ]
+        # every rep's load (locked units included) is a variable: bounded, or tied to its group's total
+        load = [solver.NumVar(0.0, solver.infinity(), "") for _ in range(n_reps)]
+        rows = [solver.Constraint(float(held[r]) / scale, float(held[r]) / scale) for r in range(n_reps)]
+        for r in range(n_reps):
+            rows[r].SetCoefficient(load[r], 1.0)
+            if metric.lo is not None and metric.hi is not None:
+                load[r].SetBounds(float(metric.lo[r]) / scale, max(float(metric.hi[r]), float(metric.lo[r])) / scale)
         for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
-            rows[r].SetCoefficient(x[p], float(values[c]) / scale)
+            rows[r].SetCoefficient(x[p], -float(values[c]) / scale)
+        if metric.lo is None or metric.hi is None:
+            tolerance = float(metric.tolerance_exact)
+            for group in np.unique(metric.groups):
+                members = np.flatnonzero(metric.groups == group)
+                shares = data.fte[members] / data.fte[members].sum()
+                for r, share in zip(members, shares, strict=True):
+                    for sign, factor in ((1.0, 1.0 + tolerance), (-1.0, 1.0 - tolerance)):
+                        row = solver.Constraint(-solver.infinity(), 0.0)
+                        for q in members:  # sign x (load_r - factor x share x group total) <= 0
+                            row.SetCoefficient(load[q], sign * ((1.0 if q == r else 0.0) - factor * share))
     objective = solver.Objective()
     factor = max(float(cost.max(initial=1.0)), 1.0) / 1000.0
     for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):

@@ -248,7 +248,7 @@ def test_default_candidate_limit_only_above_the_pair_threshold(
     assert candidate_limit(scenario, threshold, k) is None  # no more reps than the limit: all offered
 
 
-@pytest.mark.parametrize("max_cells", [None, 4], ids=["half_degree_cells", "cells_grown_to_at_most_4"])
+@pytest.mark.parametrize("max_cells", [None, 40], ids=["half_degree_cells", "cells_grown_to_at_most_40"])
 def test_default_candidate_limit_prunes_a_built_problem(
     generated: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, max_cells: int | None
 ) -> None:
