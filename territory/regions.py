@@ -5,22 +5,27 @@ the reps table (a region, state or metro label; the column does not have to be m
 ``columns.reps``) and solves in three steps:
 
 1. **Coarse solve** (here): the same scenario with every region's reps of one segment preference merged into
-   one "team" (FTE summed, home base at the FTE-weighted centre). It decides which region serves each account
-   family, within half of each tolerance (``a = t / 2``) of the region's fair share; locked accounts go to
-   their rep's region.
-2. **Regions in parallel** (Dask tasks): each region's reps share the accounts its teams got, within the
-   remaining tolerance ``b`` with ``(1 + a)(1 + b) <= 1 + t`` and ``(1 - a)(1 - b) >= 1 - t``; so every rep
-   of the merged plan is within the scenario's own tolerance of its national target, and the merged plan
-   keeps every hard rule of the whole problem.
-3. **Reconcile** (here): if rounding left a rep of the merged plan outside a tolerance, single-unit moves
-   restore it (:func:`optimizer.repair.repair`); then large-neighbourhood search over the whole problem
-   (:func:`optimizer.lns.improve`): accounts near a border can move to a neighbouring region's rep when that
-   shortens travel, every step keeping every rule.
+   one "team" (FTE summed, home base at the FTE-weighted centre), each tolerance cut to
+   :data:`COARSE_TOLERANCE` of itself. It decides which region serves each account family; locked accounts
+   go to their rep's region.
+2. **Regions in parallel** (Dask tasks): each region is a sub-problem cut out of the national
+   :class:`~optimizer.problem.Problem` (:func:`subproblem`): its units and reps, the national pairs between
+   them, and fixed load bounds for every rep (:func:`region_bounds`): the national bounds for metrics balanced
+   across all reps, and for metrics balanced within segments the rep's FTE share of its national group's total
+   in the coarse plan, within :data:`REGION_MARGIN` of the tolerance. So every rep of the merged plan is
+   within the national rules, save the small drift of the group totals when a region moves accounts between
+   its reps of different segments. A region without a plan in its time gives each of its accounts its
+   cheapest rep in the region, and the reconciliation restores the balance.
+3. **Reconcile** (here): if a rep of the merged plan broke a tolerance, single-unit moves restore it
+   (:func:`optimizer.repair.repair`); single-move descent (:func:`optimizer.repair.descend`) and
+   large-neighbourhood search over the whole problem (:func:`optimizer.lns.improve`, among competing reps on
+   large problems) then let accounts near a border move to a neighbouring region's rep when that shortens
+   travel, every step keeping every rule.
 
-Time: with a time limit ``L``, the coarse solve gets ``0.5 L`` (each family offered its 6 nearest teams), the
-regions ``0.3 L`` together (in waves of one region per worker) and the reconciliation the rest; without one,
-each step stops on deterministic work limits.
-The plan carries no proven bound (the whole problem's LP relaxation is what the split avoids), so
+Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L``, the regions ``REGION_SHARE * L``
+together (in waves of one region per worker, never less than :data:`MIN_REGION_SECONDS` each) and the
+reconciliation what is left of ``L``; without one, each step stops on deterministic work limits.
+The plan carries no proven bound (the whole problem's relaxation is what the split avoids), so
 ``summary.json`` gives no gap; the quality lost against a single solve of the whole problem is measured in
 ``benchmarks/bench_sweep.py``.
 Not supported with the split: hard move budgets (``continuity.max_moved_*``: a region cannot know the
@@ -32,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,18 +50,26 @@ from models.errors import InputError
 from models.plan import Plan
 from models.tables import read_table
 from optimizer import SolveSettings, build_problem, solve
+from optimizer.aggregate import cheapest_rep
+from optimizer.problem import Problem
 from optimizer.result import Result, Status
 
 logger = logging.getLogger(__name__)
 
-#: Share of the time limit for the coarse solve and for each region (the rest reconciles).
+#: Share of the time limit for the coarse solve and for all the regions (the rest reconciles).
 COARSE_SHARE, REGION_SHARE = 0.5, 0.3
 #: A region's time limit is never below this (seconds), however many regions share the workers.
 MIN_REGION_SECONDS = 3.0
 #: The coarse solve offers each account family only its nearest teams (plus its current one).
 COARSE_CANDIDATES = 6
-#: Shrinks the regions' tolerance a hair below the exact split, against rounding.
-MARGIN = 0.999
+#: Each team of the coarse solve stays within this fraction of each tolerance of its target: the rest leaves
+#: its region room to share the team's load between its reps.
+COARSE_TOLERANCE = 0.5
+#: A rep's bounds in its region, for metrics balanced within segments: this fraction of the tolerance around
+#: its share of the national group total, so that the totals' drift after the regions rarely breaks a rule.
+REGION_MARGIN = 0.9
+#: Share of the reconciliation's time left after any balance repair for single-move descent (LNS: the rest).
+DESCENT_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -68,7 +81,8 @@ class RegionalSolve:
     plan
         The reconciled plan of the whole problem.
     regions
-        One row per region: ``region, reps, accounts, status, seconds, objective``.
+        One row per region: ``region, reps, accounts, status, seconds, objective, note`` (``note``: why a
+        region has no plan of its own, its accounts then starting with their cheapest rep in the region).
     coarse_seconds, regions_seconds, reconcile_seconds
         Wall time of each step (``regions_seconds``: all regions, in parallel).
     merged_objective
@@ -81,19 +95,6 @@ class RegionalSolve:
     regions_seconds: float
     reconcile_seconds: float
     merged_objective: float
-
-
-def split_tolerances(tolerance_pct: float) -> tuple[float, float]:
-    """The coarse and the regional tolerance (%) whose composition stays within ``tolerance_pct``.
-
-    Examples
-    --------
-    >>> [round(t, 3) for t in split_tolerances(5.0)]
-    [2.5, 2.437]
-    """
-    t, a = tolerance_pct / 100, tolerance_pct / 200
-    b = min((1 + t) / (1 + a) - 1, 1 - (1 - t) / (1 - a)) if a < 1 else t
-    return 100 * a, 100 * b * MARGIN
 
 
 def rep_regions(prepared: Any, column: str) -> pd.Series:
@@ -137,20 +138,11 @@ def rep_regions(prepared: Any, column: str) -> pd.Series:
     return pd.Series(regions.to_numpy(), index=reps["rep_id"].to_numpy(), name="region")
 
 
-def _with_tolerances(dataset: Dataset, pick: int) -> Any:
-    """The scenario with every tolerance split (``pick`` 0: coarse, 1: regional) and no move budgets."""
-    scenario = dataset.scenario
-    balance = {
-        name: rule.model_copy(update={"tolerance_pct": split_tolerances(rule.tolerance_pct)[pick]})
-        for name, rule in scenario.balance.items()
-    }
-    return scenario.model_copy(update={"balance": balance})
-
-
 def coarse_dataset(dataset: Dataset, regions: pd.Series) -> Dataset:
     """The dataset with each region's reps of one segment preference merged into one team (id ``region|segment``).
 
-    Accounts' current reps become their team, so locked accounts stay in their rep's region.
+    Every tolerance is cut to :data:`COARSE_TOLERANCE` of itself and move budgets are dropped. Accounts' current
+    reps become their team, so locked accounts stay in their rep's region.
     """
     reps = dataset.reps.copy()
     reps["team"] = [f"{regions[r]}|{s}" for r, s in zip(reps["rep_id"], reps["segment"], strict=True)]
@@ -169,47 +161,224 @@ def coarse_dataset(dataset: Dataset, regions: pd.Series) -> Dataset:
     team_of = pd.Series(reps["team"].to_numpy(), index=reps["rep_id"].to_numpy())
     accounts = dataset.accounts.copy()
     accounts["current_rep"] = accounts["current_rep"].map(team_of).astype(accounts["current_rep"].dtype)
-    scenario = _with_tolerances(dataset, 0)
+    scenario = dataset.scenario
+    balance = {
+        name: rule.model_copy(update={"tolerance_pct": rule.tolerance_pct * COARSE_TOLERANCE})
+        for name, rule in scenario.balance.items()
+    }
     candidates = min(scenario.solver.candidate_reps or COARSE_CANDIDATES, COARSE_CANDIDATES)
-    scenario = scenario.with_solver(candidate_reps=candidates)
-    coarse = replace(dataset, accounts=accounts, reps=teams, scenario=scenario, hires=())
-    return coarse
+    scenario = scenario.model_copy(update={"balance": balance}).with_solver(candidate_reps=candidates)
+    return replace(dataset, accounts=accounts, reps=teams, scenario=scenario, hires=())
 
 
-def region_dataset(dataset: Dataset, reps: pd.Series, accounts: np.ndarray) -> Dataset:
-    """The reps of one region (``reps``: a boolean mask) with the accounts (row positions) its teams got."""
-    sub_reps = dataset.reps[reps.to_numpy()].reset_index(drop=True)
-    sub_accounts = dataset.accounts.iloc[accounts].reset_index(drop=True)
-    inside = sub_accounts["current_rep"].isin(set(sub_reps["rep_id"]))
-    sub_accounts["current_rep"] = sub_accounts["current_rep"].where(inside)
+def group_totals(problem: Problem, unit_rep: np.ndarray) -> list[np.ndarray]:
+    """Integer total of every balance group of every metric in a plan (one entry per metric).
+
+    Parameters
+    ----------
+    problem
+        The national problem.
+    unit_rep
+        A rep row for every unit: any rep of the balance groups the unit counts in (for the coarse plan, a
+        member of the unit's team).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        For each metric, the total of each group (index: group number; one group for metrics balanced across
+        all reps).
+    """
+    unit_rep = np.asarray(unit_rep, dtype=np.int64)
+    return [
+        np.bincount(m.groups[unit_rep], weights=m.values, minlength=int(m.groups.max()) + 1) for m in problem.metrics
+    ]
+
+
+def region_bounds(
+    problem: Problem, reps: np.ndarray, totals: Sequence[np.ndarray], margin: float = REGION_MARGIN
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Fixed integer load bounds of some reps for every metric, from the national problem.
+
+    A metric balanced across all reps keeps the reps' national bounds ``lo, hi``. A metric balanced within
+    segment groups has no fixed bounds nationally (a rep's target is its FTE share of what its group holds);
+    here the group's total is taken from ``totals`` and the rep may hold its target within ``margin`` of the
+    tolerance: ``target_r = fte_r / fte(group of r) * total(group of r)``, bounds
+    ``ceil(target_r * (1 - margin * t))`` and ``floor(target_r * (1 + margin * t))``.
+
+    Parameters
+    ----------
+    problem
+        The national problem.
+    reps
+        Rep rows.
+    totals
+        Integer total of each balance group of each metric (:func:`group_totals`).
+    margin
+        Fraction of each tolerance the bounds of grouped metrics allow.
+
+    Returns
+    -------
+    list of tuple
+        ``(lo, hi)`` per metric, each an integer array over ``reps``.
+
+    Examples
+    --------
+    Two reps of one group (FTE 1 and 0.5) that hold 300 accounts, balanced within 10 %:
+
+    >>> from types import SimpleNamespace
+    >>> metric = SimpleNamespace(lo=None, hi=None, groups=np.array([0, 0]), tolerance=0.1)
+    >>> toy = SimpleNamespace(metrics=(metric,), fte=np.array([1.0, 0.5]))
+    >>> [b.tolist() for b in region_bounds(toy, np.array([0, 1]), [np.array([300])], margin=1.0)[0]]
+    [[180, 90], [220, 110]]
+    """
+    reps = np.asarray(reps, dtype=np.int64)
+    out = []
+    for metric, total in zip(problem.metrics, totals, strict=True):
+        if metric.lo is not None and metric.hi is not None:
+            out.append((metric.lo[reps].copy(), metric.hi[reps].copy()))
+            continue
+        group_fte = np.bincount(metric.groups, weights=problem.fte)
+        target = problem.fte[reps] / group_fte[metric.groups[reps]] * np.asarray(total, float)[metric.groups[reps]]
+        slack = margin * metric.tolerance
+        # a load exactly at the bound is allowed (float error aside); the margin keeps it inside the tolerance
+        lo = np.ceil(target * (1 - slack) - 1e-9).astype(np.int64)
+        hi = np.floor(target * (1 + slack) + 1e-9).astype(np.int64)
+        out.append((lo, hi))
+    return out
+
+
+def subproblem(
+    problem: Problem, units: np.ndarray, reps: np.ndarray, bounds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> Problem:
+    """The part of a problem made of some units and reps, re-indexed, every rep's loads within fixed bounds.
+
+    Pairs are the problem's pairs between the units and the reps, with the same costs (``pair_cost``,
+    ``cost_scale``, compactness, penalty and continuity cut alike), so the sub-problem's objective of a plan is
+    its share of the whole problem's objective. Every metric gets the given fixed bounds (and one balance
+    group): the sub-problem's plans then keep whatever rule the bounds were derived from, whatever the other
+    parts hold. Unit-level arrays (locks, current reps, hard classes, points, adjacency) are cut to the units,
+    rep-level ones to the reps.
+
+    Note that :func:`optimizer.score.score` measures a sub-plan's balance against the sub-problem's own mean;
+    its bounds are what the solver keeps (:func:`optimizer.repair.violation` measures against them).
+
+    Parameters
+    ----------
+    problem
+        The whole problem (without move budgets: a budget spans every part).
+    units, reps
+        Unit and rep rows of the part, in increasing order.
+    bounds
+        ``(lo, hi)`` integer arrays over ``reps`` for every metric of the problem (:func:`region_bounds`).
+
+    Returns
+    -------
+    Problem
+        Unit ``i`` of the part is ``units[i]`` of the problem; rep ``j`` is ``reps[j]``.
+
+    Raises
+    ------
+    ValueError
+        Rows not increasing, bounds of the wrong shape, move budgets, a unit with no pair to any of the reps,
+        or a unit locked to a rep outside the part.
+    """
+    units = np.asarray(units, dtype=np.int64)
+    reps = np.asarray(reps, dtype=np.int64)
+    if (np.diff(units) <= 0).any() or (np.diff(reps) <= 0).any():
+        raise ValueError("a sub-problem's unit and rep rows must be increasing")
+    if len(bounds) != len(problem.metrics) or any(len(lo) != len(reps) or len(hi) != len(reps) for lo, hi in bounds):
+        raise ValueError("a sub-problem needs (lo, hi) over its reps for every metric")
+    if problem.budgets:
+        raise ValueError("a move budget spans the whole problem: it cannot be cut into parts")
+    unit_pos = np.full(problem.num_units, -1, dtype=np.int64)
+    unit_pos[units] = np.arange(len(units))
+    rep_pos = np.full(problem.num_reps, -1, dtype=np.int64)
+    rep_pos[reps] = np.arange(len(reps))
+    part = problem.restrict_pairs((unit_pos[problem.pair_unit] >= 0) & (rep_pos[problem.pair_rep] >= 0))
+    orphans = units[np.bincount(unit_pos[part.pair_unit], minlength=len(units)) == 0]
+    if len(orphans):
+        shown = ", ".join(f"'{u}'" for u in problem.unit_ids[orphans[:5]])
+        raise ValueError(
+            f"{len(orphans)} account famil{'y has' if len(orphans) == 1 else 'ies have'} no allowed rep among the "
+            f"part's {len(reps)} reps ({shown}{' ...' if len(orphans) > 5 else ''})"
+        )
+    fixed = problem.fixed_rep[units]
+    outside = units[(fixed >= 0) & (rep_pos[np.maximum(fixed, 0)] < 0)]
+    if len(outside):
+        raise ValueError(f"account family '{problem.unit_ids[outside[0]]}' is locked to a rep outside the part")
+
+    def rows_of(rep_rows: np.ndarray) -> np.ndarray:
+        """Rep rows of the part (-1 where the problem's row is -1 or outside the part)."""
+        return np.where(rep_rows >= 0, rep_pos[np.maximum(rep_rows, 0)], -1)
+
+    metrics = tuple(
+        replace(
+            m,
+            values=m.values[units],
+            real=m.real[units],
+            groups=np.zeros(len(reps), dtype=np.int64),
+            lo=np.asarray(lo, dtype=np.int64),
+            hi=np.asarray(hi, dtype=np.int64),
+        )
+        for m, (lo, hi) in zip(problem.metrics, bounds, strict=True)
+    )
+    in_part = unit_pos[problem.unit_of_account] >= 0
+    edges = problem.unit_edges
+    edges = unit_pos[edges[(unit_pos[edges[:, 0]] >= 0) & (unit_pos[edges[:, 1]] >= 0)]]
+
+    def cut(values: np.ndarray | None) -> np.ndarray | None:
+        return None if values is None else values[units]
+
+    def square(distance: np.ndarray | None) -> np.ndarray | None:
+        return None if distance is None else distance[np.ix_(units, units)]
+
     return replace(
-        dataset,
-        accounts=sub_accounts,
-        reps=sub_reps,
-        scenario=_with_tolerances(dataset, 1),
-        forecast=None,
-        hires=tuple(h for h in dataset.hires if h in set(sub_reps["rep_id"])),
+        part,
+        unit_ids=problem.unit_ids[units],
+        unit_of_account=unit_pos[problem.unit_of_account[in_part]],
+        rep_ids=problem.rep_ids[reps],
+        fte=problem.fte[reps],
+        fte_exact=tuple(problem.fte_exact[r] for r in reps),
+        metrics=metrics,
+        pair_unit=unit_pos[part.pair_unit],
+        pair_rep=rep_pos[part.pair_rep],
+        unit_class=problem.unit_class[units],
+        class_allowed=problem.class_allowed[:, reps],
+        fixed_rep=rows_of(fixed),
+        current_rep=rows_of(problem.current_rep[units]),
+        unit_edges=edges.reshape(-1, 2),
+        unit_key=cut(problem.unit_key),
+        centre_distance=square(problem.centre_distance),
+        unit_weight=cut(problem.unit_weight),
+        unit_latitude=cut(problem.unit_latitude),
+        unit_longitude=cut(problem.unit_longitude),
+        diameter_distance=square(problem.diameter_distance),
     )
 
 
-def solve_region(dataset: Dataset, settings: SolveSettings) -> dict[str, Any]:
-    """Solve one region (the Dask task): the rep id of each of its accounts, or why there is none."""
+def solve_region(problem: Problem, settings: SolveSettings) -> dict[str, Any]:
+    """Solve one region's sub-problem (the Dask task): its plan, or why there is none.
+
+    Returns
+    -------
+    dict
+        ``status``, ``seconds``, ``note`` (empty, or why there is no plan) and, with a plan, ``unit_rep`` (rep
+        row of the sub-problem for each of its units) and ``objective``.
+    """
     clock = time.perf_counter()
     try:
-        problem = build_problem(dataset)
         result = solve(problem, settings)
-    except Exception as exc:  # reported per region; the caller decides
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - clock}
+    except Exception as exc:  # reported per region; the caller falls back to the region's cheapest reps
+        return {"status": "failed", "note": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - clock}
+    seconds = time.perf_counter() - clock
     if result.unit_rep is None:
-        return {"status": result.status.value, "error": "no plan in time", "seconds": time.perf_counter() - clock}
-    rep_ids = dataset.reps["rep_id"].to_numpy()[result.unit_rep[problem.unit_of_account]]
+        return {"status": result.status.value, "note": f"no plan in {seconds:.1f} s", "seconds": seconds}
     return {
         "status": result.status.value,
-        "account_id": dataset.accounts["account_id"].to_numpy(),
-        "rep_id": rep_ids,
+        "unit_rep": result.unit_rep,
         "objective": result.objective,
-        "seconds": time.perf_counter() - clock,
-        "error": "",
+        "seconds": seconds,
+        "note": "",
     }
 
 
@@ -287,21 +456,10 @@ def solve_by_regions(
     optimizer.InfeasibleError
         The coarse solve proves the scenario has no plan.
     """
-    import os
-
-    from optimizer.lns import improve
-    from optimizer.repair import repair
-    from optimizer.score import score
-    from optimizer.solver import AGGREGATE_PAIRS
-    from territory.pipeline import NoPlanError, plan_from_result
-    from territory.sweep import SCHEDULER_ENV, cluster_workers, dask_client
-
-    def step(text: str) -> None:
-        logger.info(text)
-        if on_step is not None:
-            on_step(text)
+    from territory.pipeline import plan_from_result
 
     _check_supported(prepared)
+    begin = time.perf_counter()
     dataset, problem = prepared.dataset, prepared.problem
     config = dataset.scenario.solver
     base = SolveSettings(
@@ -314,118 +472,73 @@ def solve_by_regions(
     regions = rep_regions(prepared, column)
     labels = list(dict.fromkeys(regions))
 
+    def step(text: str) -> None:
+        logger.info(text)
+        if on_step is not None:
+            on_step(text)
+
     step(f"coarse solve: {len(labels)} regions")
     clock = time.perf_counter()
-    coarse = coarse_dataset(dataset, regions)
-    coarse_problem = build_problem(coarse)
-    coarse_result = solve(coarse_problem, _settings(base, COARSE_SHARE, base.workers, COARSE_GAP))
-    if coarse_result.unit_rep is None:
-        raise NoPlanError(
-            "The coarse solve found no split of the accounts between regions in time; try a longer time limit."
-        )
-    team_ids = coarse.reps["rep_id"].to_numpy()
-    account_team = team_ids[coarse_result.unit_rep[coarse_problem.unit_of_account]]
-    team_region = {team: team.rsplit("|", 1)[0] for team in team_ids}
-    account_region = np.array([team_region[t] for t in account_team], dtype=object)
+    unit_region, unit_team_rep = _coarse_split(dataset, problem, regions, labels, base)
     coarse_seconds = time.perf_counter() - clock
 
     step(f"solving {len(labels)} regions in parallel")
     clock = time.perf_counter()
-    address = address or os.environ.get(SCHEDULER_ENV)
-    with dask_client(address, workers) as client:
-        per_task = max((os.cpu_count() or 1) // cluster_workers(client), 1) if not address else 1
-        # the regions run in waves of one per worker: each gets its wave's share of the regional time
-        waves = math.ceil(len(labels) / cluster_workers(client))
-        settings = _settings(base, REGION_SHARE / waves, per_task)
-        if settings.time_limit_s is not None and settings.time_limit_s < MIN_REGION_SECONDS:
-            settings = replace(settings, time_limit_s=MIN_REGION_SECONDS)
-        parts = {
-            label: region_dataset(
-                dataset, regions.eq(label).reset_index(drop=True), np.flatnonzero(account_region == label)
+    totals = group_totals(problem, unit_team_rep)
+    region_of_rep = regions.to_numpy()
+    parts: dict[str, tuple[np.ndarray, np.ndarray, Problem | None]] = {}
+    for i, label in enumerate(labels):
+        units, reps = np.flatnonzero(unit_region == i), np.flatnonzero(region_of_rep == label)
+        try:
+            part = (
+                subproblem(problem, units, reps, region_bounds(problem, reps, totals, REGION_MARGIN))
+                if len(units)
+                else None
             )
-            for label in labels
-        }
-        futures = {
-            label: client.submit(solve_region, part, settings, key=f"region-{label}", pure=False)
-            for label, part in parts.items()
-        }
-        answers = {label: future.result() for label, future in futures.items()}
+        except ValueError as exc:  # the coarse solve only offers teams the whole problem's pairs reach
+            raise RuntimeError(f"region '{label}': {exc}") from exc
+        parts[label] = (units, reps, part)
+    answers = _solve_parts(parts, base, address, workers)
     regions_seconds = time.perf_counter() - clock
-    failed = {label: a["error"] for label, a in answers.items() if "rep_id" not in a}
-    if failed:
-        raise NoPlanError(
-            "Some regions have no plan: "
-            + "; ".join(f"{k}: {v}" for k, v in failed.items())
-            + ". Try a longer time limit, or solve without --split-by."
-        )
 
     step("reconciling the borders")
     clock = time.perf_counter()
-    rep_row = {rep: i for i, rep in enumerate(dataset.reps["rep_id"])}
-    merged = pd.Series(
-        np.concatenate([a["rep_id"] for a in answers.values()]),
-        index=np.concatenate([a["account_id"] for a in answers.values()]),
-    )
-    rep_index = dataset.accounts["account_id"].map(merged).map(rep_row).to_numpy(dtype=np.int64)
     unit_rep = np.full(problem.num_units, -1, dtype=np.int64)
-    unit_rep[problem.unit_of_account] = rep_index
-    merged_objective = problem.objective_of(unit_rep)
-    remaining = None if base.time_limit_s is None else max(base.time_limit_s * (1 - COARSE_SHARE - REGION_SHARE), 1)
-    repaired = False
-    if not score(problem, unit_rep).feasible and not problem.budgets:
-        # rounding let a rep slip out of tolerance at a region's edge: a few single-unit moves restore it
-        fixed = repair(problem, unit_rep, deadline=None if remaining is None else time.perf_counter() + remaining / 2)
-        if fixed is not None:
-            unit_rep, repaired = fixed, True
-    if score(problem, unit_rep).feasible:
-        plan_units, _, log = improve(
-            problem,
-            unit_rep,
-            deadline=None if remaining is None else time.perf_counter() + remaining,
-            bound=0.0,
-            relative_gap=0.0,
-            seed=base.seed,
-            workers=base.num_workers,
-            work_limit=(1 - COARSE_SHARE - REGION_SHARE) * base.work_limit,
-            among_reps=len(problem.pair_unit) > AGGREGATE_PAIRS,
-        )
-        objective = problem.objective_of(plan_units)
-        result = Result(
-            status=Status.FEASIBLE,
-            unit_rep=plan_units,
-            objective=objective,
-            bound=math.nan,
-            gap=math.nan,
-            wall_seconds=0.0,
-            statistics={"lns_steps": log.steps, "lns_improvements": log.improvements, "merged_plan_repaired": repaired},
-        )
-    else:  # rounding let a rep slip out of tolerance: one solve of the whole problem from the merged plan
-        logger.warning("the merged regional plan breaks a rule; solving the whole problem from it")
-        result = solve(problem, _settings(base, 1 - COARSE_SHARE - REGION_SHARE, base.workers), hint=unit_rep)
-        if result.unit_rep is None:
-            raise NoPlanError("No plan after reconciling the regions; try a longer time limit.")
+    for label, (units, reps, part) in parts.items():
+        local = answers[label].get("unit_rep")
+        if local is None and part is not None:
+            logger.warning("region %s: %s; its accounts start with their cheapest rep", label, answers[label]["note"])
+            local = cheapest_rep(part)
+        if part is not None:
+            unit_rep[units] = reps[np.asarray(local, dtype=np.int64)]
+    deadline = None if base.time_limit_s is None else begin + base.time_limit_s
+    result = _reconcile(problem, unit_rep, base, deadline)
     reconcile_seconds = time.perf_counter() - clock
+
+    accounts_per_unit = np.bincount(problem.unit_of_account, minlength=problem.num_units)
     table = pd.DataFrame(
         [
             {
                 "region": label,
-                "reps": int(regions.eq(label).sum()),
-                "accounts": len(answers[label]["account_id"]),
+                "reps": len(reps),
+                "accounts": int(accounts_per_unit[units].sum()),
                 "status": answers[label]["status"],
                 "seconds": round(answers[label]["seconds"], 3),
-                "objective": answers[label]["objective"],
+                "objective": answers[label].get("objective", math.nan),
+                "note": answers[label]["note"],
             }
-            for label in labels
+            for label, (units, reps, _) in parts.items()
         ]
     )
     statistics = {
         **result.statistics,
         "method": f"regional split by '{column}': coarse solve, {len(labels)} regions on Dask, border LNS",
         "regions": len(labels),
+        "regions_without_plan": int((table["note"] != "").sum()),
         "coarse_seconds": round(coarse_seconds, 3),
         "regions_seconds": round(regions_seconds, 3),
         "reconcile_seconds": round(reconcile_seconds, 3),
-        "merged_objective": merged_objective,
+        "merged_objective": problem.objective_of(unit_rep),
     }
     wall = coarse_seconds + regions_seconds + reconcile_seconds
     result = replace(result, wall_seconds=wall, statistics=statistics)
@@ -435,7 +548,132 @@ def solve_by_regions(
         coarse_seconds=coarse_seconds,
         regions_seconds=regions_seconds,
         reconcile_seconds=reconcile_seconds,
-        merged_objective=merged_objective,
+        merged_objective=statistics["merged_objective"],
+    )
+
+
+def _coarse_split(
+    dataset: Dataset, problem: Problem, regions: pd.Series, labels: list[str], base: SolveSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """The coarse solve: the region (index into ``labels``) of every unit, and a rep of the unit's team.
+
+    The teams a unit may join are cut to those holding a rep the whole problem pairs it with, so every unit has
+    a pair in its region.
+    """
+    from territory.pipeline import NoPlanError
+
+    coarse = coarse_dataset(dataset, regions)
+    coarse_problem = build_problem(coarse)
+    if not np.array_equal(coarse_problem.unit_ids, problem.unit_ids):
+        raise RuntimeError("the coarse problem's account families differ from the whole problem's")
+    team_ids = coarse.reps["rep_id"].to_numpy()
+    team_row = {team: i for i, team in enumerate(team_ids)}
+    rep_team = np.array(
+        [team_row[f"{regions[r]}|{s}"] for r, s in zip(dataset.reps["rep_id"], dataset.reps["segment"], strict=True)]
+    )
+    n_teams = len(team_ids)
+    reached = np.unique(problem.pair_unit * n_teams + rep_team[problem.pair_rep])
+    coarse_problem = coarse_problem.restrict_pairs(
+        np.isin(coarse_problem.pair_unit * n_teams + coarse_problem.pair_rep, reached)
+    )
+    result = solve(coarse_problem, _settings(base, COARSE_SHARE, base.workers, COARSE_GAP))
+    if result.unit_rep is None:
+        raise NoPlanError(
+            "The coarse solve found no split of the accounts between regions in time; try a longer time limit."
+        )
+    label_row = {label: i for i, label in enumerate(labels)}
+    team_region = np.array([label_row[team.rsplit("|", 1)[0]] for team in team_ids])
+    team_rep = np.zeros(n_teams, dtype=np.int64)
+    team_rep[rep_team[::-1]] = np.arange(len(rep_team))[::-1]  # the first rep of every team
+    return team_region[result.unit_rep], team_rep[result.unit_rep]
+
+
+def _solve_parts(
+    parts: dict[str, tuple[np.ndarray, np.ndarray, Problem | None]],
+    base: SolveSettings,
+    address: str | None,
+    workers: int | None,
+) -> dict[str, dict[str, Any]]:
+    """Solve the regions' sub-problems as Dask tasks: one answer (:func:`solve_region`) per region."""
+    import os
+
+    from territory.sweep import SCHEDULER_ENV, cluster_workers, dask_client
+
+    answers = {
+        label: {"status": "empty", "seconds": 0.0, "note": "no accounts"}
+        for label, (_, _, part) in parts.items()
+        if part is None
+    }
+    address = address or os.environ.get(SCHEDULER_ENV)
+    with dask_client(address, workers) as client:
+        per_task = max((os.cpu_count() or 1) // cluster_workers(client), 1) if not address else 1
+        # the regions run in waves of one per worker: each gets its wave's share of the regional time
+        waves = math.ceil(len(parts) / cluster_workers(client))
+        settings = _settings(base, REGION_SHARE / waves, per_task)
+        if settings.time_limit_s is not None and settings.time_limit_s < MIN_REGION_SECONDS:
+            settings = replace(settings, time_limit_s=MIN_REGION_SECONDS)
+        futures = {
+            label: client.submit(solve_region, part, settings, key=f"region-{label}", pure=False)
+            for label, (_, _, part) in parts.items()
+            if part is not None
+        }
+        answers.update({label: future.result() for label, future in futures.items()})
+    return answers
+
+
+def _reconcile(problem: Problem, unit_rep: np.ndarray, base: SolveSettings, deadline: float | None) -> Result:
+    """The merged plan within every rule (repaired if need be), improved across borders until ``deadline``."""
+    from optimizer.lns import improve
+    from optimizer.repair import descend, repair
+    from optimizer.score import score
+    from optimizer.solver import AGGREGATE_PAIRS
+    from territory.pipeline import NoPlanError
+
+    def until(share: float) -> float | None:
+        """``share`` of the time left (at least a second)."""
+        return None if deadline is None else time.perf_counter() + share * max(deadline - time.perf_counter(), 1.0)
+
+    share = 1 - COARSE_SHARE - REGION_SHARE
+    within = score(problem, unit_rep).feasible
+    repaired = False
+    if not within:
+        # a group total drifted, or a region fell back to its cheapest reps: single-unit moves restore the balance
+        fixed = repair(problem, unit_rep, deadline=until(1.0))
+        if fixed is not None:
+            unit_rep, repaired = fixed, True
+    if not within and not repaired:
+        logger.warning("the merged regional plan breaks a rule and the repair failed; solving the whole problem")
+        remaining = None if deadline is None else max(deadline - time.perf_counter(), 1.0)
+        settings = replace(_settings(base, share, base.workers), time_limit_s=remaining)
+        result = solve(problem, settings, hint=unit_rep)
+        if result.unit_rep is None:
+            raise NoPlanError("No plan after reconciling the regions; try a longer time limit.")
+        return replace(result, statistics={**result.statistics, "merged_within_tolerance": False})
+    unit_rep = descend(problem, unit_rep, deadline=until(DESCENT_SHARE))
+    plan, _, log = improve(
+        problem,
+        unit_rep,
+        deadline=until(1.0),
+        bound=0.0,
+        relative_gap=0.0,
+        seed=base.seed,
+        workers=base.num_workers,
+        work_limit=share * base.work_limit,
+        among_reps=len(problem.pair_unit) > AGGREGATE_PAIRS,
+    )
+    return Result(
+        status=Status.FEASIBLE,
+        unit_rep=plan,
+        objective=problem.objective_of(plan),
+        bound=math.nan,
+        gap=math.nan,
+        wall_seconds=0.0,
+        statistics={
+            "lns_steps": log.steps,
+            "lns_improvements": log.improvements,
+            "merged_within_tolerance": within,
+            "merged_plan_repaired": repaired,
+        },
     )
 
 
