@@ -37,6 +37,8 @@ from optimizer.problem import Problem
 
 logger = logging.getLogger(__name__)
 
+#: Above this many pairs the price search looks at each unit's :data:`SEARCH_PAIRS` cheapest pairs only.
+SEARCH_FROM, SEARCH_PAIRS = 1_000_000, 12
 #: Relative safety margin taken off the bound for floating-point error.
 _MARGIN = 1e-9
 
@@ -124,27 +126,14 @@ def lagrangian_bound(
     loads_side = _LoadSide(problem)
     # measure each metric in mean loads per rep: prices of accounts and of revenue then move alike
     scale = np.array([max(t / problem.num_reps, 1.0) for t in loads_side.totals])
-    # every pair's metric values, gathered once (the gather cost 6x the rest of an evaluation at 9 M pairs)
-    pair_values = np.stack([m.values.astype(np.float64)[problem.pair_unit] for m in problem.metrics])
-    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
-    cost = problem.pair_cost.astype(np.float64)
-
-    def evaluate(mu: np.ndarray) -> tuple[float, np.ndarray]:
-        priced = cost.copy()
-        for m in range(n_metrics):
-            priced += mu[m][problem.pair_rep] * pair_values[m]
-        cheapest = np.minimum.reduceat(priced, starts)
-        hits = np.flatnonzero(priced <= cheapest[problem.pair_unit])
-        _, first = np.unique(problem.pair_unit[hits], return_index=True)
-        chosen = hits[first]
-        held = np.stack(
-            [
-                np.bincount(problem.pair_rep[chosen], weights=pair_values[m][chosen], minlength=problem.num_reps)
-                for m in range(n_metrics)
-            ]
-        )
-        side, loads = loads_side.solve(mu)
-        return float(cheapest.sum()) + side, held - loads
+    every = _Evaluator(problem, loads_side, None)
+    # the search prices each unit's few cheapest pairs only (9x faster at 100,000 units); the bound returned
+    # is the exact value, over every pair, at the best prices found
+    evaluate = (
+        _Evaluator(problem, loads_side, SEARCH_PAIRS).evaluate
+        if len(problem.pair_unit) > SEARCH_FROM
+        else every.evaluate
+    )
 
     shape = (n_metrics, problem.num_reps)
     candidates = [np.zeros(shape)] if start is None else [np.zeros(shape), start, -start]
@@ -173,9 +162,45 @@ def lagrangian_bound(
             master.recentre(None, grow=False)
         if predicted - best <= 1e-7 * abs(best):
             break  # the model cannot promise more: the bound is (nearly) the LP's
+    if evaluate != every.evaluate:
+        best = max(every.evaluate(master.centre.reshape(shape) / scale[:, None])[0], every.evaluate(np.zeros(shape))[0])
     bound = best - _MARGIN * abs(best)
     logger.info("Lagrangian bound %.6g after %d steps (%.1f s)", bound, steps, time.perf_counter() - clock)
     return bound
+
+
+class _Evaluator:
+    """The Lagrangian at given prices, over every pair or over each unit's cheapest few."""
+
+    def __init__(self, problem: Problem, loads_side: _LoadSide, per_unit: int | None) -> None:
+        self.problem = problem
+        self.loads_side = loads_side
+        pairs = np.arange(len(problem.pair_unit))
+        if per_unit is not None:
+            order = np.lexsort((problem.pair_cost, problem.pair_unit))
+            first = np.searchsorted(problem.pair_unit[order], problem.pair_unit[order])
+            pairs = np.sort(order[np.arange(len(order)) - first < per_unit])
+        self.unit = problem.pair_unit[pairs]
+        self.rep = problem.pair_rep[pairs]
+        self.cost = problem.pair_cost[pairs].astype(np.float64)
+        # every pair's metric values, gathered once (the gather cost 6x the rest of an evaluation)
+        self.values = np.stack([m.values.astype(np.float64)[self.unit] for m in problem.metrics])
+        self.starts = np.searchsorted(self.unit, np.arange(problem.num_units))
+
+    def evaluate(self, mu: np.ndarray) -> tuple[float, np.ndarray]:
+        """The Lagrangian's value at prices ``mu`` and a supergradient (held loads less the load side's)."""
+        priced = self.cost.copy()
+        for m in range(len(self.values)):
+            priced += mu[m][self.rep] * self.values[m]
+        cheapest = np.minimum.reduceat(priced, self.starts)
+        hits = np.flatnonzero(priced <= cheapest[self.unit])
+        _, first = np.unique(self.unit[hits], return_index=True)
+        chosen = hits[first]
+        held = np.stack(
+            [np.bincount(self.rep[chosen], weights=v[chosen], minlength=self.problem.num_reps) for v in self.values]
+        )
+        side, loads = self.loads_side.solve(mu)
+        return float(cheapest.sum()) + side, held - loads
 
 
 def _first_radius(problem: Problem, scale: np.ndarray) -> float:

@@ -182,7 +182,7 @@ FULL_MODEL_PAIRS = 5_000
 AGGREGATE_PAIRS = 400_000
 #: Shares of the time left after the first plan that large problems spend on single-move descent, then
 #: (of what is left after it) on the Lagrangian bound; the LNS gets the rest.
-DESCENT_SHARE, BOUND_SHARE = 0.4, 0.3
+DESCENT_SHARE, BOUND_SHARE = 0.4, 0.7
 
 
 def solve(
