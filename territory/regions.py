@@ -14,15 +14,19 @@ the reps table (a region, state or metro label; the column does not have to be m
    across all reps, and for metrics balanced within segments the rep's FTE share of its national group's total
    in the coarse plan, within :data:`REGION_MARGIN` of the tolerance. So every rep of the merged plan is
    within the national rules, save the small drift of the group totals when a region moves accounts between
-   its reps of different segments. A region without a plan in its time gives each of its accounts its
-   cheapest rep in the region, and the reconciliation restores the balance.
+   its reps of different segments. Regions of many reps offer each family only its cheapest reps
+   (:func:`thin_pairs`); a region whose LP is large (:data:`LARGE_REGION_LP`), or that :func:`optimizer.solve`
+   finds no plan for, takes its rounded LP repaired by single moves (:func:`rounded_lp_plan`); a region still
+   without a plan gives each of its accounts its cheapest rep in the region, and the reconciliation restores
+   the balance.
 3. **Reconcile** (here): if a rep of the merged plan broke a tolerance, single-unit moves restore it
    (:func:`optimizer.repair.repair`); single-move descent (:func:`optimizer.repair.descend`) and
    large-neighbourhood search over the whole problem (:func:`optimizer.lns.improve`, among competing reps on
    large problems) then let accounts near a border move to a neighbouring region's rep when that shortens
    travel, every step keeping every rule.
 
-Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L``; the regions are solved on
+Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L`` (if it finds no plan in that time, it
+runs again on work limits); the regions are solved on
 deterministic work limits (their share ``REGION_SHARE`` of the scenario's ``work_limit``, by the size of their LP,
 never less than :data:`MIN_REGION_WORK`), stopping once within the scenario's gap of their LP bound, so their
 plans do not depend on the machine's load; the reconciliation gets what is left of ``L``, and at least
@@ -60,7 +64,7 @@ from optimizer.result import Result, Status
 logger = logging.getLogger(__name__)
 
 #: Share of the time limit for the coarse solve and for all the regions (the rest reconciles).
-COARSE_SHARE, REGION_SHARE = 0.3, 0.4
+COARSE_SHARE, REGION_SHARE = 0.5, 0.3
 #: A region's deterministic work limit (CP-SAT deterministic seconds of its search) is never below this.
 MIN_REGION_WORK = 2.0
 #: With a time limit, the reconciliation gets at least this share of it, even past the limit.
@@ -673,7 +677,12 @@ def _coarse_split(
     coarse_problem = coarse_problem.restrict_pairs(
         np.isin(coarse_problem.pair_unit * n_teams + coarse_problem.pair_rep, reached)
     )
-    result = solve(coarse_problem, _settings(base, COARSE_SHARE, base.workers, COARSE_GAP))
+    settings = _settings(base, COARSE_SHARE, base.workers, COARSE_GAP)
+    result = solve(coarse_problem, settings)
+    if result.unit_rep is None and settings.time_limit_s is not None:
+        # the clustered start's repair ran out of time (the machine was loaded): once more on deterministic work
+        logger.warning("the coarse solve found no plan in %.0f s; solving it on work limits", settings.time_limit_s)
+        result = solve(coarse_problem, replace(settings, time_limit_s=None, work_limit=MIN_REGION_WORK))
     if result.unit_rep is None:
         raise NoPlanError(
             "The coarse solve found no split of the accounts between regions in time; try a longer time limit."
