@@ -25,8 +25,8 @@ the reps table (a region, state or metro label; the column does not have to be m
    large problems) then let accounts near a border move to a neighbouring region's rep when that shortens
    travel, every step keeping every rule.
 
-Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L`` (if it finds no plan in that time, it
-runs again on work limits); the regions are solved on
+Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L`` (if it finds no plan in that time, a
+large one is solved again on work limits, a smaller one rounded from its LP and repaired); the regions are solved on
 deterministic work limits (their share ``REGION_SHARE`` of the scenario's ``work_limit``, by the size of their LP,
 never less than :data:`MIN_REGION_WORK`), stopping once within the scenario's gap of their LP bound, so their
 plans do not depend on the machine's load; the reconciliation gets what is left of ``L``, and at least
@@ -60,6 +60,7 @@ from optimizer import SolveSettings, build_problem, solve
 from optimizer.aggregate import cheapest_rep
 from optimizer.problem import Problem
 from optimizer.result import Result, Status
+from optimizer.solver import AGGREGATE_PAIRS
 
 logger = logging.getLogger(__name__)
 
@@ -658,6 +659,9 @@ def _coarse_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The coarse solve: the region (index into ``labels``) of every unit, and a rep of the unit's team.
 
+    When :func:`optimizer.solve` finds no plan in its time, a large coarse problem is solved again on work limits,
+    a smaller one is rounded from its LP and repaired (:func:`rounded_lp_plan`).
+
     The teams a unit may join are cut to those holding a rep the whole problem pairs it with, so every unit has
     a pair in its region.
     """
@@ -679,11 +683,19 @@ def _coarse_split(
     )
     settings = _settings(base, COARSE_SHARE, base.workers, COARSE_GAP)
     result = solve(coarse_problem, settings)
-    if result.unit_rep is None and settings.time_limit_s is not None:
-        # the clustered start's repair ran out of time (the machine was loaded): once more on deterministic work
-        logger.warning("the coarse solve found no plan in %.0f s; solving it on work limits", settings.time_limit_s)
-        result = solve(coarse_problem, replace(settings, time_limit_s=None, work_limit=MIN_REGION_WORK))
-    if result.unit_rep is None:
+    unit_team = result.unit_rep
+    if unit_team is None and len(coarse_problem.pair_unit) > AGGREGATE_PAIRS:
+        # the clustered start's repair ran out of time on the loaded machine (100k): once more, on work limits
+        logger.warning("the coarse solve found no plan in its time; solving it again on work limits")
+        # one CP-SAT worker: with interleaved workers on work limits, CP-SAT 9.15 aborted ("Check failed:
+        # heuristics.fixed_search != nullptr") on the 10k coarse problem
+        retry = replace(settings, time_limit_s=None, work_limit=MIN_REGION_WORK, workers=1)
+        unit_team = solve(coarse_problem, retry).unit_rep
+    elif unit_team is None:
+        # its LP start found no rounding (10k accounts): the rounded LP, repaired by single moves
+        logger.warning("the coarse solve found no plan in its time; rounding its LP and repairing it")
+        unit_team = rounded_lp_plan(coarse_problem)
+    if unit_team is None:
         raise NoPlanError(
             "The coarse solve found no split of the accounts between regions in time; try a longer time limit."
         )
@@ -691,7 +703,7 @@ def _coarse_split(
     team_region = np.array([label_row[team.rsplit("|", 1)[0]] for team in team_ids])
     team_rep = np.zeros(n_teams, dtype=np.int64)
     team_rep[rep_team[::-1]] = np.arange(len(rep_team))[::-1]  # the first rep of every team
-    return team_region[result.unit_rep], team_rep[result.unit_rep]
+    return team_region[unit_team], team_rep[unit_team]
 
 
 def _solve_parts(
@@ -745,7 +757,6 @@ def _reconcile(problem: Problem, unit_rep: np.ndarray, base: SolveSettings, dead
     from optimizer.lns import improve
     from optimizer.repair import descend, repair
     from optimizer.score import score
-    from optimizer.solver import AGGREGATE_PAIRS
     from territory.pipeline import NoPlanError
 
     def until(share: float) -> float | None:
