@@ -170,6 +170,9 @@ def test_split_by_metro_keeps_every_rule_of_the_whole_problem(tmp_path: Path, me
             assert metric["max_deviation_pct"] <= metric["tolerance_pct"] + 1e-6
     statistics = summary["solver"]["statistics"]
     assert statistics["regions"] == 3 and "regional split by 'Metro'" in statistics["method"]
+    # each region kept the national bounds: the merged plan needed no repair, and every region had a plan
+    assert statistics["merged_within_tolerance"] is True and statistics["merged_plan_repaired"] is False
+    assert statistics["regions_without_plan"] == 0
     assert summary["objective"] <= statistics["merged_objective"] + 1e-6  # reconciling only improves
     assignments = pd.read_csv(out / "assignments.csv", dtype={"rep_id": str, "current_rep": str})
     assert len(assignments) == 240 and assignments["rep_id"].notna().all()
