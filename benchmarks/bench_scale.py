@@ -248,7 +248,8 @@ def main() -> None:
         return
     print()
     print(
-        "| instance | time limit (s) | status | first plan (s) | within tolerance | max deviation % | gap | peak (MB) |"
+        "| instance | time limit (s) | status | first plan (s) | within tolerance | max deviation % (per metric) "
+        "| gap | peak (MB) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for scenario in scenarios:
