@@ -11,7 +11,7 @@ Each phase runs in a fresh child process, so its peak resident memory (``ru_maxr
 and validates the scenario's data; ``build`` loads and then builds the problem (its peak covers both); ``solve``
 (with ``--solve``) loads, builds and solves, and reports the time to the first plan and whether the plan is within
 tolerance (:func:`optimizer.score`). It prints Markdown tables with the machine beside them. ``--candidates``
-measures instead what the candidate rule costs the workload LP on a sample of the last instance's accounts.
+measures instead what the candidate rule costs the LP relaxation on a sample of the last instance's accounts.
 """
 
 from __future__ import annotations
@@ -21,6 +21,12 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from scipy.optimize import OptimizeResult
+
+    from optimizer.problem import Problem
 
 REPO = Path(__file__).resolve().parents[1]
 INSTANCES = REPO / "benchmarks" / "instances"
@@ -80,19 +86,75 @@ def run(scenario: Path, phase: str, time_limit: float) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def candidate_lp(scenario: Path, sample: int, ks: list[int], seed: int = 1) -> None:
-    """Print the workload LP against the candidate rule, on a sample of the instance's accounts with all its reps.
+def balance_lp(problem: Problem) -> OptimizeResult:
+    """The LP relaxation of a problem (HiGHS): units split over their pairs, every balance rule, real costs.
 
-    The LP (HiGHS through scipy): every unit assigned in fractions to its candidate reps, every rep's workload within
-    its tolerance of the FTE share, cost = compactness + soft segment penalties. Rules compared: all reps, the
+    Variables: one per pair, then one load per metric and rep; a rule within groups ties each rep's load to its
+    group's total (as :mod:`optimizer.relaxation` does), a rule across all reps bounds it.
+    """
+    import numpy as np
+    import scipy.sparse as sparse
+    from scipy.optimize import linprog
+
+    n, n_reps, n_metrics = len(problem.pair_unit), problem.num_reps, len(problem.metrics)
+    columns = np.arange(n)
+    equal = [sparse.csr_matrix((np.ones(n), (problem.pair_unit, columns)), shape=(problem.num_units, n))]
+    equal_rhs = [np.ones(problem.num_units)]
+    below, below_rhs = [], []
+    bounds = [(0.0, 1.0)] * n
+    for m, metric in enumerate(problem.metrics):
+        loads = n + m * n_reps + np.arange(n_reps)
+        width = n + n_metrics * n_reps
+        values = metric.real[problem.pair_unit]
+        rows = np.concatenate([problem.pair_rep, np.arange(n_reps)])
+        cells = np.concatenate([columns, loads])
+        equal.append(sparse.csr_matrix((np.concatenate([values, -np.ones(n_reps)]), (rows, cells)), (n_reps, width)))
+        equal_rhs.append(np.zeros(n_reps))
+        if not metric.grouped:
+            share = metric.real.sum() * problem.fte / problem.fte.sum()
+            bounds += list(zip(share * (1 - metric.tolerance), share * (1 + metric.tolerance), strict=True))
+            continue
+        bounds += [(0.0, None)] * n_reps
+        for group in np.unique(metric.groups):
+            members = np.flatnonzero(metric.groups == group)
+            shares = problem.fte[members] / problem.fte[members].sum()
+            for sign, factor in ((1.0, 1.0 + metric.tolerance), (-1.0, 1.0 - metric.tolerance)):
+                # sign x (load_r - factor x share_r x group total) <= 0 for every member r
+                block = sign * (np.eye(len(members)) - factor * shares[:, None])
+                row = np.repeat(np.arange(len(members)), len(members))
+                below.append(
+                    sparse.csr_matrix(
+                        (block.ravel(), (row, np.tile(loads[members], len(members)))), (len(members), width)
+                    )
+                )
+                below_rhs.append(np.zeros(len(members)))
+    width = n + n_metrics * n_reps
+    equal = [
+        sparse.hstack([a, sparse.csr_matrix((a.shape[0], width - a.shape[1]))]) if a.shape[1] < width else a
+        for a in equal
+    ]
+    cost = problem.compactness_weight * problem.pair_compactness + problem.preference_weight * problem.pair_penalty
+    return linprog(
+        np.concatenate([cost, np.zeros(n_metrics * n_reps)]),
+        A_ub=sparse.vstack(below) if below else None,
+        b_ub=np.concatenate(below_rhs) if below else None,
+        A_eq=sparse.vstack(equal),
+        b_eq=np.concatenate(equal_rhs),
+        bounds=bounds,
+    )
+
+
+def candidate_lp(scenario: Path, sample: int, ks: list[int], seed: int = 1) -> None:
+    """Print the LP relaxation against the candidate rule, on a sample of the instance's accounts with all its reps.
+
+    The LP (:func:`balance_lp`): every unit assigned in fractions to its candidate reps, every balance rule of the
+    scenario, cost = compactness + soft segment penalties. Rules compared: all reps, the
     ``k`` nearest eligible reps and the current rep (``solver.candidate_reps: k``), and the automatic default with
     ``k`` (those plus the reps of the coarse plan).
     """
     import dataclasses
 
     import numpy as np
-    import scipy.sparse as sparse
-    from scipy.optimize import linprog
 
     import optimizer.problem as problem_module
     from models.dataset import load_dataset
@@ -106,7 +168,7 @@ def candidate_lp(scenario: Path, sample: int, ks: list[int], seed: int = 1) -> N
     accounts["parent_id"] = None
     accounts["locked"] = False
     dataset = dataclasses.replace(dataset, accounts=accounts)
-    print(f"Workload LP on {sample:,} sampled accounts of {scenario.parent.name} with all {len(dataset.reps)} reps:")
+    print(f"LP relaxation on {sample:,} sampled accounts of {scenario.parent.name} with all {len(dataset.reps)} reps:")
     print()
     print("| candidates | pairs | LP | LP objective | against all reps | worst rank used (of all reps, by cost) |")
     print("|---|---|---|---|---|---|")
@@ -124,17 +186,11 @@ def candidate_lp(scenario: Path, sample: int, ks: list[int], seed: int = 1) -> N
             )
         finally:
             problem_module.AUTO_CANDIDATE_PAIRS, problem_module.AUTO_CANDIDATE_REPS = saved
-        workload = next(m for m in problem.metrics if m.name == "workload")
+        lp = balance_lp(problem)
         n = len(problem.pair_unit)
         cost = problem.compactness_weight * problem.pair_compactness + problem.preference_weight * problem.pair_penalty
-        columns = np.arange(n)
-        one = sparse.csr_matrix((np.ones(n), (problem.pair_unit, columns)), shape=(problem.num_units, n))
-        load = sparse.csr_matrix((workload.real[problem.pair_unit], (problem.pair_rep, columns)), (problem.num_reps, n))
-        share = workload.real.sum() * problem.fte / problem.fte.sum()
-        bounds = np.concatenate([share * (1 + workload.tolerance), -share * (1 - workload.tolerance)])
-        lp = linprog(cost, A_ub=sparse.vstack([load, -load]), b_ub=bounds, A_eq=one, b_eq=np.ones(problem.num_units))
         if lp.status != 0:
-            print(f"| {label} | {n:,} | infeasible | - | - | - |")
+            print(f"| {label} | {n:,} | {'infeasible' if lp.status == 2 else lp.message} | - | - | - |")
             continue
         keys = problem.pair_unit * problem.num_reps + problem.pair_rep
         if reference is None:  # the first rule offers every rep: rank each unit's reps by cost once
@@ -146,7 +202,7 @@ def candidate_lp(scenario: Path, sample: int, ks: list[int], seed: int = 1) -> N
         rank = all_rank[np.searchsorted(all_keys, keys)]  # rank among all eligible reps (1: the cheapest)
         print(
             f"| {label} | {n:,} | optimal | {lp.fun:,.0f} | {100 * (lp.fun / reference - 1):+.2f} % "
-            f"| {int(rank[lp.x > 1e-6].max()) + 1} |"
+            f"| {int(rank[lp.x[:n] > 1e-6].max()) + 1} |"
         )
 
 

@@ -11,7 +11,7 @@
 Usage::
 
     python benchmarks/bench_sweep.py --part sweep --time-limit 8
-    python benchmarks/bench_sweep.py --part regions --time-limit 120
+    python benchmarks/bench_sweep.py --part regions --time-limit 60
     python benchmarks/bench_sweep.py --part engines
 """
 
@@ -115,19 +115,25 @@ def bench_regions(time_limit: float, column: str, accounts: int, reps: int) -> N
         split = solve_by_regions(prepare(scenario, time_limit_s=time_limit), column)
         regional_seconds = time.perf_counter() - clock
         print(_row(f"regional split by {column} ({len(split.regions)} regions)", split.plan, regional_seconds))
+        statistics = split.plan.summary()["solver"]["statistics"]
         print(
             f"<!-- coarse {split.coarse_seconds:.1f} s, regions {split.regions_seconds:.1f} s, reconcile "
-            f"{split.reconcile_seconds:.1f} s; merged objective {split.merged_objective:,.0f} -->"
+            f"{split.reconcile_seconds:.1f} s; merged objective {split.merged_objective:,.0f}, merged plan within "
+            f"tolerance {statistics.get('merged_within_tolerance')}, repaired {statistics.get('merged_plan_repaired')}"
+            f", regions without a plan {statistics['regions_without_plan']} -->"
         )
+        print("<!--\n" + split.regions.to_string(index=False) + "\n-->")
     except Exception as exc:  # the single solve is still worth measuring
         print(f"| regional split | {type(exc).__name__}: {exc} | {time.perf_counter() - clock:.1f} | | | | |")
     clock = time.perf_counter()
     try:
         single = solve_prepared(prepare(scenario, time_limit_s=time_limit))
-        print(_row("single solve", single, time.perf_counter() - clock))
+        single_seconds = time.perf_counter() - clock
+        print(_row("single solve", single, single_seconds))
         if split is not None:
             lost = split.plan.summary()["objective"] / single.summary()["objective"] - 1
             print(f"\nquality lost by the split: {100 * lost:+.2f} % objective")
+            print(f"wall time of the split / the single solve: {regional_seconds / single_seconds:.2f}")
     except Exception as exc:
         print(f"| single solve | {type(exc).__name__}: {exc} | {time.perf_counter() - clock:.1f} | | | | |")
 

@@ -838,15 +838,22 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
         for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
             rows[r].SetCoefficient(x[p], -float(values[c]) / scale)
         if metric.lo is None or metric.hi is None:
-            tolerance = float(metric.tolerance_exact)
+            # twice the tolerance: whole cells mix their accounts' segments in fixed proportions, which the
+            # exact rules within segments do not always allow (the LP of 1M x 500 had no solution)
+            tolerance = min(2.0 * float(metric.tolerance_exact), 0.99)
             for group in np.unique(metric.groups):
                 members = np.flatnonzero(metric.groups == group)
                 shares = data.fte[members] / data.fte[members].sum()
+                total = solver.NumVar(0.0, solver.infinity(), "")  # the group's total load
+                sums = solver.Constraint(0.0, 0.0)
+                sums.SetCoefficient(total, -1.0)
                 for r, share in zip(members, shares, strict=True):
-                    for sign, factor in ((1.0, 1.0 + tolerance), (-1.0, 1.0 - tolerance)):
-                        row = solver.Constraint(-solver.infinity(), 0.0)
-                        for q in members:  # sign x (load_r - factor x share x group total) <= 0
-                            row.SetCoefficient(load[q], sign * ((1.0 if q == r else 0.0) - factor * share))
+                    sums.SetCoefficient(load[r], 1.0)
+                    # (1 - tolerance) x share x total <= load_r <= (1 + tolerance) x share x total
+                    for lower, factor in ((0.0, 1.0 - tolerance), (-solver.infinity(), 1.0 + tolerance)):
+                        row = solver.Constraint(lower, solver.infinity() if lower == 0.0 else 0.0)
+                        row.SetCoefficient(load[r], 1.0)
+                        row.SetCoefficient(total, -factor * float(share))
     objective = solver.Objective()
     factor = max(float(cost.max(initial=1.0)), 1.0) / 1000.0
     for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):

@@ -14,17 +14,24 @@ the reps table (a region, state or metro label; the column does not have to be m
    across all reps, and for metrics balanced within segments the rep's FTE share of its national group's total
    in the coarse plan, within :data:`REGION_MARGIN` of the tolerance. So every rep of the merged plan is
    within the national rules, save the small drift of the group totals when a region moves accounts between
-   its reps of different segments. A region without a plan in its time gives each of its accounts its
-   cheapest rep in the region, and the reconciliation restores the balance.
+   its reps of different segments. Regions of many reps offer each family only its cheapest reps
+   (:func:`thin_pairs`); a region whose LP is large (:data:`LARGE_REGION_LP`), or that :func:`optimizer.solve`
+   finds no plan for, takes its rounded LP repaired by single moves (:func:`rounded_lp_plan`); a region still
+   without a plan gives each of its accounts its cheapest rep in the region, and the reconciliation restores
+   the balance.
 3. **Reconcile** (here): if a rep of the merged plan broke a tolerance, single-unit moves restore it
    (:func:`optimizer.repair.repair`); single-move descent (:func:`optimizer.repair.descend`) and
    large-neighbourhood search over the whole problem (:func:`optimizer.lns.improve`, among competing reps on
    large problems) then let accounts near a border move to a neighbouring region's rep when that shortens
    travel, every step keeping every rule.
 
-Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L``, the regions ``REGION_SHARE * L``
-together (in waves of one region per worker, never less than :data:`MIN_REGION_SECONDS` each) and the
-reconciliation what is left of ``L``; without one, each step stops on deterministic work limits.
+Time: with a time limit ``L``, the coarse solve gets ``COARSE_SHARE * L`` (if it finds no plan in that time, it
+runs again on work limits); the regions are solved on
+deterministic work limits (their share ``REGION_SHARE`` of the scenario's ``work_limit``, by the size of their LP,
+never less than :data:`MIN_REGION_WORK`), stopping once within the scenario's gap of their LP bound, so their
+plans do not depend on the machine's load; the reconciliation gets what is left of ``L``, and at least
+:data:`RECONCILE_SHARE` of it (the balance repair, when needed, at least :data:`REPAIR_SHARE`). Without a time
+limit, each step stops on deterministic work limits.
 The plan carries no proven bound (the whole problem's relaxation is what the split avoids), so
 ``summary.json`` gives no gap; the quality lost against a single solve of the whole problem is measured in
 ``benchmarks/bench_sweep.py``.
@@ -58,8 +65,10 @@ logger = logging.getLogger(__name__)
 
 #: Share of the time limit for the coarse solve and for all the regions (the rest reconciles).
 COARSE_SHARE, REGION_SHARE = 0.5, 0.3
-#: A region's time limit is never below this (seconds), however many regions share the workers.
-MIN_REGION_SECONDS = 3.0
+#: A region's deterministic work limit (CP-SAT deterministic seconds of its search) is never below this.
+MIN_REGION_WORK = 2.0
+#: With a time limit, the reconciliation gets at least this share of it, even past the limit.
+RECONCILE_SHARE = 0.15
 #: The coarse solve offers each account family only its nearest teams (plus its current one).
 COARSE_CANDIDATES = 6
 #: Each team of the coarse solve stays within this fraction of each tolerance of its target: the rest leaves
@@ -68,8 +77,16 @@ COARSE_TOLERANCE = 0.5
 #: A rep's bounds in its region, for metrics balanced within segments: this fraction of the tolerance around
 #: its share of the national group total, so that the totals' drift after the regions rarely breaks a rule.
 REGION_MARGIN = 0.9
+#: Regions with more reps offer each account family only its cheapest ones (:func:`thin_pairs`), and each rep
+#: its cheapest families up to :data:`REP_COVER` times its mean load.
+REGION_CANDIDATES, REP_COVER = 6, 3.0
+#: Regions whose LP has more pairs x reps than this are solved by :func:`rounded_lp_plan` (only Chicago, 2.8 M,
+#: on the 100k instance; the next largest held 0.6 M).
+LARGE_REGION_LP = 1_500_000
 #: Share of the reconciliation's time left after any balance repair for single-move descent (LNS: the rest).
 DESCENT_SHARE = 0.3
+#: The balance repair may run this share of the time limit even past it: a plan matters more than the limit.
+REPAIR_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -81,8 +98,9 @@ class RegionalSolve:
     plan
         The reconciled plan of the whole problem.
     regions
-        One row per region: ``region, reps, accounts, status, seconds, objective, note`` (``note``: why a
-        region has no plan of its own, its accounts then starting with their cheapest rep in the region).
+        One row per region: ``region, reps, accounts, status, seconds, objective, method, note`` (``method``:
+        ``solve`` or ``rounded LP + repair``; ``note``: why a region has no plan of its own, its accounts then
+        starting with their cheapest rep in the region).
     coarse_seconds, regions_seconds, reconcile_seconds
         Wall time of each step (``regions_seconds``: all regions, in parallel).
     merged_objective
@@ -356,30 +374,109 @@ def subproblem(
     )
 
 
+def thin_pairs(problem: Problem, k: int, cover: float) -> Problem:
+    """The problem with fewer pairs: every unit's ``k`` cheapest reps and its current rep, and every rep's cheapest
+    units (per unit of load) until they hold ``cover`` times its mean load.
+
+    The LP that starts a solve grows with the pairs (GLOP took 18 s on a metro of 19,600 account families and 19
+    reps, 1 s on 6,800 and 7); a rep surrounded by nearer reps keeps enough units to fill its territory.
+
+    Parameters
+    ----------
+    problem
+        The problem (pairs sorted by unit then rep, as built).
+    k
+        Cheapest reps each unit keeps.
+    cover
+        Multiple of its mean load (on every metric together) each rep's kept units hold at least.
+
+    Returns
+    -------
+    Problem
+        The same units and reps; locked units keep their only pair.
+    """
+    unit, rep, cost = problem.pair_unit, problem.pair_rep, problem.pair_cost
+    by_unit = np.lexsort((cost, unit))
+    starts = np.searchsorted(unit[by_unit], np.arange(problem.num_units))
+    rank = np.empty(len(unit), dtype=np.int64)
+    rank[by_unit] = np.arange(len(unit)) - np.repeat(starts, np.diff(np.append(starts, len(unit))))
+    keep = (rank < k) | (rep == problem.current_rep[unit])
+    size = np.zeros(problem.num_units)  # a unit's share of a mean rep load, summed over metrics
+    for metric in problem.metrics:
+        size += metric.values / max(float(metric.values.sum()) / problem.num_reps, 1.0)
+    by_rep = np.lexsort((cost / np.maximum(size[unit], 1e-12), rep))
+    held = np.cumsum(size[unit[by_rep]])
+    rep_start = np.searchsorted(rep[by_rep], np.arange(problem.num_reps))
+    before = held - size[unit[by_rep]] - np.concatenate([[0.0], held])[rep_start[rep[by_rep]]]
+    keep[by_rep[before < cover * max(len(problem.metrics), 1)]] = True
+    return problem.restrict_pairs(keep)
+
+
+def rounded_lp_plan(problem: Problem) -> np.ndarray | None:
+    """A plan from the LP relaxation: every unit with its largest LP fraction, then balance repair and descent.
+
+    :func:`optimizer.solve` rounds its LP start with CP-SAT over the fractional units; on a metro with many reps
+    (19 in Chicago on the 100k instance) the LP's vertex leaves those reps at their bounds and no rounding was
+    found, while single-unit moves (:func:`optimizer.repair.repair`) restore the balance in about a hundred moves
+    (2 s, objective 0.03 % above the LP bound).
+
+    Parameters
+    ----------
+    problem
+        A problem without contiguity or centre-based compactness.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Rep row of every unit, within every bound; ``None`` when the LP fails or the repair gets stuck.
+    """
+    from optimizer.relaxation import LpInfeasibleError, solve_lp
+    from optimizer.repair import descend, repair
+
+    try:
+        lp = solve_lp(problem)
+    except LpInfeasibleError:
+        return None
+    if lp is None:
+        return None
+    plan = repair(problem, lp.rounded(problem))
+    return None if plan is None else descend(problem, plan)
+
+
 def solve_region(problem: Problem, settings: SolveSettings) -> dict[str, Any]:
     """Solve one region's sub-problem (the Dask task): its plan, or why there is none.
+
+    Regions whose LP has more than :data:`LARGE_REGION_LP` pairs x reps, and regions :func:`optimizer.solve`
+    finds no plan for, take :func:`rounded_lp_plan`.
 
     Returns
     -------
     dict
-        ``status``, ``seconds``, ``note`` (empty, or why there is no plan) and, with a plan, ``unit_rep`` (rep
-        row of the sub-problem for each of its units) and ``objective``.
+        ``status``, ``seconds``, ``method``, ``note`` (empty, or why there is no plan) and, with a plan,
+        ``unit_rep`` (rep row of the sub-problem for each of its units) and ``objective``.
     """
     clock = time.perf_counter()
-    try:
-        result = solve(problem, settings)
-    except Exception as exc:  # reported per region; the caller falls back to the region's cheapest reps
-        return {"status": "failed", "note": f"{type(exc).__name__}: {exc}", "seconds": time.perf_counter() - clock}
-    seconds = time.perf_counter() - clock
-    if result.unit_rep is None:
-        return {"status": result.status.value, "note": f"no plan in {seconds:.1f} s", "seconds": seconds}
-    return {
-        "status": result.status.value,
-        "unit_rep": result.unit_rep,
-        "objective": result.objective,
-        "seconds": seconds,
-        "note": "",
-    }
+    answer: dict[str, Any] = {"status": "unknown", "note": "", "method": "solve"}
+    if len(problem.pair_unit) * problem.num_reps <= LARGE_REGION_LP:
+        try:
+            result = solve(problem, settings)
+            answer["status"] = result.status.value
+            if result.unit_rep is not None:
+                answer.update(unit_rep=result.unit_rep, objective=result.objective)
+        except Exception as exc:  # reported per region; a rounded LP or the region's cheapest reps stand in
+            answer.update(status="failed", note=f"{type(exc).__name__}: {exc}")
+    if "unit_rep" not in answer:
+        try:
+            plan = rounded_lp_plan(problem)
+        except Exception as exc:
+            plan, answer["note"] = None, f"{answer['note']}; {type(exc).__name__}: {exc}".strip("; ")
+        answer["method"] = "rounded LP + repair"
+        if plan is not None:
+            answer.update(status="feasible", unit_rep=plan, objective=problem.objective_of(plan), note="")
+        elif not answer["note"]:
+            answer["note"] = "no plan found"
+    answer["seconds"] = time.perf_counter() - clock
+    return answer
 
 
 #: The coarse solve only decides which region serves whom: it stops once within this gap of its bound.
@@ -489,12 +586,13 @@ def solve_by_regions(
     parts: dict[str, tuple[np.ndarray, np.ndarray, Problem | None]] = {}
     for i, label in enumerate(labels):
         units, reps = np.flatnonzero(unit_region == i), np.flatnonzero(region_of_rep == label)
+        if not len(units):
+            parts[label] = (units, reps, None)
+            continue
         try:
-            part = (
-                subproblem(problem, units, reps, region_bounds(problem, reps, totals, REGION_MARGIN))
-                if len(units)
-                else None
-            )
+            part = subproblem(problem, units, reps, region_bounds(problem, reps, totals, REGION_MARGIN))
+            if len(reps) > REGION_CANDIDATES:
+                part = thin_pairs(part, REGION_CANDIDATES, REP_COVER)
         except ValueError as exc:  # the coarse solve only offers teams the whole problem's pairs reach
             raise RuntimeError(f"region '{label}': {exc}") from exc
         parts[label] = (units, reps, part)
@@ -511,7 +609,9 @@ def solve_by_regions(
             local = cheapest_rep(part)
         if part is not None:
             unit_rep[units] = reps[np.asarray(local, dtype=np.int64)]
-    deadline = None if base.time_limit_s is None else begin + base.time_limit_s
+    deadline = None
+    if base.time_limit_s is not None:
+        deadline = max(begin + base.time_limit_s, time.perf_counter() + RECONCILE_SHARE * base.time_limit_s)
     result = _reconcile(problem, unit_rep, base, deadline)
     reconcile_seconds = time.perf_counter() - clock
 
@@ -525,6 +625,7 @@ def solve_by_regions(
                 "status": answers[label]["status"],
                 "seconds": round(answers[label]["seconds"], 3),
                 "objective": answers[label].get("objective", math.nan),
+                "method": answers[label].get("method", ""),
                 "note": answers[label]["note"],
             }
             for label, (units, reps, _) in parts.items()
@@ -576,7 +677,12 @@ def _coarse_split(
     coarse_problem = coarse_problem.restrict_pairs(
         np.isin(coarse_problem.pair_unit * n_teams + coarse_problem.pair_rep, reached)
     )
-    result = solve(coarse_problem, _settings(base, COARSE_SHARE, base.workers, COARSE_GAP))
+    settings = _settings(base, COARSE_SHARE, base.workers, COARSE_GAP)
+    result = solve(coarse_problem, settings)
+    if result.unit_rep is None and settings.time_limit_s is not None:
+        # the clustered start's repair ran out of time (the machine was loaded): once more on deterministic work
+        logger.warning("the coarse solve found no plan in %.0f s; solving it on work limits", settings.time_limit_s)
+        result = solve(coarse_problem, replace(settings, time_limit_s=None, work_limit=MIN_REGION_WORK))
     if result.unit_rep is None:
         raise NoPlanError(
             "The coarse solve found no split of the accounts between regions in time; try a longer time limit."
@@ -607,16 +713,29 @@ def _solve_parts(
     address = address or os.environ.get(SCHEDULER_ENV)
     with dask_client(address, workers) as client:
         per_task = max((os.cpu_count() or 1) // cluster_workers(client), 1) if not address else 1
-        # the regions run in waves of one per worker: each gets its wave's share of the regional time
-        waves = math.ceil(len(parts) / cluster_workers(client))
-        settings = _settings(base, REGION_SHARE / waves, per_task)
-        if settings.time_limit_s is not None and settings.time_limit_s < MIN_REGION_SECONDS:
-            settings = replace(settings, time_limit_s=MIN_REGION_SECONDS)
-        futures = {
-            label: client.submit(solve_region, part, settings, key=f"region-{label}", pure=False)
-            for label, (_, _, part) in parts.items()
-            if part is not None
-        }
+        # the regions run side by side, one per worker, on deterministic work limits rather than wall time: the
+        # LP start's LP is not timed (GLOP took 2 s on 44,000 pairs x 7 reps, 18 s on 145,000 x 19, several times
+        # that on the loaded machine), and a wall-clock limit then left its rounding no time (regions without a
+        # plan). Each region gets its share of the regions' work by the size of its LP (pairs x reps) and stops
+        # as soon as it is within the scenario's gap of its LP bound (at once on the 100k instance).
+        size = {label: len(part.pair_unit) * part.num_reps for label, (_, _, part) in parts.items() if part is not None}
+        total = sum(size.values())
+        futures = {}
+        for label, (_, _, part) in parts.items():
+            if part is None:
+                continue
+            share = REGION_SHARE * cluster_workers(client) * size[label] / max(total, 1)
+            settings = SolveSettings(
+                time_limit_s=None,
+                seed=base.seed,
+                workers=per_task,
+                relative_gap=base.relative_gap,
+                work_limit=max(share * base.work_limit, MIN_REGION_WORK),
+            )
+            # the largest regions first, so that they do not run alone at the end
+            futures[label] = client.submit(
+                solve_region, part, settings, key=f"region-{label}", pure=False, priority=size[label]
+            )
         answers.update({label: future.result() for label, future in futures.items()})
     return answers
 
@@ -638,7 +757,10 @@ def _reconcile(problem: Problem, unit_rep: np.ndarray, base: SolveSettings, dead
     repaired = False
     if not within:
         # a group total drifted, or a region fell back to its cheapest reps: single-unit moves restore the balance
-        fixed = repair(problem, unit_rep, deadline=until(1.0))
+        stop_at = until(1.0)
+        if stop_at is not None and base.time_limit_s is not None:
+            stop_at = max(stop_at, time.perf_counter() + REPAIR_SHARE * base.time_limit_s)
+        fixed = repair(problem, unit_rep, deadline=stop_at)
         if fixed is not None:
             unit_rep, repaired = fixed, True
     if not within and not repaired:

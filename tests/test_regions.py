@@ -19,7 +19,14 @@ from optimizer.repair import violation
 from territory import regions as regions_module
 from territory.cli import app
 from territory.pipeline import prepare
-from territory.regions import group_totals, region_bounds, solve_by_regions, subproblem
+from territory.regions import (
+    group_totals,
+    region_bounds,
+    rounded_lp_plan,
+    solve_by_regions,
+    subproblem,
+    thin_pairs,
+)
 from tests.conftest import ScenarioWriter
 from tests.test_sweep import write_small_instance
 
@@ -101,9 +108,29 @@ def test_subproblem_cuts_pairs_costs_and_bounds_to_the_part(towns: Problem) -> N
     whole_plan = np.zeros(towns.num_units, dtype=np.int64)
     whole_plan[units] = reps[plan]
     assert part.objective_of(plan) == pytest.approx(towns.real_cost(towns.pairs_of(whole_plan)[units]))
-    # solved alone, the part keeps its fixed bounds
+    # solved alone, or from its rounded LP, the part keeps its fixed bounds
     result = solve(part, SolveSettings(time_limit_s=None, work_limit=1))
     assert result.unit_rep is not None and violation(part, result.unit_rep) == 0
+    rounded = rounded_lp_plan(part)
+    assert rounded is not None and violation(part, rounded) == 0
+
+
+def test_thin_pairs_keeps_cheapest_and_current_reps_and_enough_families_per_rep(towns: Problem) -> None:
+    def pairs(problem: Problem) -> set[tuple[str, str]]:
+        both = zip(problem.unit_ids[problem.pair_unit], problem.rep_ids[problem.pair_rep], strict=True)
+        return {(str(u), str(r)) for u, r in both}
+
+    # one cheapest rep per family, and its current one (RA for every SMB family); no rep cover
+    thin = pairs(thin_pairs(towns, 1, cover=0.0))
+    assert thin == {(a, "RA") for a in ("a0", "a1", "a2")} | {
+        (b, r) for b in ("b0", "b1", "b2") for r in ("RA", "RB")
+    } | {("e0", "RC")}
+    # each rep keeps its cheapest families until they hold ``cover`` mean loads on every metric together: with
+    # 1, RB's are town B's, kept already; with 2, RB also keeps town A's (each family is 0.76 of a mean load)
+    assert pairs(thin_pairs(towns, 1, cover=1.0)) == thin
+    assert pairs(thin_pairs(towns, 1, cover=2.0)) == thin | {(a, "RB") for a in ("a0", "a1", "a2")}
+    # a generous cover keeps every pair
+    assert pairs(thin_pairs(towns, 1, cover=100.0)) == pairs(towns)
 
 
 def test_subproblem_refuses_accounts_without_a_rep_in_the_part(towns: Problem) -> None:
