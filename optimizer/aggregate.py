@@ -212,6 +212,10 @@ def _cheapest(
     starts = np.searchsorted(pair_unit[order], np.arange(k))
     rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
     keep = rank < CLUSTER_CANDIDATES
+    if len(problem.pair_unit) <= 2 * CLUSTER_CANDIDATES * problem.num_units:
+        # units already offered few reps (a candidate limit): keep them all, since the costly far ones are the
+        # reps a coarse plan added so that an over-full metro can hand accounts to another metro's reps
+        keep[:] = True
     has = problem.current_rep >= 0
     if has.any():
         owned = np.unique(cluster[has] * problem.num_reps + problem.current_rep[has])

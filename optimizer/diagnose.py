@@ -320,7 +320,7 @@ def _shown(budget: MoveBudget, limit: int) -> str:
     """A budget limit as the scenario writes it: accounts, or % of the total potential."""
     real = limit / budget.scale
     if budget.name == "accounts":
-        return f"{real:g} accounts"
+        return f"{real:g} account" if real == 1 else f"{real:g} accounts"
     return f"{100.0 * real / budget.reference:.4g} % of potential" if budget.reference > 0 else f"{real:g} potential"
 
 

@@ -125,14 +125,20 @@ def solve_lp(problem: Problem) -> LpSolution | None:
             for g in np.unique(metric.groups):
                 members = np.flatnonzero(metric.groups == g)
                 group_fte = sum((problem.fte_exact[r] for r in members), Fraction(0))
+                # the group's total as a variable: two sparse rows per rep, not rows over every member (a
+                # 333-rep group made 220,000 nonzeros per metric, and GLOP minutes at 1M accounts)
+                total = solver.NumVar(0.0, solver.infinity(), "")
+                row = solver.Constraint(0.0, 0.0)
+                row.SetCoefficient(total, -1.0)
+                for q in members:
+                    row.SetCoefficient(loads[q], 1.0)
+                tol = float(metric.tolerance_exact)
                 for r in members:
                     share = float(problem.fte_exact[r] / group_fte)
-                    tol = float(metric.tolerance_exact)
                     for sign, factor in ((1, 1 + tol), (-1, 1 - tol)):
                         row = solver.Constraint(-solver.infinity(), 0.0)
-                        for q in members:
-                            coefficient = -factor * share + (1.0 if q == r else 0.0)
-                            row.SetCoefficient(loads[q], sign * coefficient)
+                        row.SetCoefficient(loads[r], float(sign))
+                        row.SetCoefficient(total, -sign * factor * share)
     for budget in problem.budgets:
         moved = budget.moved(problem.pair_unit, problem.pair_rep)
         row_scale = max(float(moved.max(initial=1)), 1.0)
