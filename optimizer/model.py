@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 from ortools.sat.python import cp_model
 
-from optimizer.problem import MetricData, Problem, bound_ratio
+from optimizer.problem import MetricData, Problem, group_ratio
 
 
 @dataclass
@@ -311,9 +311,9 @@ def _add_balance(
             group_load = sum(loads[r] for r in members)
             for r in members:
                 share = problem.fte_exact[r] / group_fte
-                num, den = bound_ratio((1 + metric.tolerance_exact) * share, upper=True)
+                num, den = group_ratio(metric, share, upper=True)
                 high = model.add(den * loads[r] <= num * group_load)
-                num, den = bound_ratio((1 - metric.tolerance_exact) * share, upper=False)
+                num, den = group_ratio(metric, share, upper=False)
                 low = model.add(den * loads[r] >= num * group_load)
                 if switch is not None:
                     low.only_enforce_if(switch)

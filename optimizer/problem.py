@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 MAX_SCALED_TOTAL = 10**10
 #: Scaled cost of the most expensive pair.
 COST_RESOLUTION = 10**6
+#: Share of a target by which the bounds of inexactly scaled metrics are pulled in (absorbs their rounding).
+INEXACT_MARGIN = Fraction(1, 10**4)
 #: Account-rep distances computed at once while building pairs (bounds memory for large inputs).
 _CHUNK_CELLS = 4_000_000
 #: Unit-rep pairs above which a scenario without ``solver.candidate_reps`` offers each unit only its nearest reps.
@@ -339,7 +341,7 @@ def _bounds(
     hi_real = target * (1.0 + tolerance)
     # pull bounds in a hair so float error never lets a plan break the tolerance;
     # inexact scaling also absorbs its rounding error (at most 1e-4 of the target)
-    margin = 1e-9 * target + (0.0 if exact else 1e-4 * target)
+    margin = 1e-9 * target + (0.0 if exact else float(INEXACT_MARGIN) * target)
     lo = np.ceil(lo_real + margin).astype(np.int64)
     hi = np.floor(hi_real - margin).astype(np.int64)
     return lo, hi
@@ -1027,6 +1029,19 @@ def _unit_distances(dataset: Dataset, unit_of_account: np.ndarray, n_units: int,
         out[source, list(lengths)] = list(lengths.values())
     # units the graph does not connect fall back to the direct distance
     return np.where(np.isfinite(out), out, direct)
+
+
+def group_ratio(metric: MetricData, share: Fraction, *, upper: bool) -> tuple[int, int]:
+    """``(num, den)``: a rep's load may be at most (``upper``) or at least ``num / den`` times its group's load.
+
+    The ratio is ``(1 +- tolerance) x share`` for metrics balanced within segment groups, pulled in by
+    :data:`INEXACT_MARGIN` when the metric's integer values are rounded (inexact scaling), as :func:`_bounds`
+    does for fixed bounds: without it a plan at the integer bound broke the tolerance on real values by
+    0.0002 % (1M accounts, potential within segment).
+    """
+    margin = Fraction(0) if metric.exact else INEXACT_MARGIN
+    factor = (1 + metric.tolerance_exact - margin) if upper else (1 - metric.tolerance_exact + margin)
+    return bound_ratio(factor * share, upper=upper)
 
 
 def bound_ratio(fraction: Fraction, *, upper: bool) -> tuple[int, int]:

@@ -26,7 +26,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from optimizer.lns import solve_neighbourhood
-from optimizer.problem import Problem, with_tolerance
+from optimizer.problem import Problem, group_ratio, with_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -132,13 +132,13 @@ def solve_lp(problem: Problem) -> LpSolution | None:
                 row.SetCoefficient(total, -1.0)
                 for q in members:
                     row.SetCoefficient(loads[q], 1.0)
-                tol = float(metric.tolerance_exact)
                 for r in members:
-                    share = float(problem.fte_exact[r] / group_fte)
-                    for sign, factor in ((1, 1 + tol), (-1, 1 - tol)):
+                    share = problem.fte_exact[r] / group_fte
+                    for sign, upper in ((1, True), (-1, False)):
+                        num, den = group_ratio(metric, share, upper=upper)
                         row = solver.Constraint(-solver.infinity(), 0.0)
                         row.SetCoefficient(loads[r], float(sign))
-                        row.SetCoefficient(total, -sign * factor * share)
+                        row.SetCoefficient(total, -sign * num / den)
     for budget in problem.budgets:
         moved = budget.moved(problem.pair_unit, problem.pair_rep)
         row_scale = max(float(moved.max(initial=1)), 1.0)

@@ -36,7 +36,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from optimizer.problem import Problem, bound_ratio
+from optimizer.problem import Problem, group_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ class _Balance:
                 for r in range(n_reps):
                     members = np.flatnonzero(metric.groups == metric.groups[r])
                     share = problem.fte_exact[r] / sum((problem.fte_exact[q] for q in members), Fraction(0))
-                    num, den = bound_ratio((1 + metric.tolerance_exact) * share, upper=True)
+                    num, den = group_ratio(metric, share, upper=True)
                     self.ratio_hi[i, r] = num / den * (1 - _MARGIN)
-                    num, den = bound_ratio((1 - metric.tolerance_exact) * share, upper=False)
+                    num, den = group_ratio(metric, share, upper=False)
                     self.ratio_lo[i, r] = num / den * (1 + _MARGIN)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from ortools.sat.python import cp_model
@@ -13,7 +16,7 @@ from optimizer.aggregate import aggregate, spread
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import assignment_cost
 from optimizer.model import build_cp_model
-from optimizer.problem import Problem
+from optimizer.problem import INEXACT_MARGIN, Problem, group_ratio
 from optimizer.relaxation import solve_lp
 from optimizer.repair import descend, repair, violation
 from optimizer.warmstart import greedy_assignment
@@ -136,3 +139,15 @@ def test_descent_lowers_the_cost_and_keeps_every_rule(generated: Problem) -> Non
     locked = problem.fixed_rep >= 0
     assert np.array_equal(better[locked], plan[locked])
     assert integer_model_accepts(problem, better)
+
+
+def test_group_ratio_pulls_inexactly_scaled_metrics_in(generated: Problem) -> None:
+    """Within-segment bounds: exact metrics get (1 +- tolerance) x share, rounded ones a 1e-4 margin inside."""
+    grouped = next(m for m in generated.metrics if m.grouped)
+    share = Fraction(1, 3)
+    exact = dataclasses.replace(grouped, exact=True, tolerance_exact=Fraction(1, 20))
+    rounded = dataclasses.replace(exact, exact=False)
+    assert Fraction(*group_ratio(exact, share, upper=True)) == Fraction(21, 20) * share
+    assert Fraction(*group_ratio(exact, share, upper=False)) == Fraction(19, 20) * share
+    assert Fraction(*group_ratio(rounded, share, upper=True)) == (Fraction(21, 20) - INEXACT_MARGIN) * share
+    assert Fraction(*group_ratio(rounded, share, upper=False)) == (Fraction(19, 20) + INEXACT_MARGIN) * share
