@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from optimizer.lns import reproducible
 from optimizer.model import build_cp_model
 from optimizer.problem import MetricData, Problem, _bounds
 from optimizer.relaxation import LpInfeasibleError, lp_start
@@ -290,8 +291,7 @@ class _Budget:
         if self.wall:
             params.max_time_in_seconds = max(seconds, 0.05)
         else:
-            params.max_deterministic_time = max(seconds, 0.05)
-            params.interleave_search = settings.num_workers > 1
+            reproducible(params, max(seconds, 0.05))
 
     def charge(self, solver: cp_model.CpSolver | None) -> None:
         # every probe costs a little, so that a loop of instant refusals still ends
@@ -409,8 +409,8 @@ def _probe(
 
     solver = cp_model.CpSolver()
     params = solver.parameters
+    params.num_workers = settings.num_workers  # before configure: a reproducible budget uses one worker
     budget.configure(params, seconds - (time.perf_counter() - clock if budget.wall else 0.0), settings)
-    params.num_workers = settings.num_workers
     params.random_seed = int(rng.integers(2**31 - 1))
     params.catch_sigint_signal = False
     # on large models presolve took most of a probe (clique merging of the conflict clauses: 4-12 s on 600 units

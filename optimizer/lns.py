@@ -55,15 +55,25 @@ def run(solver: cp_model.CpSolver, model: cp_model.CpModel, callback: cp_model.C
         return solver.solve(model, callback)
 
 
+def reproducible(params: Any, work: float) -> None:
+    """Bound a solve by deterministic work on one worker, so that the same model gives the same plan.
+
+    One worker, not ``interleave_search`` over several: OR-Tools 9.15 aborted the whole process ("Check failed:
+    heuristics.fixed_search != nullptr") on some interleaved LNS sub-models and coarse regional models.
+    """
+    params.max_deterministic_time = work
+    params.num_workers = 1
+    params.interleave_search = False
+
+
 def configure(solver: cp_model.CpSolver, seconds: float | None, seed: int, workers: int) -> None:
     """Set a sub-model's limits: wall seconds, or deterministic time (reproducible) when ``seconds`` is None."""
     params = solver.parameters
+    params.num_workers = workers
     if seconds is None:
-        params.max_deterministic_time = STEP_DTIME
-        params.interleave_search = workers > 1  # parallel search made reproducible
+        reproducible(params, STEP_DTIME)
     else:
         params.max_time_in_seconds = seconds
-    params.num_workers = workers
     params.random_seed = seed
     params.catch_sigint_signal = False
 

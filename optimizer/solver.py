@@ -32,7 +32,7 @@ from ortools.sat.python import cp_model
 
 from optimizer.diagnose import explain_infeasible, presolve_checks
 from optimizer.lagrange import lagrangian_bound
-from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, run
+from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, reproducible, run
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem
 from optimizer.relaxation import LpInfeasibleError, centre_bound, lp_start
@@ -563,13 +563,12 @@ def _solve_full(
 
     solver = cp_model.CpSolver()
     params = solver.parameters
+    params.num_workers = settings.num_workers
     if settings.time_limit_s is not None:
         params.max_time_in_seconds = settings.time_limit_s
     else:  # no wall-clock limit: bounded, reproducible work
-        params.max_deterministic_time = settings.work_limit
-        params.interleave_search = settings.num_workers > 1
+        reproducible(params, settings.work_limit)
     params.random_seed = settings.seed
-    params.num_workers = settings.num_workers
     params.relative_gap_limit = settings.relative_gap
     params.catch_sigint_signal = False
     params.log_search_progress = logger.isEnabledFor(logging.DEBUG)
