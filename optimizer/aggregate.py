@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.problem import COARSE_CELL_DEG, MoveBudget, Problem
+from optimizer.problem import COARSE_CELL_DEG, MoveBudget, Problem, first_minimum
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +76,8 @@ def _caps(problem: Problem) -> np.ndarray:
 
 def cheapest_rep(problem: Problem) -> np.ndarray:
     """Rep row of every unit's cheapest allowed pair (the first of equals)."""
-    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
-    cheapest = np.minimum.reduceat(problem.pair_cost, starts)
-    hits = np.flatnonzero(problem.pair_cost <= cheapest[problem.pair_unit])
-    _, first = np.unique(problem.pair_unit[hits], return_index=True)
-    return problem.pair_rep[hits[first]]
+    _, first = first_minimum(problem.pair_cost, problem.pair_unit, problem.unit_start[:-1])
+    return problem.pair_rep[first]
 
 
 def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

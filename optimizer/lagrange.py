@@ -33,7 +33,7 @@ from fractions import Fraction
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from optimizer.problem import Problem
+from optimizer.problem import Problem, first_minimum
 
 logger = logging.getLogger(__name__)
 
@@ -192,10 +192,7 @@ class _Evaluator:
         priced = self.cost.copy()
         for m in range(len(self.values)):
             priced += mu[m][self.rep] * self.values[m]
-        cheapest = np.minimum.reduceat(priced, self.starts)
-        hits = np.flatnonzero(priced <= cheapest[self.unit])
-        _, first = np.unique(self.unit[hits], return_index=True)
-        chosen = hits[first]
+        cheapest, chosen = first_minimum(priced, self.unit, self.starts)
         held = np.stack(
             [np.bincount(self.rep[chosen], weights=v[chosen], minlength=self.problem.num_reps) for v in self.values]
         )

@@ -26,7 +26,7 @@ import numpy as np
 from ortools.sat.python import cp_model
 
 from optimizer.model import build_cp_model
-from optimizer.problem import Problem
+from optimizer.problem import Problem, expand_ranges, first_minimum
 
 logger = logging.getLogger(__name__)
 
@@ -107,16 +107,14 @@ def assignment_cost(problem: Problem, unit_rep: np.ndarray) -> int:
 def rep_affinity(problem: Problem, top: int = 3) -> np.ndarray:
     """How many units have both reps among their ``top`` cheapest (reps competing for accounts)."""
     affinity = np.zeros((problem.num_reps, problem.num_reps))
-    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
     cost = problem.pair_cost.astype(np.float64)
     best = np.full((problem.num_units, top), -1, dtype=np.int64)
     for i in range(top):
         # the next cheapest pair of every unit, in one pass over the pairs (pairs are sorted by unit)
-        cheapest = np.minimum.reduceat(cost, starts)
-        hits = np.flatnonzero((cost <= cheapest[problem.pair_unit]) & np.isfinite(cost))
-        units, first = np.unique(problem.pair_unit[hits], return_index=True)
-        best[units, i] = problem.pair_rep[hits[first]]
-        cost[hits[first]] = np.inf
+        cheapest, first = first_minimum(cost, problem.pair_unit, problem.unit_start[:-1])
+        left = np.isfinite(cheapest)
+        best[left, i] = problem.pair_rep[first[left]]
+        cost[first[left]] = np.inf
     for i in range(top):
         for j in range(i + 1, top):
             both = (best[:, i] >= 0) & (best[:, j] >= 0)
@@ -315,10 +313,7 @@ def _neighbourhood(
 
 def _border_units(problem: Problem, current: np.ndarray, pool: np.ndarray, reps: np.ndarray, count: int) -> np.ndarray:
     """The ``count`` units of ``pool`` that another of ``reps`` would take at the smallest extra cost."""
-    first = np.searchsorted(problem.pair_unit, pool)
-    counts = np.searchsorted(problem.pair_unit, pool + 1) - first
-    pairs = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-    owner = np.repeat(np.arange(len(pool)), counts)
+    pairs, owner = expand_ranges(problem.unit_start[pool], problem.unit_start[pool + 1])
     other = reps[problem.pair_rep[pairs]] & (problem.pair_rep[pairs] != current[pool][owner])
     extra = np.full(len(pool), np.inf)
     np.minimum.at(extra, owner[other], problem.pair_cost[pairs[other]].astype(np.float64))

@@ -36,7 +36,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from optimizer.problem import Problem, group_ratio
+from optimizer.problem import Problem, expand_ranges, first_minimum, group_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,6 @@ def repair(
     n_units, n_reps = problem.num_units, problem.num_reps
     state = _Balance(problem, current)
     movable = problem.fixed_rep < 0
-    unit_start = np.searchsorted(problem.pair_unit, np.arange(n_units + 1))
     rep_order = np.argsort(problem.pair_rep, kind="stable")
     rep_start = np.searchsorted(problem.pair_rep[rep_order], np.arange(n_reps + 1))
     cost = problem.pair_cost.astype(np.float64)
@@ -187,8 +186,7 @@ def repair(
         worst = int(np.argmax(measure.viol.sum(axis=0)))
         # moves out of the worst rep: every other allowed rep of each of its movable units
         members = np.flatnonzero((current == worst) & movable & (tabu <= steps))
-        counts = unit_start[members + 1] - unit_start[members]
-        out_pairs = np.repeat(unit_start[members] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        out_pairs, _ = expand_ranges(problem.unit_start[members], problem.unit_start[members + 1])
         out_pairs = out_pairs[problem.pair_rep[out_pairs] != worst]
         # moves into the worst rep: its allowed pairs whose units are elsewhere
         in_pairs = rep_order[rep_start[worst] : rep_start[worst + 1]]
@@ -364,7 +362,6 @@ def descend(problem: Problem, unit_rep: np.ndarray, *, deadline: float | None = 
     state = _Balance(problem, current)
     movable = problem.fixed_rep < 0
     cost = problem.pair_cost.astype(np.float64)
-    starts = np.searchsorted(problem.pair_unit, np.arange(problem.num_units))
     same_group = np.ones((problem.num_reps, problem.num_reps), dtype=bool)
     for metric in problem.metrics:
         if metric.grouped:
@@ -382,12 +379,11 @@ def descend(problem: Problem, unit_rep: np.ndarray, *, deadline: float | None = 
             & same_group[current[problem.pair_unit], problem.pair_rep]
         )
         extra[~ok] = np.inf
-        best = np.minimum.reduceat(extra, starts)
-        hits = np.flatnonzero((extra <= best[problem.pair_unit]) & (extra < 0))
-        units, first = np.unique(problem.pair_unit[hits], return_index=True)
+        best, first = first_minimum(extra, problem.pair_unit, problem.unit_start[:-1])
+        units = np.flatnonzero(best < 0)
         if not len(units):
             break
-        pairs = hits[first][np.argsort(best[units], kind="stable")]
+        pairs = first[units][np.argsort(best[units], kind="stable")]
         moved = 0
         for p in pairs:
             u, dst = int(problem.pair_unit[p]), int(problem.pair_rep[p])
