@@ -263,12 +263,7 @@ def _solve_aggregated(
     # a plan within tolerance matters more than time left for the search: the repair may use most of the limit
     first = clustered_start(problem, None if limit is None else clock + 0.9 * limit)
     start = first.plan
-    if (
-        hint is not None
-        and _is_feasible(problem, hint)
-        and (start is None or assignment_cost(problem, hint) < assignment_cost(problem, start))
-    ):
-        start = hint
+    start = _cheaper_start(problem, start, hint)
     statistics: dict[str, object] = {
         "method": "clustered LP start + balance repair + single-move descent + CP-SAT large-neighbourhood search",
         "pairs": len(problem.pair_unit),
@@ -442,12 +437,7 @@ def _solve_lns(
     except LpInfeasibleError:
         raise explain_infeasible(problem, settings) from None
     bound = lp.objective if lp is not None else 0.0
-    if (
-        hint is not None
-        and _is_feasible(problem, hint)
-        and (start is None or assignment_cost(problem, hint) < assignment_cost(problem, start))
-    ):
-        start = hint
+    start = _cheaper_start(problem, start, hint)
     first_seconds = time.perf_counter() - clock if start is not None else None
     if start is None:
         # no plan from the LP: let one CP-SAT model search for the rest of the time
@@ -538,6 +528,17 @@ def _real_bound(problem: Problem, objective: float, cost: float, bound: float) -
     exact cost, and could report a bound above the objective of a proven optimal plan.
     """
     return objective - max(cost - bound, 0.0) / problem.cost_scale
+
+
+def _cheaper_start(problem: Problem, start: np.ndarray | None, hint: np.ndarray | None) -> np.ndarray | None:
+    """The caller's hint instead of the engine's first plan when it keeps every rule and costs less."""
+    if (
+        hint is not None
+        and _is_feasible(problem, hint)
+        and (start is None or assignment_cost(problem, hint) < assignment_cost(problem, start))
+    ):
+        return hint
+    return start
 
 
 def _is_feasible(problem: Problem, unit_rep: np.ndarray) -> bool:
