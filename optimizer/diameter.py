@@ -107,6 +107,10 @@ SUB_PROBE_SECONDS = 3.0
 #: First target below the largest diameter, as a share of it (grows on success, halves after failures).
 TARGET_STEP = 0.01
 MAX_TARGET_STEP = 0.02
+#: Factor by which the target step grows after a neighbourhood that brought every territory within the target.
+TARGET_GROWTH = 2.0
+#: Far above the lower bound the step may grow to this share of the relative gap between them (fast first descent).
+GAP_STEP = 0.3
 #: Below this step the search re-draws ``SHAKES`` neighbourhoods at the same largest diameter and starts over.
 MIN_TARGET_STEP = 0.002
 SHAKES = 3
@@ -640,6 +644,7 @@ def _improve(
         candidates = search.levels[(search.levels < top * (1 - EPS)) & (search.levels >= search.lower * (1 - EPS))]
         if len(candidates) == 0:
             return
+        step = min(step, step_cap(top, search.lower))
         target = float(candidates[max(np.searchsorted(candidates, top * (1 - step), side="right") - 1, 0)])
         bad = np.flatnonzero(diam > target * (1 + EPS))
         gap = _neighbours(distance, current, k)
@@ -676,16 +681,18 @@ def _improve(
             accept(current)
             failures = 0
             if diam.max() <= target * (1 + EPS):
-                step = min(MAX_TARGET_STEP, step * 1.5)
+                step = min(step_cap(float(diam.max()), search.lower), step * TARGET_GROWTH)
                 size = max(min(k, NEIGHBOURHOOD), size - 1)
             continue
         outcome = "unknown" if "unknown" in outcomes else outcomes[0]
         failures += 1
         if outcome == "unknown" or failures >= PATIENCE or size == k:
-            # proven-infeasible neighbourhoods: wider ones first, then a closer target; a neighbourhood that
-            # ran out of time says the target is hard: closer target at once
+            # proven-infeasible neighbourhoods: a target more than one first step away moves closer first, then
+            # neighbourhoods grow, then the target moves closer; a neighbourhood that ran out of time says the
+            # target is hard: closer target at once (a wide step growing the neighbourhood to the whole problem
+            # spent the rest of the time on one whole model)
             failures = 0
-            if size < k and outcome != "unknown":
+            if size < k and outcome != "unknown" and step <= TARGET_STEP:
                 size = min(k, size + NEIGHBOURHOOD_GROWTH)
             else:
                 step, size = step / 2, min(k, NEIGHBOURHOOD)
@@ -694,6 +701,24 @@ def _improve(
                 # diameter (no hint: CP-SAT's first plan is a different split), then aim lower again
                 current, diam = _shake(problem, current, diam, settings, rng, stop, budget, classes, reserve)
                 step = TARGET_STEP
+
+
+def step_cap(top: float, lower: float) -> float:
+    """Largest target step of the LNS, as a share of the largest diameter: wider far above the lower bound.
+
+    Parameters
+    ----------
+    top
+        The current largest diameter.
+    lower
+        The lower bound proven so far.
+
+    Returns
+    -------
+    float
+        :data:`GAP_STEP` times the relative gap ``1 - lower / top``, at least :data:`MAX_TARGET_STEP`.
+    """
+    return max(MAX_TARGET_STEP, GAP_STEP * (1 - lower / max(top, EPS)))
 
 
 def _pick(

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from optimizer import Status, solve
-from optimizer.diameter import clique_bound, diameter_problem, far_clique, radius_bound
+from optimizer.diameter import (
+    GAP_STEP,
+    MAX_TARGET_STEP,
+    clique_bound,
+    diameter_problem,
+    far_clique,
+    radius_bound,
+    step_cap,
+)
 from optimizer.problem import Problem
 from optimizer.score import score, territory_diameters
 from optimizer.solver import SolveSettings
@@ -95,6 +103,13 @@ def test_far_clique_units_are_pairwise_beyond_the_threshold() -> None:
     sub = distance[np.ix_(clique, clique)]
     assert len(clique) >= 2
     assert (sub[np.triu_indices(len(clique), 1)] > 40.0).all()
+
+
+def test_target_step_is_wide_far_above_the_bound_and_narrow_near_it() -> None:
+    """Twice the lower bound: the step may reach GAP_STEP x 50 %; 2 % above it, the usual largest step."""
+    assert step_cap(80.0, 40.0) == pytest.approx(max(MAX_TARGET_STEP, 0.5 * GAP_STEP))
+    assert step_cap(40.8, 40.0) == pytest.approx(MAX_TARGET_STEP)
+    assert step_cap(40.0, 40.0) == pytest.approx(MAX_TARGET_STEP)
 
 
 def test_bounds_never_exceed_the_enumerated_optimum() -> None:
