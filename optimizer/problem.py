@@ -49,6 +49,13 @@ AUTO_CANDIDATE_REPS = 20
 COARSE_CELL_DEG = 0.5
 #: Most cells of the coarse plan (the side doubles until they fit): its LP stays a few seconds.
 COARSE_MAX_CELLS = 2500
+#: Shares of the within-segment tolerances the coarse plan's LP tries in turn: the exact rules first, then
+#: looser ones that still offer far reps where the exact rules leave the cells' LP without a solution.
+COARSE_TOLERANCE_FACTORS = (1.0, 2.0)
+#: Quantile bins per ratio axis of a unit's metric profile (:func:`metric_profile`), at most ``PROFILE_CLASSES``.
+PROFILE_BINS = 3
+#: Most profile classes: with more metrics, fewer bins per axis.
+PROFILE_CLASSES = 9
 
 
 @dataclass(frozen=True)
@@ -788,27 +795,31 @@ class _CoarsePlan:
 
 def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     """The LP plan of grid cells (:data:`COARSE_CELL_DEG`, larger past :data:`COARSE_MAX_CELLS`) by hard segment
-    class: which reps each cell goes to.
+    class and metric profile (:func:`metric_profile`): which reps each cell goes to.
 
     Each cell weighs its units' metrics and costs its hours x the distance of its centre from a home base
     (plus soft segment penalties); every balance rule holds as in the problem, locked units included. Spread
     over the cell's units, the LP plan is a fractional plan of the units, so offering every unit its cell's reps
-    keeps the LP relaxation feasible where nearest reps alone would not. ``None`` when the LP fails.
+    keeps the LP relaxation feasible where nearest reps alone would not. The within-segment tolerances are
+    exact first; where the cells' LP has no solution even so, looser ones still offer far reps
+    (:data:`COARSE_TOLERANCE_FACTORS`). ``None`` when no LP has a solution.
     """
     free = data.fixed_rep < 0
     lat = np.nan_to_num(data.latitude[free], nan=0.0)
     lon = np.nan_to_num(data.longitude[free], nan=0.0)
     n_classes = max(len(data.class_allowed), 1)
+    profile = metric_profile([m.values for m in data.metrics])[free]
+    kind = profile * n_classes + data.unit_class[free]  # cells hold units of one hard class and one profile
     side = COARSE_CELL_DEG
     while True:  # a wide region gets larger cells: the LP stays small
-        key = (np.floor(lat / side) * 1e5 + np.floor(lon / side)) * n_classes + data.unit_class[free]
+        key = (np.floor(lat / side) * 1e5 + np.floor(lon / side)) * (n_classes * PROFILE_CLASSES) + kind
         cells, cell_of_free = np.unique(key, return_inverse=True)
         if len(cells) <= COARSE_MAX_CELLS or side >= 16:
             break
         side *= 2
     unit_cell = np.full(len(free), -1, dtype=np.int64)
     unit_cell[free] = cell_of_free
-    n_cells, n_reps = len(cells), len(data.rep_latitude)
+    n_cells = len(cells)
     hours = np.bincount(cell_of_free, weights=data.weight[free], minlength=n_cells)
     count = np.bincount(cell_of_free, minlength=n_cells)
     mass = np.where(hours > 0, hours, count)  # a cell without workload: its units weigh one each
@@ -820,9 +831,51 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     for unit_hours, misfit, penalty_km in data.soft:
         cell_hours = np.bincount(cell_of_free, weights=unit_hours[free], minlength=n_cells)
         cost[:, misfit] += data.preference_weight * penalty_km * cell_hours[:, None]
-    cell_class = (cells % n_classes).astype(np.int64)
+    cell_class = (cells % (n_classes * PROFILE_CLASSES) % n_classes).astype(np.int64)
     pair_cell, pair_rep = np.nonzero(data.class_allowed[cell_class])
 
+    cells_lp = _CoarseLp(data, free, cell_of_free, n_cells, pair_cell, pair_rep, cost)
+    for tolerance_factor in COARSE_TOLERANCE_FACTORS:
+        x = _coarse_lp(cells_lp, tolerance_factor)
+        if x is not None:
+            break
+        logger.info("the coarse plan has no LP solution at %g x the within-segment tolerances", tolerance_factor)
+    else:
+        logger.warning("the coarse plan of %d grid cells has no LP solution: nearest reps only", n_cells)
+        return None
+    used = x > 1e-6
+    order = np.lexsort((pair_rep[used], pair_cell[used]))
+    start = np.concatenate([[0], np.cumsum(np.bincount(pair_cell[used], minlength=n_cells))])
+    logger.info(
+        "coarse plan: %d grid cells of %g degrees, %d cell-rep pairs offered besides the nearest reps",
+        n_cells,
+        side,
+        used.sum(),
+    )
+    return _CoarsePlan(unit_cell=unit_cell, start=start, reps=pair_rep[used][order].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class _CoarseLp:
+    """The coarse plan's cells: which free units each holds, the cell-rep pairs allowed and their costs."""
+
+    data: _CoarseInput
+    free: np.ndarray
+    cell_of_free: np.ndarray
+    n_cells: int
+    pair_cell: np.ndarray
+    pair_rep: np.ndarray
+    cost: np.ndarray
+
+
+def _coarse_lp(cells: _CoarseLp, tolerance_factor: float) -> np.ndarray | None:
+    """The coarse plan's LP with within-segment tolerances times ``tolerance_factor``: ``x`` per cell-rep pair.
+
+    ``None`` when GLOP finds no optimal solution (infeasible, or numerics).
+    """
+    data, free, cell_of_free, n_cells = cells.data, cells.free, cells.cell_of_free, cells.n_cells
+    pair_cell, pair_rep, cost = cells.pair_cell, cells.pair_rep, cells.cost
+    n_reps = len(data.rep_latitude)
     solver = pywraplp.Solver.CreateSolver("GLOP")
     solver.SetSolverSpecificParametersAsString("use_dual_simplex: true")
     x = [solver.NumVar(0.0, 1.0, "") for _ in range(len(pair_cell))]
@@ -844,9 +897,7 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
         for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
             rows[r].SetCoefficient(x[p], -float(values[c]) / scale)
         if metric.lo is None or metric.hi is None:
-            # twice the tolerance: whole cells mix their accounts' segments in fixed proportions, which the
-            # exact rules within segments do not always allow (the LP of 1M x 500 had no solution)
-            tolerance = min(2.0 * float(metric.tolerance_exact), 0.99)
+            tolerance = min(tolerance_factor * float(metric.tolerance_exact), 0.99)
             for group in np.unique(metric.groups):
                 members = np.flatnonzero(metric.groups == group)
                 shares = data.fte[members] / data.fte[members].sum()
@@ -867,18 +918,9 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     objective.SetMinimization()
     status = solver.Solve()
     if status != pywraplp.Solver.OPTIMAL:
-        logger.warning("the coarse plan of %d grid cells ended with LP status %d: nearest reps only", n_cells, status)
+        logger.info("coarse plan LP status %d", status)
         return None
-    used = np.array([v.solution_value() for v in x]) > 1e-6
-    order = np.lexsort((pair_rep[used], pair_cell[used]))
-    start = np.concatenate([[0], np.cumsum(np.bincount(pair_cell[used], minlength=n_cells))])
-    logger.info(
-        "coarse plan: %d grid cells of %g degrees, %d cell-rep pairs offered besides the nearest reps",
-        n_cells,
-        side,
-        used.sum(),
-    )
-    return _CoarsePlan(unit_cell=unit_cell, start=start, reps=pair_rep[used][order].astype(np.int64))
+    return np.array([v.solution_value() for v in x])
 
 
 def _smallest(key: np.ndarray, k: int) -> np.ndarray:
@@ -1066,6 +1108,48 @@ def first_minimum(values: np.ndarray, pair_unit: np.ndarray, starts: np.ndarray)
     hits = np.flatnonzero(values <= minimum[pair_unit])
     _, first = np.unique(pair_unit[hits], return_index=True)
     return minimum, hits[first]
+
+
+def metric_profile(values: list[np.ndarray]) -> np.ndarray:
+    """Profile class of every unit: the quantile bin of each metric's ratio to the first metric.
+
+    Aggregating units (the coarse plan's grid cells, :func:`optimizer.aggregate.cluster_units`) fixes the mix of
+    metrics a rep gets from an aggregate, so an LP over aggregates cannot give one group of reps the units
+    richest in one metric. At 1,000,000 accounts the enterprise reps, whose locked accounts hold more potential
+    than their share, must take the mid-market accounts with the most potential per workload hour; cells
+    mixing those with SMB accounts made every LP over aggregates infeasible at the scenario's exact
+    tolerance (:data:`PROFILE_BINS` bins per axis made it feasible). Units of different classes are aggregated
+    apart.
+
+    Parameters
+    ----------
+    values
+        Every metric's value per unit (the same units in each).
+
+    Returns
+    -------
+    numpy.ndarray
+        Class per unit, ``0 .. PROFILE_CLASSES - 1``; all zero with one metric.
+    """
+    axes = len(values) - 1
+    out = np.zeros(len(values[0]) if values else 0, dtype=np.int64)
+    if axes <= 0 or not len(out):
+        return out
+    bins = PROFILE_BINS
+    while bins > 2 and bins**axes > PROFILE_CLASSES:
+        bins -= 1
+    axes = max(1, min(axes, int(math.log(PROFILE_CLASSES, bins) + 1e-9)))  # 2 bins: at most 3 axes
+
+    def relative(value: np.ndarray) -> np.ndarray:
+        value = np.asarray(value, dtype=np.float64)
+        return value / max(float(value.mean()), 1e-300) + 1e-9
+
+    first = np.log(relative(values[0]))
+    for value in values[1 : axes + 1]:
+        ratio = np.round(np.log(relative(value)) - first, 9)  # equal ratios stay equal despite rounding
+        edges = np.quantile(ratio, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+        out = out * bins + np.searchsorted(edges, ratio, side="right")
+    return out
 
 
 def group_ratio(metric: MetricData, share: Fraction, *, upper: bool) -> tuple[int, int]:

@@ -11,13 +11,14 @@ from ortools.sat.python import cp_model
 
 from models.generate import write_instance
 from optimizer import SolveSettings, score, solve
+from optimizer import aggregate as aggregate_module
 from optimizer import solver as solver_module
-from optimizer.aggregate import aggregate, spread
+from optimizer.aggregate import aggregate, cluster_units, refine, spread
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import assignment_cost
 from optimizer.model import build_cp_model
-from optimizer.problem import INEXACT_MARGIN, Problem, group_ratio
-from optimizer.relaxation import solve_lp
+from optimizer.problem import INEXACT_MARGIN, PROFILE_CLASSES, Problem, group_ratio, metric_profile
+from optimizer.relaxation import LpInfeasibleError, solve_lp
 from optimizer.repair import descend, repair, violation
 from optimizer.warmstart import greedy_assignment
 from territory.pipeline import prepare
@@ -95,6 +96,94 @@ def test_spread_splits_a_fractional_cluster_in_proportion(scenario_writer: Scena
     x = np.where(coarse.pair_rep == 0, 0.3, 0.7)
     out = spread(problem, coarse, cluster, x)
     assert np.bincount(out, minlength=2).tolist() == [3, 7]
+
+
+def rich_and_plain(scenario_writer: ScenarioWriter) -> Problem:
+    """One place, two reps: a locked account (potential 30) with R0, 10 rich (potential 10) and 10 plain (1) free.
+
+    Accounts and potential within 5 % (10.5 accounts, 70 potential each): R0 must take more plain accounts
+    than rich ones, e.g. 3 rich + 7 plain + the lock (11 accounts, potential 67) against R1's 7 + 3 (10, 73).
+    """
+    accounts = [{"id": "L", "potential": 30.0, "current_rep": "R0", "locked": True}]
+    accounts += [{"id": f"r{i}", "potential": 10.0, "current_rep": None, "locked": False} for i in range(10)]
+    accounts += [{"id": f"p{i}", "potential": 1.0, "current_rep": None, "locked": False} for i in range(10)]
+    for row in accounts:
+        row.update(name=row["id"], latitude=40.0, longitude=-90.0, segment="smb")
+    reps = [
+        {"id": f"R{i}", "name": f"Rep {i}", "latitude": 40.0, "longitude": -90.0, "segment": "any", "fte": 1.0}
+        for i in range(2)
+    ]
+    balance = {"accounts": {"tolerance_pct": 5}, "potential": {"tolerance_pct": 5}}
+    return prepare(scenario_writer(accounts, reps, balance=balance)).problem
+
+
+def test_clusters_keep_metric_profiles_apart(scenario_writer: ScenarioWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich_and_plain: one cluster of every free account fixes R0's mix and has no LP solution; clusters by
+    metric profile (rich apart from plain, the balance caps lifted) have one, as the units' own LP has."""
+    problem = rich_and_plain(scenario_writer)
+    solve_lp(problem)  # the units' LP has a solution (no exception)
+    free = problem.fixed_rep < 0
+    mixed = np.where(free, 0, 1)
+    with pytest.raises(LpInfeasibleError):
+        solve_lp(aggregate(problem, mixed))
+    monkeypatch.setattr(aggregate_module, "BAND_FRACTION", 1e6)  # clusters cut by their keys alone
+    monkeypatch.setattr(aggregate_module, "MAX_MEMBERS", 10**6)
+    cluster = cluster_units(problem, problem.unit_latitude, problem.unit_longitude)
+    rich = np.isin(problem.unit_ids, [f"r{i}" for i in range(10)])
+    assert len(np.unique(cluster[rich])) == 1 and len(np.unique(cluster[free & ~rich])) == 1
+    assert cluster[rich][0] != cluster[free & ~rich][0]
+    assert solve_lp(aggregate(problem, cluster)) is not None
+
+
+def test_refine_holds_integral_clusters_and_cuts_fractional_ones(
+    generated: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large clusters (caps lifted 8-fold): after refining, every piece is one rep's held units (offered that rep
+    only) or part of one fractional cluster (offered that cluster's LP reps only); the pieces' LP has a
+    solution, and the split plan lies closer to the tolerances than the split of the large clusters."""
+    problem = generated
+    band_fraction = aggregate_module.BAND_FRACTION
+    monkeypatch.setattr(aggregate_module, "BAND_FRACTION", 8 * band_fraction)
+    cluster = cluster_units(problem, problem.unit_latitude, problem.unit_longitude)
+    monkeypatch.setattr(aggregate_module, "BAND_FRACTION", band_fraction)  # the pieces: the usual caps
+    coarse = aggregate(problem, cluster)
+    x = solve_lp(coarse).x
+    fractional_pair = (x > 1e-6) & (x < 1 - 1e-6)
+    fractional = np.unique(coarse.pair_unit[fractional_pair])
+    assert len(fractional)
+    pieces, refined = refine(problem, cluster, coarse, x)
+    assert refined.num_units > 0 and len(pieces) == problem.num_units
+    lp_reps = {(c, r) for c, r in zip(coarse.pair_unit[x > 1e-6], coarse.pair_rep[x > 1e-6], strict=True)}
+    for p in range(refined.num_units):
+        members = np.flatnonzero(pieces == p)
+        parents = set(cluster[members].tolist())
+        reps = set(refined.pair_rep[refined.pair_unit == p].tolist())
+        if parents <= set(fractional.tolist()):
+            assert len(parents) == 1
+            assert reps and all((parents.copy().pop(), r) in lp_reps for r in reps)
+        else:
+            assert not parents & set(fractional.tolist()) and len(reps) == 1
+            (rep,) = reps
+            assert all(x[(coarse.pair_unit == c) & (coarse.pair_rep == rep)].sum() > 1 - 1e-6 for c in parents)
+    finer = solve_lp(refined)
+    assert finer is not None
+    after = violation(problem, spread(problem, refined, pieces, finer.x))
+    before = violation(problem, spread(problem, coarse, cluster, x))
+    print(f"violation of the split plan: {before:.3f} bands from the clusters, {after:.3f} from the pieces")
+    assert after < before
+
+
+def test_metric_profile_bins_ratios_to_the_first_metric() -> None:
+    """Terciles of each ratio to the first metric; one metric: one class; many metrics: at most 9 classes."""
+    accounts = np.ones(9)
+    potential = np.array([1, 2, 3, 10, 20, 30, 100, 200, 300], dtype=float)
+    assert metric_profile([accounts, potential]).tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert len(set(metric_profile([potential, potential * 3]).tolist())) == 1  # one ratio everywhere: one class
+    assert metric_profile([potential]).tolist() == [0] * 9
+    rng = np.random.default_rng(0)
+    many = [rng.uniform(1, 10, 500) for _ in range(6)]
+    profile = metric_profile(many)
+    assert len(np.unique(profile)) > 1 and profile.max() < PROFILE_CLASSES
 
 
 def test_clustered_path_finds_a_plan_within_tolerance(generated: Problem, monkeypatch: pytest.MonkeyPatch) -> None:
