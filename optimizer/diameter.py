@@ -22,14 +22,19 @@ The search:
 
 1. a first plan: the LP start (:func:`optimizer.relaxation.lp_start`) of a
    balanced assignment to ``k`` medoids, costing squared distances;
-2. threshold large-neighbourhood search: take a target ``D`` 1-2 % below the
+2. threshold large-neighbourhood search: take a target ``D`` below the
    largest diameter, free a territory above it and its nearest 3 territories,
    and solve the threshold model on their units (the rest stays); accept when
    the largest diameter or the number of territories above the target falls.
-   Neighbourhoods the model proves infeasible grow (4, 6, 8, all
-   territories); one that runs out of time brings the target closer; when the
-   target is one level away, a few neighbourhoods are re-drawn at the same
-   diameter (CP-SAT without hint gives another split) and the search goes on;
+   The target step starts at 1 %, doubles after each neighbourhood that
+   brings every territory within it, up to 2 % or, far above the lower
+   bound, 0.3 times the relative gap (:func:`step_cap`: 15 % at twice the
+   bound). A neighbourhood that runs out of time, or proven-infeasible
+   neighbourhoods while the step is above 1 %, bring the target closer;
+   proven-infeasible neighbourhoods at a 1 % step grow (4, 6, 8, all
+   territories); when the target is one level away, a few neighbourhoods are
+   re-drawn at the same diameter (CP-SAT without hint gives another split)
+   and the search goes on;
 3. the last 15 % of the time: models of the whole problem just below the
    best plan (better plans, or the proof that it is optimal).
 
@@ -39,6 +44,19 @@ instances at 60 s under heavy machine load the mean largest diameter went
 from 44.30 to 44.15 (two better, two worse: within the noise of a shared
 machine, kept because a second CP-SAT worker adds little to such small
 feasibility models).
+
+The wide first steps: the LP start is far from good (largest diameter 89 on
+DTDP ``planar600_G4``, best known 42.7; 60 on ``planar500_G2``), and 1-2 %
+steps took most of a loaded run to come down from it (600_G4: 89 to 46.5 in
+17 s of a 30 s run). A wide step that proved its neighbourhoods infeasible
+used to grow them to the whole problem, one model that ran out of time; a
+closer target first avoids that. Measured with a fixed deterministic CP-SAT
+budget (``work_limit`` 6 s, about what a 60 s run gets on the loaded shared
+machine, so the comparison does not depend on the load) on 7 DTDP instances
+x 2 seeds: the ratio to best known summed over the 14 runs fell from 14.98
+(worst 1.54) to 14.13 (worst 1.046); 4 territories per neighbourhood beat 5
+(14.30) and 6 (14.37); a second neighbourhood around the same territory
+instead of a disjoint one was worse (14.26).
 
 Chosen by measurement on DTDP ``planar500_G0`` (500 units, 10 territories,
 ±5 % on three activities; shared 2-core machine): an LNS re-splitting the
