@@ -12,6 +12,7 @@ from ortools.sat.python import cp_model
 from models.generate import write_instance
 from optimizer import SolveSettings, score, solve
 from optimizer import aggregate as aggregate_module
+from optimizer import lagrange as lagrange_module
 from optimizer import solver as solver_module
 from optimizer.aggregate import aggregate, cluster_units, refine, spread
 from optimizer.lagrange import lagrangian_bound
@@ -215,6 +216,35 @@ def test_lagrangian_bound_reaches_the_lp_and_stays_below_plans(generated: Proble
     searched = lagrangian_bound(problem, None, upper=upper, seconds=30, max_steps=300)
     assert 0.95 * lp.objective <= searched <= lp.objective * (1 + 1e-9)
     assert searched <= upper
+
+
+def test_lagrangian_search_over_few_pairs_returns_an_exact_bound(
+    generated: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search over each unit's 2 cheapest pairs overrates the Lagrangian; the bound returned is the exact
+    value of checked prices (never above the LP) and the search takes in the pairs those checks chose."""
+    problem = generated
+    lp = solve_lp(problem)
+    assert lp is not None
+    monkeypatch.setattr(lagrange_module, "SEARCH_FROM", 0)
+    monkeypatch.setattr(lagrange_module, "SEARCH_PAIRS", 2)
+    monkeypatch.setattr(lagrange_module, "CHECK_FIRST", 10)
+    added: list[int] = []
+    original_add = lagrange_module._Evaluator.add
+
+    def counting_add(self: lagrange_module._Evaluator, pairs: np.ndarray) -> int:
+        added.append(original_add(self, pairs))
+        return added[-1]
+
+    monkeypatch.setattr(lagrange_module._Evaluator, "add", counting_add)
+    plan = repair(problem, greedy_assignment(problem))
+    assert plan is not None
+    upper = float(assignment_cost(problem, plan))
+    zero = lagrangian_bound(problem, None, upper=upper, seconds=5, max_steps=0)
+    searched = lagrangian_bound(problem, None, upper=upper, seconds=30, max_steps=300)
+    assert zero < searched <= lp.objective * (1 + 1e-9)
+    assert searched >= 0.9 * lp.objective
+    assert sum(added) > 0
 
 
 def test_descent_lowers_the_cost_and_keeps_every_rule(generated: Problem) -> None:
