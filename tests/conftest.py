@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from optimizer.problem import Problem
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "scenarios" / "example" / "scenario.yaml"
 
@@ -105,3 +107,24 @@ def two_towns() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         {"id": "RB", "name": "Rep B", "latitude": 41.0, "longitude": -90.0, "segment": "any", "fte": 1.0},
     ]
     return accounts, reps
+
+
+def rich_and_plain(scenario_writer: ScenarioWriter) -> Problem:
+    """One place, two reps: a locked account (potential 30) with R0, 10 rich (potential 10) and 10 plain (1) free.
+
+    Accounts and potential within 5 % (10.5 accounts, 70 potential each): R0 must take more plain accounts
+    than rich ones, e.g. 3 rich + 7 plain + the lock (11 accounts, potential 67) against R1's 7 + 3 (10, 73).
+    """
+    accounts = [{"id": "L", "potential": 30.0, "current_rep": "R0", "locked": True}]
+    accounts += [{"id": f"r{i}", "potential": 10.0, "current_rep": None, "locked": False} for i in range(10)]
+    accounts += [{"id": f"p{i}", "potential": 1.0, "current_rep": None, "locked": False} for i in range(10)]
+    for row in accounts:
+        row.update(name=row["id"], latitude=40.0, longitude=-90.0, segment="smb")
+    reps = [
+        {"id": f"R{i}", "name": f"Rep {i}", "latitude": 40.0, "longitude": -90.0, "segment": "any", "fte": 1.0}
+        for i in range(2)
+    ]
+    balance = {"accounts": {"tolerance_pct": 5}, "potential": {"tolerance_pct": 5}}
+    from territory.pipeline import prepare
+
+    return prepare(scenario_writer(accounts, reps, balance=balance)).problem

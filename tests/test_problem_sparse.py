@@ -27,6 +27,7 @@ from models.geo import distance_matrix_km, haversine_km
 from models.plan import Plan, SolveReport
 from models.scenario import ANY_SEGMENT, Solver, load_scenario
 from optimizer.problem import COST_RESOLUTION, _smallest, build_problem, candidate_limit
+from tests.conftest import rich_and_plain
 
 
 def dense_reference(dataset: Dataset) -> dict[str, Any]:
@@ -366,3 +367,30 @@ def test_candidate_reps_description_states_the_default_limit() -> None:
     assert f"{problem_module.AUTO_CANDIDATE_PAIRS // 10**6} million unit-rep pairs" in text
     assert f"{problem_module.AUTO_CANDIDATE_REPS} nearest eligible reps" in text
     assert f"{problem_module.COARSE_CELL_DEG:g}-degree grid cells" in text
+
+
+def test_coarse_plan_keeps_metric_mixes_apart_at_the_exact_tolerance(
+    scenario_writer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rich_and_plain (tests/test_scale_path.py), the candidate limit forced to 1 rep: the coarse plan puts the
+    rich and the plain accounts of one place in different cells, and its LP holds the exact 5 % tolerances,
+    which one mixed cell could not (R0's locked potential leaves it room only for more plain accounts)."""
+    plans: list[Any] = []
+    original = problem_module._coarse_plan
+
+    def capture(data: Any) -> Any:
+        plans.append(original(data))
+        return plans[-1]
+
+    monkeypatch.setattr(problem_module, "_coarse_plan", capture)
+    monkeypatch.setattr(problem_module, "COARSE_TOLERANCE_FACTORS", (1.0,))  # no looser fallback
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1)
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 1)
+    problem = rich_and_plain(scenario_writer)
+    (plan,) = plans
+    assert plan is not None
+    rich = np.isin(problem.unit_ids, [f"r{i}" for i in range(10)])
+    plain = np.isin(problem.unit_ids, [f"p{i}" for i in range(10)])
+    assert len(set(plan.unit_cell[rich])) == 1 and len(set(plan.unit_cell[plain])) == 1
+    assert plan.unit_cell[rich][0] != plan.unit_cell[plain][0]
+    assert set(problem.pair_rep.tolist()) == {0, 1}  # the plan offers both reps, beyond each unit's nearest

@@ -23,7 +23,7 @@ from optimizer.relaxation import LpInfeasibleError, solve_lp
 from optimizer.repair import descend, repair, violation
 from optimizer.warmstart import greedy_assignment
 from territory.pipeline import prepare
-from tests.conftest import ScenarioWriter
+from tests.conftest import ScenarioWriter, rich_and_plain
 
 
 @pytest.fixture(scope="module")
@@ -97,25 +97,6 @@ def test_spread_splits_a_fractional_cluster_in_proportion(scenario_writer: Scena
     x = np.where(coarse.pair_rep == 0, 0.3, 0.7)
     out = spread(problem, coarse, cluster, x)
     assert np.bincount(out, minlength=2).tolist() == [3, 7]
-
-
-def rich_and_plain(scenario_writer: ScenarioWriter) -> Problem:
-    """One place, two reps: a locked account (potential 30) with R0, 10 rich (potential 10) and 10 plain (1) free.
-
-    Accounts and potential within 5 % (10.5 accounts, 70 potential each): R0 must take more plain accounts
-    than rich ones, e.g. 3 rich + 7 plain + the lock (11 accounts, potential 67) against R1's 7 + 3 (10, 73).
-    """
-    accounts = [{"id": "L", "potential": 30.0, "current_rep": "R0", "locked": True}]
-    accounts += [{"id": f"r{i}", "potential": 10.0, "current_rep": None, "locked": False} for i in range(10)]
-    accounts += [{"id": f"p{i}", "potential": 1.0, "current_rep": None, "locked": False} for i in range(10)]
-    for row in accounts:
-        row.update(name=row["id"], latitude=40.0, longitude=-90.0, segment="smb")
-    reps = [
-        {"id": f"R{i}", "name": f"Rep {i}", "latitude": 40.0, "longitude": -90.0, "segment": "any", "fte": 1.0}
-        for i in range(2)
-    ]
-    balance = {"accounts": {"tolerance_pct": 5}, "potential": {"tolerance_pct": 5}}
-    return prepare(scenario_writer(accounts, reps, balance=balance)).problem
 
 
 def test_clusters_keep_metric_profiles_apart(scenario_writer: ScenarioWriter, monkeypatch: pytest.MonkeyPatch) -> None:
