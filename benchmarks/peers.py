@@ -132,7 +132,8 @@ def metis_parts(
     graph
         Unit adjacency, nodes ``0 .. n-1``.
     weights
-        Vertex weights; rounded to integers (METIS needs integers).
+        Vertex weights, one per unit or one row of several per unit (one balance constraint per column, METIS's
+        multi-constraint partitioning); rounded to integers (METIS needs integers).
     k
         Number of parts.
     seed
@@ -153,7 +154,11 @@ def metis_parts(
     weights = np.asarray(weights)
     _check_nodes(graph, len(weights))
     adjacency = [sorted(int(v) for v in graph.neighbors(u)) for u in range(len(weights))]
-    vweights = [round(float(w)) for w in weights]
+    vweights = [round(float(w)) for w in weights.ravel()]
+    if weights.ndim == 2:
+        # pymetis (2025.2) takes the number of constraints as len(vweights) // (units + 1): pad one unit's worth
+        # of zeros, which METIS never reads, so that it comes out as the number of columns
+        vweights += [0] * weights.shape[1]
     options = pymetis.Options()
     if seed is not None:
         options.seed = int(seed)
