@@ -26,11 +26,13 @@ in time at this size.
 Above :data:`SEARCH_FROM` pairs the search prices each unit's few cheapest
 pairs only, which overrates the Lagrangian once prices make another pair the
 cheapest; the bound returned is the best exact value (over every pair) of the
-prices checked after :data:`CHECK_FIRST`, twice as many, ... steps, at the end,
-and whenever the search's value passes a plan's cost, and each check adds the
-pairs it chose to the search. At 100,000 accounts / 100 reps: 587.5 M after
-200 steps, 604.3 M after 400, 617.5 M after 1,000 (plan 679.4 M); unchecked,
-1,000 steps had ended at prices worth less than zero prices.
+prices checked: whenever :data:`CHECK_RATIO` times the last check's time has
+passed since it, whenever the search's value passes a plan's cost, and at the
+end; each check adds the pairs it chose to the search. At 100,000 accounts / 100 reps: 587.0 M after
+200 steps, 607.1 M after 400, 622.2 M after 1,000 (plan 679.4 M); unchecked,
+1,000 steps had ended at prices worth less than zero prices, and checks after
+100, 200, 400 ... steps came too late at 1,000,000 accounts (1.2 s a step),
+where the search had drifted below the value it had reached after 38 steps.
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ logger = logging.getLogger(__name__)
 
 #: Above this many pairs the price search looks at each unit's :data:`SEARCH_PAIRS` cheapest pairs only.
 SEARCH_FROM, SEARCH_PAIRS = 1_000_000, 12
-#: With that restriction, the search evaluates its centre over every pair after this many steps, then after
-#: twice as many, and so on, and at the end (an exact evaluation costs about 30 restricted steps at 100k).
-CHECK_FIRST = 100
+#: With that restriction, the search evaluates its centre over every pair once this many times the last such
+#: evaluation's time has passed since it (checks then take at most a fifth of the search), and at the end.
+CHECK_RATIO = 4.0
 #: Relative safety margin taken off the bound for floating-point error.
 _MARGIN = 1e-9
 
@@ -153,8 +155,10 @@ def lagrangian_bound(
     # prices in cost per mean load (nu = mu * scale): a trust region of one box size fits every metric
     master = _Master(centre * scale[:, None], radius=_first_radius(problem, scale))
     master.add_cut(best, gradient / scale[:, None], centre * scale[:, None])
+    checked = time.perf_counter()
     proven = best if search is every else every.evaluate(np.zeros(shape))[0]  # the best exact value so far
-    steps, next_check = 0, CHECK_FIRST
+    check_cost, checked = time.perf_counter() - checked, time.perf_counter()
+    steps = 0
     while steps < max_steps and time.perf_counter() - clock < seconds and upper - proven > 1e-4 * abs(upper):
         proposal = master.propose()
         if proposal is None:
@@ -171,30 +175,32 @@ def lagrangian_bound(
             master.recentre(None, grow=False)
         if search is every:
             proven = best
-        elif steps >= next_check or best > upper:  # above a plan's cost: the few pairs misled the search
-            proven, best = _check(every, search, master.centre.reshape(shape) / scale[:, None], proven, best)
-            next_check = 2 * max(next_check, steps)
+        elif best > upper or time.perf_counter() - checked >= CHECK_RATIO * check_cost:
+            # (above a plan's cost: the few pairs misled the search)
+            exact, grown = _check(every, search, master.centre.reshape(shape) / scale[:, None])
+            proven = max(proven, exact)
+            if grown:  # the search's function fell where the new pairs are cheapest
+                best = min(best, search.evaluate(master.centre.reshape(shape) / scale[:, None])[0])
+            check_cost, checked = time.perf_counter() - checked, time.perf_counter()
         if predicted - best <= 1e-7 * abs(best):
             break  # the model cannot promise more: the bound is (nearly) the LP's
     if search is not every:
-        proven, best = _check(every, search, master.centre.reshape(shape) / scale[:, None], proven, best)
+        proven = max(proven, _check(every, search, master.centre.reshape(shape) / scale[:, None])[0])
     bound = proven - _MARGIN * abs(proven)
     logger.info("Lagrangian bound %.6g after %d steps (%.1f s)", bound, steps, time.perf_counter() - clock)
     return bound
 
 
-def _check(every: _Evaluator, search: _Evaluator, mu: np.ndarray, proven: float, best: float) -> tuple[float, float]:
-    """Evaluate prices ``mu`` over every pair: ``(best exact value, the search's value at mu)``.
+def _check(every: _Evaluator, search: _Evaluator, mu: np.ndarray) -> tuple[float, bool]:
+    """The Lagrangian at prices ``mu`` over every pair, and whether the search took in new pairs.
 
     Over a unit's cheapest few pairs the Lagrangian is too high wherever prices make another pair the
-    cheapest, and the search drifts there: at 100,000 accounts 1,000 steps ended at prices whose exact value
-    was below that of zero prices (539.9 M, against 606.2 M after 400 steps). So the search's pairs take in
-    every pair the exact evaluation chose, and its best value restarts from the corrected one.
+    cheapest, and the search drifts there: at 100,000 accounts 1,000 unchecked steps ended at prices whose
+    exact value was below that of zero prices (539.9 M, against 606.2 M after 400 steps). So the search takes
+    in every pair the exact evaluation chose.
     """
     value, _ = every.evaluate(mu)
-    if search.add(every.last_chosen):
-        best = min(best, search.evaluate(mu)[0])
-    return max(proven, value), best
+    return value, search.add(every.last_chosen) > 0
 
 
 class _Evaluator:
