@@ -48,6 +48,8 @@ MAX_MEMBERS = 400
 REP_COVER = 3.0
 #: Rounds of :func:`refine` after the clustered LP (one took a 1M plan from 84 to 0.17 bands off; a second, none).
 REFINE_ROUNDS = 1
+#: LP values this close to 0 or 1 count as 0 or 1.
+_LP_ZERO = 1e-6
 #: Candidate reps kept per cluster (cheapest per unit of workload), besides its current rep.
 CLUSTER_CANDIDATES = 20
 
@@ -182,7 +184,7 @@ def refine(problem: Problem, cluster: np.ndarray, coarse: Problem, x: np.ndarray
         ``(cluster, clustered problem)`` of the pieces; unchanged when no cluster is fractional.
     """
     fractional = np.zeros(coarse.num_units, dtype=bool)
-    fractional[coarse.pair_unit[(x > 1e-6) & (x < 1 - 1e-6)]] = True
+    fractional[coarse.pair_unit[_fractional(x)]] = True
     if not fractional.any():
         return cluster, coarse
     main = _main_rep(coarse, x)
@@ -205,7 +207,7 @@ def refine(problem: Problem, cluster: np.ndarray, coarse: Problem, x: np.ndarray
     parent[piece[units]] = cluster[units]
     held = np.full(refined.num_units, -1, dtype=np.int64)
     held[piece[~split]] = main[cluster[~split]]
-    on = (x > 1e-6) & fractional[coarse.pair_unit]
+    on = (x > _LP_ZERO) & fractional[coarse.pair_unit]
     lp_pairs = np.unique(coarse.pair_unit[on] * n_reps + coarse.pair_rep[on])
     keep = np.where(
         parent[refined.pair_unit] >= 0,
@@ -327,6 +329,11 @@ def _aggregate_budget(budget: MoveBudget, cluster: np.ndarray, k: int) -> MoveBu
     )
 
 
+def _fractional(x: np.ndarray) -> np.ndarray:
+    """Which LP values are neither 0 nor 1 (up to :data:`_LP_ZERO`)."""
+    return (x > _LP_ZERO) & (x < 1 - _LP_ZERO)
+
+
 def _main_rep(coarse: Problem, x: np.ndarray) -> np.ndarray:
     """Rep row of every cluster's largest LP value (the first of equals)."""
     _, first = first_minimum(-x, coarse.pair_unit, coarse.unit_start[:-1])
@@ -361,7 +368,7 @@ def spread(problem: Problem, coarse: Problem, cluster: np.ndarray, x: np.ndarray
     """
     main = _main_rep(coarse, x)
     out = main[cluster]
-    used = np.flatnonzero((x > 1e-6) & (x < 1 - 1e-6))
+    used = np.flatnonzero(_fractional(x))
     if not len(used):
         return out
     mean = np.array([max(float(m.values.sum()) / problem.num_reps, 1.0) for m in problem.metrics])

@@ -209,7 +209,7 @@ def test_lagrangian_search_over_few_pairs_returns_an_exact_bound(
     assert lp is not None
     monkeypatch.setattr(lagrange_module, "SEARCH_FROM", 0)
     monkeypatch.setattr(lagrange_module, "SEARCH_PAIRS", 2)
-    monkeypatch.setattr(lagrange_module, "CHECK_RATIO", 1.0)
+    monkeypatch.setattr(lagrange_module, "CHECK_GROWTH", 1.0)
     added: list[int] = []
     original_add = lagrange_module._Evaluator.add
 
