@@ -756,9 +756,10 @@ def load_dataset(
     units = None
     needs_edges = scenario.territories.contiguous or scenario.objective.distance == "graph"
     if scenario.units.source != "accounts" or needs_edges:
-        from models.units import build_units
+        from models.units import build_units, team_of_segments
 
-        units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges)
+        teams = team_of_segments({label: (rule.mode, rule.reps) for label, rule in scenario.segment_rules.items()})
+        units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges, teams=teams)
     return Dataset(
         departed=departed,
         hires=tuple(h.id for h in scenario.headcount.add),

@@ -30,6 +30,7 @@ from models.balance import balance_groups
 from models.dataset import Dataset, metric_values
 from models.geo import distance_matrix_km
 from models.scenario import ANY_SEGMENT, Scenario
+from optimizer.graph import Adjacency
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +189,10 @@ class Problem:
     unit_edges, unit_key, contiguous
         Unit adjacency (pairs of unit rows), key-account units (exempt from
         contiguity), and whether every territory must be connected.
+    unit_layer, layer_names
+        Team layer of every unit (``units.team_layers``; -1 for key-account units) and the layers' names:
+        contiguity holds for each territory on each layer apart (edges never join two layers). ``None``: one
+        layer.
     centre_distance, unit_weight
         For compactness measured from each territory's centre: unit-to-unit
         distances in km and each unit's weight (workload hours); ``None`` when
@@ -235,6 +240,8 @@ class Problem:
     unit_latitude: np.ndarray | None = None
     unit_longitude: np.ndarray | None = None
     diameter_distance: np.ndarray | None = None
+    unit_layer: np.ndarray | None = None
+    layer_names: tuple[str, ...] = ("general",)
 
     @property
     def num_units(self) -> int:
@@ -245,6 +252,18 @@ class Problem:
     def num_reps(self) -> int:
         """Number of reps."""
         return len(self.rep_ids)
+
+    @functools.cached_property
+    def adjacency(self) -> Adjacency:
+        """Neighbour lists of the units (:mod:`optimizer.graph`)."""
+        return Adjacency.of(self.num_units, self.unit_edges)
+
+    @functools.cached_property
+    def contiguity_layer(self) -> np.ndarray:
+        """Layer each unit's territory must be connected on (-1: exempt, as key-account units are)."""
+        key = self.unit_key if self.unit_key is not None else np.zeros(self.num_units, dtype=bool)
+        layer = self.unit_layer if self.unit_layer is not None else np.zeros(self.num_units, dtype=np.int64)
+        return np.where(key, -1, layer).astype(np.int64)
 
     def pairs_of(self, unit_rep: np.ndarray) -> np.ndarray:
         """Pair position of every unit's rep in an assignment; -1 where the pair is not allowed."""
@@ -459,6 +478,8 @@ def build_problem(dataset: Dataset) -> Problem:
                 hours = np.bincount(unit_of_account[members], weights=workload[members], minlength=n_units)
                 soft.append((hours, ~fits, rule.penalty_km))
     unit_class, class_names = _hard_classes(hard_units, hard_labels, n_units)
+    if layer is not None and len(layer.layer_names) > 1:
+        _empty_units_follow_their_layer(unit_class, layer.unit_layer, np.bincount(unit_of_account, minlength=n_units))
     class_allowed = np.ones((len(class_names), n_reps), dtype=bool)
     for c, name in enumerate(class_names):
         for label in filter(None, name.split("+")):
@@ -571,6 +592,8 @@ def build_problem(dataset: Dataset) -> Problem:
         preference_weight=weights.preference,
         unit_edges=layer.edges if layer is not None else np.zeros((0, 2), dtype=np.int64),
         unit_key=layer.key if layer is not None else None,
+        unit_layer=layer.unit_layer if layer is not None else None,
+        layer_names=layer.layer_names if layer is not None else ("general",),
         contiguous=scenario.territories.contiguous,
         centre_distance=centre_distance,
         unit_weight=unit_weight,
@@ -617,6 +640,19 @@ def candidate_limit(scenario: Scenario, n_units: int, n_reps: int) -> int | None
                 k,
             )
     return k if k is not None and k < n_reps else None
+
+
+def _empty_units_follow_their_layer(unit_class: np.ndarray, unit_layer: np.ndarray, accounts: np.ndarray) -> None:
+    """Give units without accounts the hard segment class of their team layer (in place).
+
+    A team layer tiles the map: its empty units (a postal code without enterprise accounts, on the enterprise
+    layer) join territories of that team only, as the layer's accounts do.
+    """
+    for number in np.unique(unit_layer[unit_layer >= 0]):
+        members = unit_layer == number
+        held = unit_class[members & (accounts > 0)]
+        if len(held):
+            unit_class[members & (accounts == 0)] = np.bincount(held).argmax()
 
 
 def _hard_classes(hard_units: list[np.ndarray], labels: list[str], n_units: int) -> tuple[np.ndarray, tuple[str, ...]]:
