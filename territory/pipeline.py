@@ -184,10 +184,15 @@ def solve_prepared(
     if not result.has_plan:
         limit = settings.time_limit_s or 0.0
         stopped = "you stopped the search" if result.interrupted else f"the time limit of {limit:g} s"
-        raise NoPlanError(
+        headline = (
             f"No plan was found before {stopped}, and the scenario was not proven infeasible either "
-            f"(solver status {result.status.value}). Try a longer limit (--time-limit "
-            f"{2 * limit:g}), looser tolerances, or solver.candidate_reps to shrink the model."
+            f"(solver status {result.status.value})."
+        )
+        if result.advice:
+            raise NoPlanError("\n".join([headline, *(f"  - {line}" for line in result.advice)]))
+        raise NoPlanError(
+            f"{headline} Try a longer limit (--time-limit {2 * limit:g}), looser tolerances, or "
+            "solver.candidate_reps to shrink the model."
         )
     return plan_from_result(prepared, result)
 
