@@ -28,7 +28,7 @@ from optimizer.problem import MoveBudget, Problem, with_tolerance
 from optimizer.result import InfeasibleError
 
 if TYPE_CHECKING:
-    from optimizer.solver import SolveSettings
+    from optimizer.settings import SolveSettings
 
 logger = logging.getLogger(__name__)
 

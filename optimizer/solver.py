@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -40,45 +40,10 @@ from optimizer.problem import Problem
 from optimizer.relaxation import CENTRE_BOUND_UNITS, LpInfeasibleError, centre_bound, lp_start, solve_lp
 from optimizer.repair import descend
 from optimizer.result import Result, Status
+from optimizer.settings import ProgressCallback, ProgressEvent, SolveSettings
 from optimizer.warmstart import greedy_assignment
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SolveSettings:
-    """Solver settings (see the scenario's ``solver`` section)."""
-
-    time_limit_s: float | None = 30.0
-    seed: int = 0
-    workers: int = 0
-    relative_gap: float = 0.0
-    work_limit: float = 100.0
-
-    def __post_init__(self) -> None:
-        if self.time_limit_s is not None and not self.time_limit_s > 0:
-            raise ValueError("time_limit_s must be positive (or None: no limit, reproducible search)")
-        if self.workers < 0:
-            raise ValueError("workers must be zero (all cores) or more")
-
-    @property
-    def num_workers(self) -> int:
-        """Workers actually used (0 means every core)."""
-        return self.workers or (os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A new plan or a better bound during the search."""
-
-    seconds: float
-    objective: float | None
-    bound: float
-    gap: float | None
-    solutions: int
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class _Watcher(cp_model.CpSolverSolutionCallback):

@@ -25,10 +25,9 @@ from models.plan import Plan, SolveReport
 from models.plan_excel import write_plan_excel
 from models.plan_io import write_plan
 from models.scenario import LoadedScenario, load_scenario
-from optimizer import Problem, ProgressEvent, SolveSettings, build_problem, solve
+from optimizer import Problem, ProgressCallback, ProgressEvent, SolveSettings, build_problem, solve
 from optimizer.diagnose import presolve_checks
 from optimizer.result import Result
-from optimizer.solver import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
