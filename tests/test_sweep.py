@@ -204,7 +204,7 @@ def test_remote_scheduler_by_address_records_failures_in_their_rows(
     written = pd.read_csv(tmp_path / "out" / "sweep.csv", keep_default_na=False)
     assert len(written) == 6 and (written["status"] != "pending").all()
     page = (tmp_path / "out" / "sweep.html").read_text()
-    assert "Travel against balance.workload.tolerance_pct" in page and "Balance against accounts moved" in page
+    assert "Travel against workload tolerance" in page and "Balance against accounts moved" in page
     for link in written.loc[written["status"].isin(PLAN_STATUSES), "map"]:
         assert page.count(f'href="{link}"') >= 3  # a point on both charts and the table's link
         assert (tmp_path / "out" / link).is_file()
