@@ -711,20 +711,18 @@ def descend_contiguous(
     return state.assign
 
 
-def _descend_pairs(
-    state: State, units: np.ndarray, reps: np.ndarray, delta_v: np.ndarray, delta_c: np.ndarray
-) -> int:
+def _descend_pairs(state: State, units: np.ndarray, reps: np.ndarray, delta_v: np.ndarray, delta_c: np.ndarray) -> int:
     """Pairs of moves that together keep every rule and lower the objective (a swap across a border, or a
     unit passed on while another comes back); the best ones that do not share a rep are applied."""
     pool = np.flatnonzero(delta_v < PAIR_SLACK)
-    pool = pool[np.argsort(delta_c[pool], kind="stable")][:PAIR_CANDIDATES * 2]
+    pool = pool[np.argsort(delta_c[pool], kind="stable")][: PAIR_CANDIDATES * 2]
     if len(pool) < 2:
         return 0
     first, second, pair_v, pair_c = _pairs_of(state, units, reps, pool, delta_c)
     good = np.flatnonzero((pair_v <= EPS) & (pair_c < -1e-9))
     moved = 0
     touched: set[int] = set()
-    for pick in good[np.argsort(pair_c[good], kind="stable")][:PAIR_TRIES * 4]:
+    for pick in good[np.argsort(pair_c[good], kind="stable")][: PAIR_TRIES * 4]:
         one, two = first[pick], second[pick]
         reps_of = {int(state.assign[units[one]]), int(reps[one]), int(state.assign[units[two]]), int(reps[two])}
         if reps_of & touched:

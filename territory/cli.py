@@ -83,7 +83,7 @@ class _ProgressLine:
         self.live.update(f"[cyan]solving[/cyan] {text}  [dim](workload-hour x km; Ctrl-C keeps the best plan)[/dim]")
 
 
-def _summary_table(plan: Plan, width: int) -> Table:
+def summary_table(plan: Plan, width: int) -> Table:
     """Each balanced metric's total, smallest and largest load, worst deviation and tolerance."""
     summary = plan.summary()
     title = f"{summary['scenario']}: {summary['status']}, gap {100 * (summary['gap'] or 0):.3f} %"
@@ -210,7 +210,7 @@ def solve(
         return plan, write_plan_folder(plan, out, offline=offline)
 
     plan, folder = _run_reporting_errors(run)
-    out_console.print(_summary_table(plan, out_console.width))
+    out_console.print(summary_table(plan, out_console.width))
     if plan.report.interrupted:
         out_console.print("[yellow]Interrupted: this is the best plan found before Ctrl-C.[/yellow]")
     out_console.print(

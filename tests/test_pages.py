@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 import territory.cli
 from maps.screenshot import chromium, open_page
-from territory.cli import _summary_table, app
+from territory.cli import app, summary_table
 from territory.compare import load_plan_folder
 from tests.conftest import EXAMPLE
 
@@ -204,7 +204,7 @@ def test_terminal_tables_fit_80_columns_with_every_figure_whole(pages: dict[str,
     lines = pages["terminal"].splitlines()
     assert lines and max(len(line) for line in lines) <= 80
     console = Console(width=80, record=True)
-    console.print(_summary_table(pages["example"], 80))
+    console.print(summary_table(pages["example"], 80))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
     for metric in pages["example"].summary()["metrics"].values():
