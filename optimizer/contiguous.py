@@ -38,7 +38,7 @@ from fractions import Fraction
 import numpy as np
 
 from optimizer.graph import Adjacency, PatchTree, patch_labels, patch_tree, pieces, random_spanning_tree
-from optimizer.problem import Problem, group_ratio
+from optimizer.problem import Problem, best_centres, group_ratio, with_fixed_centres
 from optimizer.relaxation import LpInfeasibleError, LpSolution, solve_lp
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ PAIR_SLACK = 0.2
 PAIR_TRIES = 20
 #: Spanning trees drawn in all by one recursive split of the map (bounds the backtracking).
 TREES_PER_START = 400
+#: Location-allocation rounds of :func:`relocate` at most (each re-draws every territory around fixed centres).
+RELOCATE_ROUNDS = 8
 #: Cut units whose branches are evaluated in one step of the repair, at most.
 BRANCH_CANDIDATES = 120
 #: Tree splits tried (each with its own budget of trees) before each LP or growth start, on one-layer maps.
@@ -327,18 +329,8 @@ class State:
 
     def refresh_centres(self) -> None:
         """Put every territory's centre at its best member (centre-based compactness)."""
-        rules = self.rules
-        if rules.centre is None:
-            return
-        problem = rules.problem
-        assert problem.centre_distance is not None and problem.unit_weight is not None
-        centres = np.zeros(rules.k, dtype=np.int64) if self.centres is None else self.centres.copy()
-        for r in range(rules.k):
-            members = np.flatnonzero(self.assign == r)
-            if len(members):
-                sub = problem.unit_weight[members, None] * problem.centre_distance[np.ix_(members, members)]
-                centres[r] = members[int(sub.sum(axis=0).argmin())]
-        self.centres = centres
+        if self.rules.centre is not None:
+            self.centres = best_centres(self.rules.problem, self.assign)
 
 
 # ---------------------------------------------------------------------------- the search
@@ -733,6 +725,57 @@ def _descend_pairs(state: State, units: np.ndarray, reps: np.ndarray, delta_v: n
             touched |= reps_of
             moved += 1
     return moved
+
+
+def relocate(
+    rules: Rules,
+    plan: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    deadline: float | None,
+    stop: threading.Event | None = None,
+    rounds: int = RELOCATE_ROUNDS,
+) -> np.ndarray:
+    """Location-allocation rounds for centre-based compactness: hold the centres, re-draw, move the centres.
+
+    With every territory's centre held at its best unit, the balanced assignment LP (distances from the
+    centres, every balance rule, segment rule, lock and budget) re-draws all territories at once; rounded,
+    made connected, repaired and descended, the plan replaces the current one when it costs less, and the
+    centres move to the new best units. Single moves and region re-draws only shift borders; these rounds
+    move whole territories.
+
+    Returns
+    -------
+    numpy.ndarray
+        The best plan found (``plan`` when no round improved it).
+    """
+    problem = rules.problem
+    if rules.centre is None:
+        return plan
+    best, cost = plan, problem.objective_of(plan)
+    for _ in range(rounds):
+        if (stop is not None and stop.is_set()) or (deadline is not None and time.perf_counter() > deadline):
+            break
+        fixed = with_fixed_centres(problem, best_centres(problem, best))
+        try:
+            lp = solve_lp(fixed)
+        except LpInfeasibleError:
+            break
+        if lp is None:
+            break
+        fixed_rules = Rules(fixed)
+        start = make_connected(fixed_rules, lp.rounded(fixed), rng)
+        if start is None:
+            break
+        candidate, violation = repair(fixed_rules, start, rng, deadline=deadline, stop=stop)
+        if violation > EPS or not _keeps_every_rule(problem, candidate):
+            break
+        candidate = descend_contiguous(rules, candidate, deadline=deadline, stop=stop)
+        value = problem.objective_of(candidate)
+        if value >= cost * (1 - 1e-9):
+            break
+        best, cost = candidate, value
+    return best
 
 
 def _touches(state: State, u: int, b: int) -> bool:

@@ -244,25 +244,17 @@ def contiguity_verdict(
         plan[problem.pair_unit[chosen]] = problem.pair_rep[chosen]
         return plan, []
     left = max(seconds - (time.perf_counter() - clock), 1.0)
-    relaxations = _contiguity_relaxations(problem, left, seed)
-    big = _largest_units(problem)
     if code == cp_model.INFEASIBLE:
         raise InfeasibleError(
             "The scenario has no feasible plan: contiguity blocks it.",
-            [
-                "every tolerance can hold with territories in pieces"
-                + (" (a plan was found)" if alone else "")
-                + ", but CP-SAT proved that no plan keeps every territory one connected area",
-                *relaxations,
-                *big,
-            ],
+            _contiguity_reasons(problem, alone, left, seed),
         )
     advice = [
         "contiguity, not balance, is what stands in the way: "
         + ("a plan within every tolerance exists when territories may be in pieces" if alone else "no plan was found")
         + (f"; the closest connected plan found still breaks: {'; '.join(blockers[:3])}" if blockers else ""),
-        *relaxations,
-        *big,
+        *_contiguity_relaxations(problem, left, seed),
+        *_largest_units(problem),
         "a longer time limit helps little here: connected plans near these tolerances are rare, so loosen a "
         "rule above, or set units.islands / units.extra_edges where a ferry or bridge joins areas",
     ]
@@ -282,14 +274,17 @@ def _contiguity_relaxations(problem: Problem, seconds: float, seed: int) -> list
 
     deadline = time.perf_counter() + seconds
     out = []
-    for step in (1.5, 2.0, 3.0):
+    steps = (1.5, 2.0, 3.0, 5.0)
+    for number, step in enumerate(steps):
         left = deadline - time.perf_counter()
         if left <= 0.2:
             break
         looser = problem
         for metric in problem.metrics:
             looser = with_tolerance(looser, metric.name, min(metric.tolerance * 100 * step, 99.0))
-        report = first_plan(looser, seed=seed, deadline=time.perf_counter() + min(left / 2, 10.0))
+        # a plan, where one exists, comes in well under a second: share the time over the steps left
+        share = min(left / (len(steps) - number + 1), 5.0)
+        report = first_plan(looser, seed=seed, deadline=time.perf_counter() + share)
         if report.plan is not None:
             now = ", ".join(f"±{m.tolerance * 100:g} %" for m in problem.metrics)
             then = ", ".join(f"±{min(m.tolerance * 100 * step, 99.0):g} %" for m in problem.metrics)
@@ -423,7 +418,28 @@ def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleE
     InfeasibleError
         With the conflicting rules and, where one was found, a relaxation.
     """
-    return explain_conflicts(problem, min(settings.time_limit_s or 30.0, 30.0))
+    budget = min(settings.time_limit_s or 30.0, 30.0)
+    if problem.contiguous:
+        loose = replace(problem, contiguous=False)
+        alone = _feasible(loose, budget / 4)
+        if alone is False:
+            return explain_conflicts(loose, budget)  # balance alone has no plan: name those rules
+        return InfeasibleError(
+            "The scenario has no feasible plan: contiguity blocks it.",
+            _contiguity_reasons(problem, alone, 0.75 * budget, seed=settings.seed),
+        )
+    return explain_conflicts(problem, budget)
+
+
+def _contiguity_reasons(problem: Problem, alone: bool | None, seconds: float, seed: int) -> list[str]:
+    """Why contiguity blocks a proven-infeasible scenario, and the relaxations that yield a plan."""
+    return [
+        ("every tolerance can hold with territories in pieces (a plan was found)" if alone else "")
+        + (", but " if alone else "")
+        + "no plan keeps every territory one connected area (CP-SAT proved it)",
+        *_contiguity_relaxations(problem, seconds, seed),
+        *_largest_units(problem),
+    ]
 
 
 def explain_conflicts(problem: Problem, budget: float) -> InfeasibleError:

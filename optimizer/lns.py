@@ -19,14 +19,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
 
 from optimizer.model import build_cp_model
-from optimizer.problem import Problem, expand_ranges, first_minimum
+from optimizer.problem import Problem, best_centres, expand_ranges, first_minimum, with_fixed_centres
 
 logger = logging.getLogger(__name__)
 
@@ -332,35 +332,6 @@ def _touching_reps(problem: Problem, current: np.ndarray) -> np.ndarray:
     return touch
 
 
-def _with_fixed_centres(problem: Problem, current: np.ndarray) -> Problem:
-    """Centre-based compactness with each territory's centre held at its current best unit.
-
-    The objective is then linear in the assignment (like distance to a home base), which CP-SAT
-    solves far faster than choosing centres with element constraints; recomputing the centres after
-    each accepted step makes the search a location-allocation alternation (the true objective,
-    with the best centres, never rises).
-    """
-    if problem.centre_distance is None or problem.unit_weight is None:
-        return problem
-    centres = np.zeros(problem.num_reps, dtype=np.int64)
-    for r in range(problem.num_reps):
-        members = np.flatnonzero(current == r)
-        if len(members):
-            sub = problem.unit_weight[members, None] * problem.centre_distance[np.ix_(members, members)]
-            centres[r] = members[int(sub.sum(axis=0).argmin())]
-    compactness = (
-        problem.unit_weight[problem.pair_unit] * problem.centre_distance[problem.pair_unit, centres[problem.pair_rep]]
-    )
-    cost = problem.compactness_weight * compactness + problem.preference_weight * problem.pair_penalty
-    return replace(
-        problem,
-        pair_compactness=compactness,
-        pair_cost=np.round(cost * problem.cost_scale).astype(np.int64),
-        centre_distance=None,
-        unit_weight=None,
-    )
-
-
 def improve_regions(
     problem: Problem,
     start: np.ndarray,
@@ -415,7 +386,7 @@ def improve_regions(
         # then holds every unit of its reps, so their contiguity and centres are modelled
         free = np.isin(current, chosen)
         candidate, optimal = solve_neighbourhood(
-            _with_fixed_centres(problem, current),
+            with_fixed_centres(problem, best_centres(problem, current)),
             current,
             free,
             seconds,

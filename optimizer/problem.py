@@ -1287,3 +1287,64 @@ def with_tolerance(problem: Problem, metric: str, tolerance_pct: float) -> Probl
             data = replace(data, tolerance=tolerance, tolerance_exact=tolerance_exact, lo=lo, hi=hi)
         changed.append(data)
     return replace(problem, metrics=tuple(changed))
+
+
+def best_centres(problem: Problem, unit_rep: np.ndarray) -> np.ndarray:
+    """Every territory's best centre: the member unit from which its workload-weighted distance is smallest.
+
+    Parameters
+    ----------
+    problem
+        A centre-based problem (``centre_distance`` and ``unit_weight`` set).
+    unit_rep
+        Rep row of every unit.
+
+    Returns
+    -------
+    numpy.ndarray
+        Unit row of every rep's centre (0 for a rep without units).
+    """
+    assert problem.centre_distance is not None and problem.unit_weight is not None
+    centres = np.zeros(problem.num_reps, dtype=np.int64)
+    for r in range(problem.num_reps):
+        members = np.flatnonzero(unit_rep == r)
+        if len(members):
+            sub = problem.unit_weight[members, None] * problem.centre_distance[np.ix_(members, members)]
+            centres[r] = members[int(sub.sum(axis=0).argmin())]
+    return centres
+
+
+def with_fixed_centres(problem: Problem, centres: np.ndarray | None) -> Problem:
+    """Centre-based compactness with each territory's centre held at a given unit.
+
+    The objective is then linear in the assignment (like distance to a home base), which CP-SAT and the LP
+    solve far faster than choosing centres; recomputing the centres after each step makes the search a
+    location-allocation alternation (the true objective, with the best centres, never rises).
+
+    Parameters
+    ----------
+    problem
+        The problem (returned as it is unless compactness is centre-based).
+    centres
+        Unit row of every rep's centre (:func:`best_centres`).
+
+    Returns
+    -------
+    Problem
+        The problem with pair costs measured from the centres and no centre term.
+    """
+    if problem.centre_distance is None or problem.unit_weight is None or centres is None:
+        return problem
+    compactness = (
+        problem.unit_weight[problem.pair_unit] * problem.centre_distance[problem.pair_unit, centres[problem.pair_rep]]
+    )
+    cost = problem.compactness_weight * compactness + problem.preference_weight * problem.pair_penalty
+    if problem.pair_continuity is not None:
+        cost = cost + problem.pair_continuity
+    return replace(
+        problem,
+        pair_compactness=compactness,
+        pair_cost=np.round(cost * problem.cost_scale).astype(np.int64),
+        centre_distance=None,
+        unit_weight=None,
+    )

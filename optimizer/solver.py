@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from ortools.sat.python import cp_model
 
-from optimizer.contiguous import Rules, descend_contiguous, first_plan
+from optimizer.contiguous import Rules, descend_contiguous, first_plan, relocate
 from optimizer.diagnose import contiguity_verdict, explain_infeasible, presolve_checks
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, reproducible, run
@@ -136,8 +136,10 @@ def _sigint_stops() -> Iterator[_Stop]:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-#: Contiguous or centre-based problems with at most this many pairs go straight to one CP-SAT model.
-SMALL_SHAPED_PAIRS = 200
+#: Contiguous or centre-based problems with at most this many pairs go straight to one CP-SAT model (which
+#: proves such tiny ones optimal); larger ones take the region search (CP-SAT alone gave a plan 5 % less compact
+#: than GerryChain's best on South Carolina's 46 counties in 4 territories).
+SMALL_SHAPED_PAIRS = 60
 #: Region-LNS steps in a row without improvement before restarting from a new contiguous plan.
 RESTART_PATIENCE = 40
 #: Seconds at most, and share of the time limit, that the centre-based bound may take after the first plan.
@@ -363,7 +365,9 @@ def _solve_regions(
 
     report_cost(problem.objective_of(start))
     rules = Rules(problem)
+    rng = np.random.default_rng(settings.seed)
     plan = descend_contiguous(rules, start, deadline=deadline, stop=stop.event)
+    plan = relocate(rules, plan, rng, deadline=deadline, stop=stop.event)
     best = problem.objective_of(plan)
     report_cost(best)
     # bounds: valid with contiguity relaxed
@@ -381,23 +385,24 @@ def _solve_regions(
     for restart in range(4 if limit is None else 10**6):
         if restart:
             # restarts from new connected plans when the search stalls: local optima of region moves are common
-            if stop.event.is_set() or (lns_deadline is not None and time.perf_counter() > lns_deadline - 0.5):
+            if (
+                not problem.contiguous
+                or stop.event.is_set()
+                or (lns_deadline is not None and time.perf_counter() > lns_deadline - 0.5)
+            ):
                 break
-            again = (
-                first_plan(
-                    problem,
-                    seed=settings.seed + restart,
-                    deadline=None if lns_deadline is None else min(lns_deadline, time.perf_counter() + 0.2 * limit),
-                    stop=stop.event,
-                    workers=workers,
-                    max_attempts=3,
-                ).plan
-                if problem.contiguous
-                else None
-            )
+            again = first_plan(
+                problem,
+                seed=settings.seed + restart,
+                deadline=None if lns_deadline is None else min(lns_deadline, time.perf_counter() + 0.2 * limit),
+                stop=stop.event,
+                workers=workers,
+                max_attempts=3,
+            ).plan
             if again is None:
-                break
+                continue  # no new plan this time: the next restart draws again (the deadline ends the loop)
             again = descend_contiguous(rules, again, deadline=lns_deadline, stop=stop.event)
+            again = relocate(rules, again, rng, deadline=lns_deadline, stop=stop.event)
         candidate, cost, more = improve_regions(
             problem,
             plan if not restart else again,
