@@ -112,7 +112,7 @@ def create_app(bench: Workbench, *, token: str | None = None, local: bool = True
                 given = header[7:]
             if not (given and secrets.compare_digest(given, token)):
                 return _json({"detail": "this workbench needs its token: open the address it printed"}, 403)
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
+        if request.method == "POST":  # the only method that changes anything (others: 405)
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if kind != "application/json":
                 return _json({"detail": "send JSON (Content-Type: application/json)"}, 415)

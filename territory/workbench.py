@@ -493,7 +493,7 @@ class Workbench:
             for row, load, t, d, o in zip(rows, loads, target, dev, out, strict=True):
                 row[metric] = _clean(load)
                 row[f"{metric}_target"] = _clean(t)
-                row[f"{metric}_deviation_pct"] = _clean(d, 2)
+                row[f"{metric}_deviation_pct"] = _clean(d, 4)
                 row[f"{metric}_out"] = bool(o)
         counts = self.loads[0]
         pins_per_rep = np.bincount(self.pins[self.pins >= 0], minlength=self.num_reps)
