@@ -23,6 +23,10 @@ import importlib
 import json
 import logging
 import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +245,29 @@ def create_app(bench: Workbench, *, token: str | None = None, local: bool = True
 def _package_dir(module: str) -> Path:
     """The data folder of an installed XStatic package."""
     return Path(importlib.import_module(module).BASE_DIR)
+
+
+@contextmanager
+def running(bench: Workbench, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The app served in a background thread (``port=0``: any free port); yields its address.
+
+    For tests, benchmarks and notebooks; ``territory serve`` runs :func:`serve` in the foreground instead.
+    """
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(create_app(bench), host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="workbench-server", daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"the workbench app did not start on {host}:{port}")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{bound}/"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def serve(bench: Workbench, *, host: str = "127.0.0.1", port: int = 8000, on_ready: Any = None) -> None:

@@ -527,7 +527,13 @@ async function start() {
   refreshAreas(null);
 }
 
-// For tests and scripts: where an account is on the screen (page coordinates), to click it.
+// For tests and scripts: the account drawn nearest a page point (its id, or null) ...
+wb.accountAt = (x, y) => {
+  const box = map.getContainer().getBoundingClientRect();
+  const i = nearestAccount({ x: x - box.left, y: y - box.top });
+  return i < 0 ? null : wb.data.accounts.id[i];
+};
+// ... and where an account is on the screen (page coordinates), to click it.
 wb.screenPoint = (accountId) => {
   const i = wb.data.accounts.id.indexOf(accountId);
   if (i < 0) return null;
