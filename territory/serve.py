@@ -38,7 +38,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from models.errors import InputError
-from optimizer import InfeasibleError
 from territory.workbench import Workbench, WorkbenchError
 
 logger = logging.getLogger(__name__)
@@ -49,6 +48,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 TOKEN_COOKIE = "territory_token"
 #: The page, its script and style (installed with the package).
 STATIC = Path(__file__).with_name("static")
+#: True once the page has drawn the plan, its table and the territory areas, and answers clicks.
+PAGE_DRAWN = "window.workbenchReady === true && window.areasDrawn >= 1"
 #: Seconds between progress checks of a streamed solve.
 EVENT_POLL_S = 0.25
 
@@ -146,7 +147,7 @@ def create_app(bench: Workbench, *, token: str | None = None, local: bool = True
 
     @app.get("/api/state")
     def state() -> Response:
-        return _json(bench.page_data())
+        return Response(bench.page_json(), media_type="application/json")
 
     @app.get("/api/kpis")
     def kpis() -> Response:
@@ -234,10 +235,7 @@ def create_app(bench: Workbench, *, token: str | None = None, local: bool = True
 
     @app.get("/compare", response_class=HTMLResponse)
     def compare(folder: str) -> HTMLResponse:
-        try:
-            return HTMLResponse(bench.compare_page(Path(folder)))
-        except InfeasibleError as exc:  # a plan folder never needs a solve; kept for scenario files
-            raise WorkbenchError(str(exc)) from None
+        return HTMLResponse(bench.compare_page(Path(folder)))
 
     return app
 
@@ -256,6 +254,7 @@ def running(bench: Workbench, *, host: str = "127.0.0.1", port: int = 0) -> Iter
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(create_app(bench), host=host, port=port, log_level="warning"))
+    bench.page_json()  # as serve() does: the page's data serialised before the first visit
     thread = threading.Thread(target=server.run, name="workbench-server", daemon=True)
     thread.start()
     while not server.started:
@@ -277,6 +276,7 @@ def serve(bench: Workbench, *, host: str = "127.0.0.1", port: int = 8000, on_rea
     local = host in LOCAL_HOSTS
     token = None if local else secrets.token_urlsafe(24)
     app = create_app(bench, token=token, local=local)
+    bench.page_json()  # the page's data serialised before the first visit
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     address = f"http://{shown if ':' not in shown or shown.startswith('[') else f'[{shown}]'}:{port}/"
     if token is not None:
@@ -284,3 +284,48 @@ def serve(bench: Workbench, *, host: str = "127.0.0.1", port: int = 8000, on_rea
     if on_ready is not None:
         on_ready(address)
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def screenshot(bench: Workbench, path: Path | str, *, width: int = 1500, height: int = 900) -> Path:
+    """A PNG of the workbench page as it stands (the README's picture): Chromium with the network blocked.
+
+    Raises
+    ------
+    RuntimeError
+        The page failed (a script error) or asked for something off the machine.
+    """
+    from maps.screenshot import chromium, open_page
+
+    with running(bench) as address, chromium() as browser:
+        check, page = open_page(
+            browser, address, screenshot=path, viewport={"width": width, "height": height}, ready=PAGE_DRAWN
+        )
+        page.context.close()
+    if check.errors or check.blocked:
+        raise RuntimeError("; ".join([*check.errors, *(f"blocked {url}" for url in check.blocked)]))
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The README's picture: a plan folder, a few accounts moved by hand (pinned), the page as a PNG."""
+    import argparse
+
+    from territory.workbench import open_workbench
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("plan", type=Path, help="plan folder written by 'territory solve'")
+    parser.add_argument("--out", type=Path, default=Path("docs/workbench.png"))
+    parser.add_argument("--move", nargs="*", default=[], help="account ids to move before the picture")
+    parser.add_argument("--to", help="the rep they move to")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    bench = open_workbench(args.plan)
+    if args.move and args.to:
+        bench.assign(bench.units_of(args.move), args.to)
+    screenshot(bench, args.out)
+    logger.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -49,8 +49,8 @@ from models.plan import TOLERANCE_EPS, Plan
 from models.scenario import ANY_SEGMENT, BUILTIN_METRICS
 from optimizer import InfeasibleError, Problem, ProgressEvent, SolveSettings, build_problem, solve
 from optimizer.problem import expand_ranges
-from optimizer.result import Result
-from territory.pipeline import NoPlanError, Prepared, plan_from_result, prepare, solve_prepared, solve_settings
+from optimizer.result import Result, Status
+from territory.pipeline import prepare, solve_prepared, solve_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ EDITED = "edited"
 MAX_FACET_VALUES = 60
 #: Territory areas are padded by this share of the map's diagonal (as the plan map pads them).
 AREA_PAD_SHARE = 0.015
+#: Share of a re-solve's time limit that repairing the plan on screen may take (the first plan of a re-solve).
+REPAIR_SHARE = 0.2
 #: Unit polygons are simplified to this many degrees for the page.
 UNIT_SIMPLIFY_DEG = 0.002
 
@@ -148,17 +150,14 @@ class Workbench:
 
     Parameters
     ----------
-    prepared
-        The scenario, its data (baseline, locks, pins) and the solver's problem.
     plan
-        The plan to start from.
+        The plan to start from; its dataset holds the scenario, the data, the baseline, locks and pins.
     source
         The plan folder or scenario file opened.
     """
 
-    def __init__(self, prepared: Prepared, plan: Plan, source: Path) -> None:
-        self.prepared = prepared
-        self.dataset: Dataset = prepared.dataset
+    def __init__(self, plan: Plan, source: Path) -> None:
+        self.dataset: Dataset = plan.dataset
         self.source = Path(source).resolve()
         self.report = plan.report
         #: Held by every step that reads or changes the plan (the web server answers from several threads).
@@ -196,6 +195,7 @@ class Workbench:
             self.saved[self.source] = folder_fingerprint(self.source)
         self._static_arrays()
         self._recompute()
+        self._static_json: str | None = None
 
     # ------------------------------------------------------------------ data kept per account and per rep
     def _static_arrays(self) -> None:
@@ -575,8 +575,21 @@ class Workbench:
         return frame[list(PIN_COLUMNS)]
 
     # ------------------------------------------------------------------ what the page draws
+    def page_json(self) -> str:
+        """:meth:`page_data` as JSON; the parts that never change (accounts, reps, filters) are serialised once."""
+        if self._static_json is None:
+            self._static_json = json.dumps(self._static_page(), allow_nan=False)
+        with self.lock:
+            dynamic = json.dumps(
+                {"unit_rep": self.unit_rep.tolist(), "pins": self.pins.tolist(), **self.update()}, allow_nan=False
+            )
+        return self._static_json[:-1] + ", " + dynamic[1:]
+
     def page_data(self) -> dict[str, Any]:
         """Everything the page needs once: reps, accounts as columns, the plan, pins, figures, filters."""
+        return json.loads(self.page_json())
+
+    def _static_page(self) -> dict[str, Any]:
         from maps.palette import territory_colors
 
         with self.lock:
@@ -624,10 +637,7 @@ class Workbench:
                 },
                 "facets": self._facets(),
                 "unit_ids": self.rules.unit_ids.astype(str).tolist() if self.dataset.units is not None else None,
-                "unit_rep": self.unit_rep.tolist(),
-                "pins": self.pins.tolist(),
                 "max_budget": len(acc),
-                **self.update(),
             }
 
     def _facets(self) -> dict[str, list[Any]]:
@@ -758,25 +768,43 @@ class Workbench:
         return solve_settings(self.dataset.scenario.with_solver(time_limit_s=time_limit_s))
 
     def _run_solve(self, job: SolveJob, problem: Problem, settings: SolveSettings, hint: np.ndarray | None) -> None:
+        clock = time.perf_counter()
+        offset = [0.0]  # the solver counts its seconds from its own start; the page, from the request
+
         def progress(event: ProgressEvent) -> None:
+            gap = None if event.gap is None or not math.isfinite(event.gap) else round(100 * event.gap, 3)
             job.events.append(
                 {
-                    "seconds": round(event.seconds, 2),
+                    "seconds": round(offset[0] + event.seconds, 2),
                     "objective": _clean(event.objective, 1),
                     "bound": _clean(event.bound, 1),
-                    "gap_pct": None if event.gap is None or not math.isfinite(event.gap) else round(100 * event.gap, 3),
+                    "gap_pct": gap,
                 }
             )
 
         try:
+            start = _quick_start(problem, hint, settings)
+            if start is not None:  # a plan keeping every rule and pin at once; the solver improves on it
+                progress(ProgressEvent(time.perf_counter() - clock, problem.objective_of(start), math.nan, None, 1))
+                hint = start
+            offset[0] = time.perf_counter() - clock
             result = solve(problem, settings, progress=progress, hint=hint, cancel=job.cancel)
+            if start is not None and (result.unit_rep is None or result.objective > problem.objective_of(start)):
+                result = Result(
+                    status=Status.FEASIBLE,
+                    unit_rep=start,
+                    objective=problem.objective_of(start),
+                    bound=math.nan,
+                    gap=math.nan,
+                    wall_seconds=time.perf_counter() - clock,
+                    interrupted=result.interrupted,
+                    statistics={"method": "the plan on screen repaired to every tolerance (optimizer.repair)"},
+                )
             if result.unit_rep is None:
-                job.state, job.message = (
-                    "failed",
-                    (
-                        "no plan was found in the time given, and none was proven impossible: give it more time, "
-                        "a larger move budget, or fewer pins"
-                    ),
+                job.state = "failed"
+                job.message = (
+                    "no plan was found in the time given, and none was proven impossible: give it more time, "
+                    "a larger move budget, or fewer pins"
                 )
                 return
             job.result = result
@@ -962,6 +990,22 @@ def _extends_of(scenario: Path, target: Path) -> str:
     return os.path.relpath(parent, target)
 
 
+def _quick_start(problem: Problem, hint: np.ndarray | None, settings: SolveSettings) -> np.ndarray | None:
+    """The plan on screen repaired to every tolerance by single moves and swaps (``optimizer.repair``), when
+    that keeps every rule (pins, budget); ``None`` otherwise, or for shapes repair does not keep (contiguity,
+    centres, diameters) and for deterministic solves (no hint: the saved scenario must solve the same way)."""
+    from optimizer.repair import repair
+    from optimizer.score import score
+
+    if hint is None or problem.contiguous or problem.centre_distance is not None:
+        return None
+    if problem.diameter_distance is not None or (problem.pairs_of(hint) < 0).any():
+        return None
+    limit = settings.time_limit_s or 30.0
+    fixed = repair(problem, hint, deadline=time.perf_counter() + REPAIR_SHARE * limit)
+    return fixed if fixed is not None and score(problem, fixed).feasible else None
+
+
 def folder_fingerprint(folder: Path) -> str:
     """What a saved folder holds now: its save record and summary, as one string (``''`` when absent)."""
     parts = []
@@ -1007,29 +1051,16 @@ def open_workbench(
 
     source = Path(source)
     if source.is_dir():
-        plan = load_plan_folder(source)
-        problem = build_problem(plan.dataset)
-        loaded = _loaded_of(plan.dataset)
-        prepared = Prepared(loaded=loaded, dataset=plan.dataset, problem=problem)
-        return Workbench(prepared, plan, source)
+        return Workbench(load_plan_folder(source), source)
     if not source.is_file():
         raise InputError.single("no such plan folder or scenario file", file=source,
                                 hint="give a folder written by 'territory solve' or a scenario .yaml")  # fmt: skip
-    prepared = prepare(source, time_limit_s=time_limit_s)
-    plan = solve_prepared(prepared, progress=progress)
-    return Workbench(prepared, plan, source)
-
-
-def _loaded_of(dataset: Dataset) -> Any:
-    from models.scenario import LoadedScenario
-
-    return LoadedScenario(scenario=dataset.scenario, path=dataset.source or Path("scenario.yaml"))
+    return Workbench(solve_prepared(prepare(source, time_limit_s=time_limit_s), progress=progress), source)
 
 
 __all__ = [
     "Change",
     "ConflictError",
-    "NoPlanError",
     "NotFoundError",
     "RuleBrokenError",
     "SolveJob",
@@ -1037,5 +1068,4 @@ __all__ = [
     "WorkbenchError",
     "folder_fingerprint",
     "open_workbench",
-    "plan_from_result",
 ]

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from maps.screenshot import chromium, is_local
+from maps.screenshot import PageCheck, chromium, open_page
 from territory.pipeline import solve_scenario, write_plan_folder
-from territory.serve import running
+from territory.serve import PAGE_DRAWN, running
 from territory.workbench import open_workbench
 from tests.conftest import EXAMPLE
 
@@ -50,22 +50,9 @@ def example_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_plan_folder(plan, tmp_path_factory.mktemp("workbench") / "plan", offline=True)
 
 
-def _open(browser: Any, address: str, blocked: list[str], errors: list[str]) -> Any:
-    context = browser.new_context(viewport={"width": 1500, "height": 900})
-
-    def route(request_route: Any) -> None:
-        if is_local(request_route.request.url):
-            request_route.continue_()
-        else:
-            blocked.append(request_route.request.url)
-            request_route.abort()
-
-    context.route("**/*", route)
-    page = context.new_page()
-    page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(address)
-    page.wait_for_function("window.workbenchReady === true && window.areasDrawn >= 1", timeout=60_000)
+def _open(browser: Any, address: str, checks: list[PageCheck]) -> Any:
+    check, page = open_page(browser, address, viewport={"width": 1500, "height": 900}, ready=PAGE_DRAWN)
+    checks.append(check)  # its errors and blocked requests keep growing while the page is used
     return page
 
 
@@ -74,10 +61,9 @@ def test_the_planners_loop_in_chromium(browser: Any, example_folder: Path, tmp_p
     accounts = bench.dataset.accounts
     alone = accounts["family_id"].map(accounts["family_id"].value_counts()) == 1  # an account family of one
     free = accounts[(accounts["segment"] == "smb") & alone]
-    blocked: list[str] = []
-    errors: list[str] = []
+    checks: list[PageCheck] = []
     with running(bench) as address:
-        page = _open(browser, address, blocked, errors)
+        page = _open(browser, address, checks)
         page.screenshot(path=str(tmp_path / "opened.png"))
         picked = page.evaluate(_CLICKABLE, free["account_id"].tolist())[:3]
         assert len(picked) == 3
@@ -140,11 +126,11 @@ def test_the_planners_loop_in_chromium(browser: Any, example_folder: Path, tmp_p
 
     reopened = open_workbench(saved)
     with running(reopened) as address:
-        page = _open(browser, address, blocked, errors)
+        page = _open(browser, address, checks)
         assert page.evaluate("Array.from(workbench.unitRep)") == shown
         assert page.evaluate("(us) => us.map(u => workbench.pins[u])", units.tolist()) == [bench.rep_row(target)] * len(
             units
         )
         page.context.close()
-    assert blocked == []
-    assert errors == []
+    assert [url for check in checks for url in check.blocked] == []
+    assert [error for check in checks for error in check.errors] == []

@@ -40,7 +40,7 @@ function say(text, kind = "") {
 }
 
 // ------------------------------------------------------------------ the map
-const map = L.map("map", { preferCanvas: true, boxZoom: false, zoomControl: true, attributionControl: false });
+const map = L.map("map", { preferCanvas: true, boxZoom: false, zoomSnap: 0.25, zoomControl: true, attributionControl: false });
 map.createPane("areas").style.zIndex = 350;
 
 // Accounts as dots on one canvas, redrawn after every move, zoom or change of plan.
@@ -485,7 +485,10 @@ $("close-compare").addEventListener("click", () => { $("compare-view").hidden = 
 
 // ------------------------------------------------------------------ start
 async function start() {
+  const mark = (name) => { wb.timings[name] = Math.round(performance.now()); };
+  wb.timings = {};
   const data = await api("api/state");
+  mark("data");
   wb.data = data;
   wb.version = data.version;
   wb.unitRep = Int32Array.from(data.unit_rep);
@@ -503,6 +506,7 @@ async function start() {
   // the map's origin as a Leaflet point: containerPoint = world point * scale + (container point of 0,0)
   const fix = map.options.crs.transformation.transform(map.options.crs.projection.project(L.latLng(0, 0)), 1);
   wb.mx = wb.mx.map((v) => v - fix.x); wb.my = wb.my.map((v) => v - fix.y);
+  mark("projected");
   $("title").textContent = data.name;
   $("folder").value = data.default_folder;
   $("rep").innerHTML = data.reps.map((r, k) => `<option value="${k}">${esc(r.name)} (${esc(r.rep_id)}, ${esc(r.segment)})</option>`).join("");
@@ -520,9 +524,12 @@ async function start() {
     L.marker([r.lat, r.lon], { icon: homeIcon(r.color), keyboard: false })
       .bindTooltip(`${esc(r.name)} (${esc(r.rep_id)}) · ${esc(r.segment)} · ${fmt(r.fte, 2)} FTE`).addTo(map);
   });
+  mark("controls");
   dots.addTo(map);
+  mark("drawn");
   applyUpdate(data);
   chooseTarget(0);
+  mark("ready");
   window.workbenchReady = true;
   refreshAreas(null);
 }
