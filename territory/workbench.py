@@ -65,7 +65,7 @@ MAX_FACET_VALUES = 60
 #: Territory areas are padded by this share of the map's diagonal (as the plan map pads them).
 AREA_PAD_SHARE = 0.015
 #: Share of a re-solve's time limit that repairing the plan on screen may take (the first plan of a re-solve).
-REPAIR_SHARE = 0.2
+REPAIR_SHARE = 0.5
 #: Unit polygons are simplified to this many degrees for the page.
 UNIT_SIMPLIFY_DEG = 0.002
 

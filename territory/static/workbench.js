@@ -135,6 +135,7 @@ function setSelected(units, { add = false, toggle = false } = {}) {
   wb.selectedCount = wb.selected.reduce((s, v) => s + v, 0);
   showSelection();
   dots.redraw();
+  restyleUnits();
 }
 
 function showSelection() {
@@ -347,13 +348,40 @@ function applyUpdate(update) {
   $("undo").disabled = !update.undo;
   $("redo").disabled = !update.redo;
   dots.redraw();
+  restyleUnits();
   refreshAreas([...touched]);
   showSelection();
   countMatching();
 }
 
+// Geographic units (polygons, hexagons, Voronoi cells): each filled in its rep's colour; a click selects it.
+async function drawUnits() {
+  const shapes = await api("api/units");
+  window.areasDrawn = (window.areasDrawn || 0) + 1;
+  if (!shapes.features.length) return;
+  wb.unitLayer = L.geoJSON(shapes, {
+    pane: "areas",
+    style: (feature) => unitStyle(feature.properties.unit),
+    onEachFeature: (feature, layer) => layer.on("click", (event) => {
+      if (tool() !== "click" || nearestAccount(event.containerPoint) >= 0) return;  // an account's click wins
+      L.DomEvent.stopPropagation(event);
+      setSelected([feature.properties.unit], { toggle: event.originalEvent.shiftKey });
+    }),
+  }).addTo(map);
+}
+
+function unitStyle(unit) {
+  const color = wb.data.reps[wb.unitRep[unit]].color;
+  const picked = wb.selected[unit] === 1;
+  return { color: picked ? "#000" : color, weight: picked ? 2 : 0.5, opacity: 0.8, fillColor: color, fillOpacity: 0.25 };
+}
+
+function restyleUnits() {
+  if (wb.unitLayer) wb.unitLayer.eachLayer((layer) => layer.setStyle(unitStyle(layer.feature.properties.unit)));
+}
+
 async function refreshAreas(rows) {
-  if (rows && !rows.length) return;
+  if ((rows && !rows.length) || wb.data.unit_ids) return;  // units are filled in their rep's colour instead
   const query = rows ? "?reps=" + rows.map((r) => encodeURIComponent(wb.data.reps[r].rep_id)).join(",") : "";
   const areas = await api("api/areas" + query);
   for (const feature of areas.features) {
@@ -531,7 +559,7 @@ async function start() {
   chooseTarget(0);
   mark("ready");
   window.workbenchReady = true;
-  refreshAreas(null);
+  if (data.unit_ids) await drawUnits(); else await refreshAreas(null);
 }
 
 // For tests and scripts: the account drawn nearest a page point (its id, or null) ...
