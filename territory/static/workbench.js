@@ -9,7 +9,10 @@ const fmt = (value, digits = 0) =>
   value === null || value === undefined || Number.isNaN(value)
     ? "–"
     : Number(value).toLocaleString("en-US", { minimumFractionDigits: 0, maximumFractionDigits: digits });
-const signed = (value, digits = 1) => (value > 0 ? "+" : "") + fmt(value, digits);
+const signed = (value, digits = 1) => {
+  const shown = Number(Number(value).toFixed(digits));  // -0.01 shows as 0, not -0
+  return shown === 0 ? "0" : (shown > 0 ? "+" : "") + fmt(shown, digits);
+};
 const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const $ = (id) => document.getElementById(id);
 
@@ -289,7 +292,7 @@ function renderKpis(kpis) {
   wb.lastKpis = kpis;
   const balanced = kpis.columns.filter((c) => c.tolerance_pct !== null);
   const plain = kpis.columns.filter((c) => c.tolerance_pct === null && c.key !== "accounts");
-  const head = ["<tr><th class='text'>rep</th><th>FTE</th>",
+  const head = ["<tr><th class='text'>rep</th>",
     ...balanced.map((c) => `<th title="load (deviation from target, tolerance ±${c.tolerance_pct} %)">${esc(c.key)}</th><th>±%</th>`),
     ...plain.map((c) => `<th>${esc(c.key)}</th>`),
     "<th title='workload-hour × km'>workload·km</th><th>mean km</th><th>+/−</th><th>pins</th></tr>"].join("");
@@ -301,8 +304,7 @@ function renderKpis(kpis) {
     const prevRow = previous && previous.rows[r];
     const rep = wb.data.reps[r];
     return `<tr class="rep${r === wb.target ? " target" : ""}" data-rep="${r}" data-rep-id="${esc(row.rep_id)}">` +
-      `<td class="text"><span class="swatch" style="background:${rep.color}"></span>${esc(row.name)} <span class="muted">${esc(row.rep_id)}</span></td>` +
-      `<td>${fmt(row.fte, 2)}</td>` +
+      `<td class="text" title="${esc(row.rep_id)} · ${esc(row.segment)} · ${fmt(row.fte, 2)} FTE"><span class="swatch" style="background:${rep.color}"></span>${esc(row.name)} <span class="muted small">${esc(row.rep_id)}${row.fte !== 1 ? " · " + fmt(row.fte, 2) + " FTE" : ""}</span></td>` +
       balanced.map((c) => cell(row, c.key, 0, prevRow, row[c.key + "_out"] ? "out" : "") +
         `<td class="${row[c.key + "_out"] ? "out" : ""}" data-key="${c.key}_deviation_pct">${signed(row[c.key + "_deviation_pct"])}</td>`).join("") +
       plain.map((c) => cell(row, c.key, 0, prevRow)).join("") +
@@ -310,7 +312,7 @@ function renderKpis(kpis) {
       `<td>+${row.gained} / −${row.lost}</td><td>${row.pinned_units || ""}</td></tr>`;
   });
   const t = kpis.totals;
-  const total = `<tr class="total"><td class="text">${esc(t.name)}</td><td>${fmt(t.fte, 2)}</td>` +
+  const total = `<tr class="total"><td class="text">${esc(t.name)}, ${fmt(t.fte, 2)} FTE</td>` +
     balanced.map((c) => `<td>${fmt(t[c.key])}</td><td>max ${fmt(kpis.summary.max_deviation_pct[c.key], 1)}</td>`).join("") +
     plain.map((c) => `<td>${fmt(t[c.key])}</td>`).join("") +
     `<td>${fmt(t.workload_km)}</td><td>${fmt(t.mean_distance_km, 1)}</td><td>${fmt(t.gained)} moved</td><td>${t.pinned_units || ""}</td></tr>`;
