@@ -36,7 +36,7 @@ from models.scenario import (
     RepColumns,
     Scenario,
 )
-from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
+from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row, text_ids
 
 if TYPE_CHECKING:
     from models.forecast import ForecastResult
@@ -198,20 +198,6 @@ def _find_columns(
     return cols
 
 
-def _ids(series: pd.Series) -> pd.Series:
-    """Normalise ids to strings (``101.0`` from Excel becomes ``'101'``; blanks become NA)."""
-
-    def one(value: object) -> object:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return pd.NA
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        text = str(value).strip()
-        return text if text and text.lower() not in {"nan", "none"} else pd.NA
-
-    return series.map(one).astype("string")
-
-
 def _numbers(
     series: pd.Series,
     *,
@@ -341,7 +327,7 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     if raw.empty:
         raise InputError.single("the reps table has no rows", file=path, hint="add at least one rep")
     out = pd.DataFrame(index=raw.index)
-    out["rep_id"] = _ids(raw[cols["rep_id"]])
+    out["rep_id"] = text_ids(raw[cols["rep_id"]])
     _blank_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     _duplicates(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["rep_id"]
@@ -473,7 +459,7 @@ def read_accounts(
         raise InputError.single("the accounts table has no rows", file=path, hint="add at least one account")
 
     out = pd.DataFrame(index=raw.index)
-    out["account_id"] = _ids(raw[cols["account_id"]])
+    out["account_id"] = text_ids(raw[cols["account_id"]])
     _blank_ids(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
     _duplicates(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["account_id"]
@@ -511,7 +497,7 @@ def read_accounts(
     code = scenario.units.account_column
     if code is not None:  # the unit code joining accounts to a polygon layer (postal code, county ...)
         if code in raw.columns:
-            out[code] = _ids(raw[code])
+            out[code] = text_ids(raw[code])
         else:
             close = _closest(code, list(raw.columns))
             issues.add(
@@ -535,7 +521,7 @@ def read_accounts(
                 )
 
     out["current_rep"] = (
-        _ids(raw[cols["current_rep"]]) if cols["current_rep"] else pd.Series(pd.NA, index=raw.index, dtype="string")
+        text_ids(raw[cols["current_rep"]]) if cols["current_rep"] else pd.Series(pd.NA, index=raw.index, dtype="string")
     )
     if cols["current_rep"]:
         unknown = out["current_rep"].notna() & ~out["current_rep"].isin(rep_ids)
@@ -560,7 +546,7 @@ def read_accounts(
             hint="fill in the current rep or unlock the account",
         )
     out["parent_id"] = (
-        _ids(raw[cols["parent_id"]]) if cols["parent_id"] else pd.Series(pd.NA, index=raw.index, dtype="string")
+        text_ids(raw[cols["parent_id"]]) if cols["parent_id"] else pd.Series(pd.NA, index=raw.index, dtype="string")
     )
     set_aside = pd.DataFrame(columns=list(SET_ASIDE_COLUMNS))
     if scenario.data.unusable_accounts == "fail":

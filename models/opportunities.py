@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.dataset import _blank_ids, _column_for, _duplicates, _flags, _ids, _labels, _numbers
+from models.dataset import _blank_ids, _column_for, _duplicates, _flags, _labels, _numbers
 from models.errors import IssueCollector
 from models.scenario import Scenario
-from models.tables import read_table, spreadsheet_row
+from models.tables import read_table, spreadsheet_row, text_ids
 
 logger = logging.getLogger(__name__)
 
@@ -158,10 +158,10 @@ def read_opportunities(
 
     id_col, account_col = cols["opportunity_id"], cols["account_id"]
     assert id_col is not None and account_col is not None  # required columns were found
-    out["opportunity_id"] = _ids(raw[id_col])
+    out["opportunity_id"] = text_ids(raw[id_col])
     _blank_ids(out["opportunity_id"], file=path, column=id_col, issues=issues, what="opportunity")
     _duplicates(out["opportunity_id"], file=path, column=id_col, issues=issues, what="opportunity")
-    out["account_id"] = _ids(raw[account_col])
+    out["account_id"] = text_ids(raw[account_col])
     set_aside_ids = set_aside_ids or set()
     for index, account in enumerate(out["account_id"]):
         if account is pd.NA:

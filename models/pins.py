@@ -31,7 +31,7 @@ import pandas as pd
 from models.errors import IssueCollector
 from models.geo import haversine_km
 from models.scenario import ANY_SEGMENT, Scenario
-from models.tables import read_table, spreadsheet_row
+from models.tables import read_table, spreadsheet_row, text_ids
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def read_pins(path: Path) -> pd.DataFrame:
     issues.raise_if_any()
     out = pd.DataFrame(index=raw.index)
     for name in ("account_id", "unit_id", "rep_id"):
-        out[name] = _ids(raw[name]) if name in columns else pd.Series(pd.NA, index=raw.index, dtype="string")
+        out[name] = text_ids(raw[name]) if name in columns else pd.Series(pd.NA, index=raw.index, dtype="string")
     out["note"] = raw["note"].astype("string").fillna("") if "note" in columns else ""
     out["row"] = [spreadsheet_row(i) for i in range(len(raw))]
     for i, (account, unit, rep) in enumerate(zip(out["account_id"], out["unit_id"], out["rep_id"], strict=True)):
@@ -132,20 +132,6 @@ def _column_hint(name: str, columns: list[str]) -> str:
     if close:
         return f"did you mean '{close[0]}'? (rename the column to '{name}')"
     return f"a pins table has the columns {', '.join(PIN_COLUMNS)}; the file has: {', '.join(columns[:20]) or 'none'}"
-
-
-def _ids(series: pd.Series) -> pd.Series:
-    """Ids as strings (``101.0`` from Excel becomes ``'101'``; blanks become missing)."""
-
-    def one(value: object) -> object:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return pd.NA
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        text = str(value).strip()
-        return text if text and text.lower() not in {"nan", "none"} else pd.NA
-
-    return series.map(one).astype("string")
 
 
 def resolve_pins(

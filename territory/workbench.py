@@ -331,9 +331,7 @@ class Workbench:
             self._check_rules(units, r)
             after = np.full(len(units), r, dtype=np.int64)
             change = Change("assign", units, self.unit_rep[units].copy(), after, self.pins[units].copy(), after)
-            self.undo_stack.append(change)
-            self.redo_stack.clear()
-            return self._apply(change)
+            return self._record(change)
 
     def unpin(self, units: np.ndarray, *, version: int | None = None) -> dict[str, Any]:
         """Release the pins of units (they stay where they are; later solves may move them)."""
@@ -343,9 +341,7 @@ class Workbench:
             none = np.full(len(units), -1, dtype=np.int64)
             change = Change("unpin", units, self.unit_rep[units].copy(), self.unit_rep[units].copy(),
                             self.pins[units].copy(), none)  # fmt: skip
-            self.undo_stack.append(change)
-            self.redo_stack.clear()
-            return self._apply(change)
+            return self._record(change)
 
     def undo(self, *, version: int | None = None) -> dict[str, Any]:
         """Take back the last step (raises :class:`ConflictError` when there is none)."""
@@ -368,6 +364,12 @@ class Workbench:
             change = self.redo_stack.pop()
             self.undo_stack.append(change)
             return self._apply(change)
+
+    def _record(self, change: Change) -> dict[str, Any]:
+        """Apply a new step: it goes on the undo stack and ends what could be redone."""
+        self.undo_stack.append(change)
+        self.redo_stack.clear()
+        return self._apply(change)
 
     def _valid_units(self, units: Any) -> np.ndarray:
         units = np.unique(np.asarray(units, dtype=np.int64).ravel())
@@ -903,9 +905,7 @@ class Workbench:
                 statistics=job.result.statistics,
             )
             job.state = "accepted"
-            self.undo_stack.append(change)
-            self.redo_stack.clear()
-            return self._apply(change)
+            return self._record(change)
 
     def reject(self, job: SolveJob) -> None:
         """Drop a solve's plan (a running solve is cancelled first)."""

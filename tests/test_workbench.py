@@ -1,7 +1,7 @@
 """The workbench (``territory serve``): the session's figures, edits, re-solves and saves, through the web API.
 
 The routes are called in-process with FastAPI's ``TestClient`` (no socket). The plan is the shipped example
-solved once for the module (a few seconds); re-solves use short time limits. Every refused request is checked
+solved once for the session (tests/conftest.py); re-solves use short time limits. Every refused request is checked
 to leave the plan (its version) and the disk unchanged.
 """
 
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from maps.assets import remote_assets
 from models.generate import write_instance
 from territory.cli import app as cli
-from territory.pipeline import solve_scenario, write_plan_folder
+from territory.pipeline import solve_scenario
 from territory.serve import TOKEN_COOKIE, create_app
 from territory.workbench import ConflictError, Workbench, open_workbench
 from tests.conftest import EXAMPLE
@@ -30,18 +30,11 @@ from tests.conftest import EXAMPLE
 LOCAL = "http://127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def example_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped example solved for 4 s (2,000 accounts, 12 reps), written as an offline plan folder."""
-    plan = solve_scenario(EXAMPLE, time_limit_s=4, workers=2)
-    return write_plan_folder(plan, tmp_path_factory.mktemp("example") / "plan", offline=True)
-
-
 @pytest.fixture
-def bench(example_folder: Path, tmp_path: Path) -> Workbench:
+def bench(example_plan_folder: Path, tmp_path: Path) -> Workbench:
     """A fresh workbench on a copy of the example plan (each test may save over it)."""
     folder = tmp_path / "plan"
-    shutil.copytree(example_folder, folder)
+    shutil.copytree(example_plan_folder, folder)
     return open_workbench(folder)
 
 
@@ -245,8 +238,8 @@ def test_save_writes_a_folder_that_reopens_as_the_same_plan(
     assert client.post("/api/save", json={"folder": str(tmp_path)}).status_code == 409  # a folder of other files
 
 
-def test_compare_inside_the_app(client: TestClient, example_folder: Path, tmp_path: Path) -> None:
-    page = client.get("/compare", params={"folder": str(example_folder)})
+def test_compare_inside_the_app(client: TestClient, example_plan_folder: Path, tmp_path: Path) -> None:
+    page = client.get("/compare", params={"folder": str(example_plan_folder)})
     assert page.status_code == 200
     assert page.text.count("L.map(") == 2 and "workbench" in page.text
     assert remote_assets(page.text) == []  # offline: scripts inlined from installed packages

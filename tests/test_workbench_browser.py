@@ -17,10 +17,8 @@ from typing import Any
 import pytest
 
 from maps.screenshot import PageCheck, chromium, open_page
-from territory.pipeline import solve_scenario, write_plan_folder
 from territory.serve import PAGE_DRAWN, running
 from territory.workbench import open_workbench
-from tests.conftest import EXAMPLE
 
 # Every rep row of the KPI table: rep id -> {column key: the number shown}.
 _TABLE = """() => Object.fromEntries(Array.from(document.querySelectorAll("#kpis tr.rep")).map(tr => [
@@ -44,20 +42,14 @@ def browser() -> Iterator[Any]:
         yield launched
 
 
-@pytest.fixture(scope="module")
-def example_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    plan = solve_scenario(EXAMPLE, time_limit_s=4, workers=2)
-    return write_plan_folder(plan, tmp_path_factory.mktemp("workbench") / "plan", offline=True)
-
-
 def _open(browser: Any, address: str, checks: list[PageCheck]) -> Any:
     check, page = open_page(browser, address, viewport={"width": 1500, "height": 900}, ready=PAGE_DRAWN)
     checks.append(check)  # its errors and blocked requests keep growing while the page is used
     return page
 
 
-def test_the_planners_loop_in_chromium(browser: Any, example_folder: Path, tmp_path: Path) -> None:
-    bench = open_workbench(example_folder)
+def test_the_planners_loop_in_chromium(browser: Any, example_plan_folder: Path, tmp_path: Path) -> None:
+    bench = open_workbench(example_plan_folder)
     accounts = bench.dataset.accounts
     alone = accounts["family_id"].map(accounts["family_id"].value_counts()) == 1  # an account family of one
     free = accounts[(accounts["segment"] == "smb") & alone]
