@@ -467,6 +467,8 @@ def serve(
 
     def ready(address: str) -> None:
         out_console.print(f"Workbench of [bold]{bench.dataset.scenario.name}[/bold] at {address}  (Ctrl-C stops it)")
+        if "?token=" in address:
+            out_console.print("From another machine, put this machine's name or address in place of 127.0.0.1.")
 
     try:
         run_app(bench, host=host, port=port, on_ready=ready)

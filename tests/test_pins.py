@@ -184,3 +184,21 @@ def test_pins_in_excel(tmp_path: Path) -> None:
     pd.DataFrame([{"account_id": "b0", "rep_id": "RA", "note": "kept"}]).to_excel(folder / "pins.xlsx", index=False)
     scenario = write_scenario(folder, accounts, reps, pins="pins.xlsx")
     assert _rep_of(solve_scenario(scenario, time_limit_s=5, workers=1))["b0"] == "RA"
+
+
+def test_a_unit_pin_holds_every_account_of_a_geographic_unit(tmp_path: Path) -> None:
+    """H3 cells as units: a pin by unit id pins every account in the cell, and a solve keeps them together."""
+    accounts, reps = two_towns()
+    folder = tmp_path / "case"
+    folder.mkdir()
+    units = {"source": "hexagons", "resolution": 6}
+    scenario = write_scenario(folder, accounts, reps, units=units)
+    layer = prepare(scenario).dataset.units
+    cell = str(layer.unit_ids[layer.unit_of_account[0]])  # a0's cell (town A)
+    members = [a["id"] for a, u in zip(accounts, layer.unit_of_account, strict=True) if str(layer.unit_ids[u]) == cell]
+    write_scenario(folder, accounts, reps, units=units, pins=_pins(folder, [{"unit_id": cell, "rep_id": "RB"}]))
+    rep_of = _rep_of(solve_scenario(scenario, time_limit_s=5, workers=1))
+    assert len(members) >= 1 and all(rep_of[a] == "RB" for a in members)
+    _pins(folder, [{"unit_id": "8f2830828052d25", "rep_id": "RB"}])
+    with pytest.raises(InputError, match="unit '8f2830828052d25' is not a unit of this plan -> use a unit id"):
+        prepare(scenario)

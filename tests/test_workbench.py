@@ -8,10 +8,16 @@ to leave the plan (its version) and the disk unchanged.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -276,6 +282,27 @@ def test_a_saved_scenario_reproduces_its_plan_with_territory_solve(tmp_path: Pat
     assert np.array_equal(again.rep_index, bench.unit_rep[bench.unit_of_account])
     saved = pd.read_csv(folder / "assignments.csv", dtype=str).set_index("account_id")["rep_id"]
     assert (saved.loc[smb] == rep).all()
+
+
+def test_territory_serve_off_this_machine_prints_a_token_and_checks_it(example_plan_folder: Path) -> None:
+    """The real command: uvicorn listening on every address, the printed address carries the token."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "territory.cli", "serve", str(example_plan_folder), "--host", "0.0.0.0"]
+    env = {**os.environ, "COLUMNS": "400", "TERM": "dumb"}
+    server = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = server.stdout.readline()
+        assert line.startswith("Workbench of Midwest annual plan at http://127.0.0.1:"), line
+        address = line.split(" at ")[1].split()[0]
+        token = address.split("?token=")[1]
+        base = address.split("?")[0]
+        assert httpx.get(base + "api/kpis").status_code == 403
+        assert httpx.get(base + "api/kpis", params={"token": token}).json()["version"] == 0
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
 
 
 def test_serve_refuses_a_missing_plan(tmp_path: Path) -> None:
