@@ -541,8 +541,17 @@ class Workbench:
                 "pinned_units": int((self.pins >= 0).sum()),
                 "pinned_accounts": int(np.diff(self._unit_start)[self.pins >= 0].sum()),
                 "baseline": self.dataset.baseline,
+                "disconnected": self._disconnected(),
             },
         }
+
+    def _disconnected(self) -> list[str] | None:
+        """Reps whose territory is no longer one connected area (contiguous scenarios; ``None`` otherwise)."""
+        if not self.rules.contiguous:
+            return None
+        from optimizer.score import disconnected
+
+        return [str(self.rep_ids[r]) for r in disconnected(self.rules, self.unit_rep)]
 
     @property
     def status(self) -> str:

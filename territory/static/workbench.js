@@ -324,6 +324,7 @@ function renderKpis(kpis) {
     `<span>gap ${s.gap_pct === null ? "–" : fmt(s.gap_pct, 2) + " %"}</span>`,
     `<span>moved ${fmt(s.accounts_moved)} accounts (${fmt(s.potential_moved_pct, 1)} % of potential) against ${esc(s.baseline)}</span>`,
     `<span>${fmt(s.pinned_accounts)} accounts pinned</span>`,
+    s.disconnected && s.disconnected.length ? `<span class="bad">not one connected area: ${s.disconnected.map(esc).join(", ")}</span>` : "",
   ].join("");
   $("status").textContent = `${wb.data.name} · ${s.status} · version ${wb.version}`;
   document.querySelectorAll("#kpis tr.rep").forEach((tr) => tr.addEventListener("click", () => chooseTarget(Number(tr.dataset.rep))));
