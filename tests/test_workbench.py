@@ -31,7 +31,7 @@ from territory.cli import app as cli
 from territory.pipeline import solve_scenario
 from territory.serve import TOKEN_COOKIE, create_app
 from territory.workbench import ConflictError, Workbench, open_workbench
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, two_towns, write_scenario
 
 LOCAL = "http://127.0.0.1"
 
@@ -308,3 +308,18 @@ def test_territory_serve_off_this_machine_prints_a_token_and_checks_it(example_p
 def test_serve_refuses_a_missing_plan(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["serve", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "no such plan folder or scenario file" in result.output
+
+
+def test_an_edit_that_splits_a_contiguous_territory_is_flagged(tmp_path: Path) -> None:
+    """Two towns of H3 cells, one rep each, contiguity on: a cell of town A given to B's rep splits B's territory."""
+    accounts, reps = two_towns()
+    scenario = write_scenario(
+        tmp_path / "case", accounts, reps, units={"source": "hexagons", "resolution": 6},
+        territories={"contiguous": True}, solver={"time_limit_s": 5, "workers": 1},
+    )  # fmt: skip
+    bench = open_workbench(scenario)
+    assert bench.kpis()["summary"]["disconnected"] == []
+    town_a = bench.units_of(["a0"])
+    assert bench.rep_ids[bench.unit_rep[town_a][0]] == "RA"
+    assert bench.assign(town_a, "RB")["kpis"]["summary"]["disconnected"] == ["RB"]
+    assert bench.undo()["kpis"]["summary"]["disconnected"] == []
