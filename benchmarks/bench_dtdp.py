@@ -58,7 +58,7 @@ from peers import (  # noqa: E402
 from optimizer.diameter import diameter_problem, solve_diameter  # noqa: E402
 from optimizer.problem import Problem  # noqa: E402
 from optimizer.score import disconnected, score  # noqa: E402
-from optimizer.solver import SolveSettings  # noqa: E402
+from optimizer.settings import SolveSettings  # noqa: E402
 
 ACTIVITIES = ("n_customers", "demand", "workload")
 TERRITORIES = 10

@@ -50,6 +50,8 @@ from shapely.geometry.base import BaseGeometry
 
 from maps.assets import inline_assets
 from maps.palette import territory_colors
+from models.formatting import MISSING, compact, digits, number
+from models.formatting import label as planner_label
 from models.plan import Plan
 from models.plan_io import write_atomic
 
@@ -808,11 +810,11 @@ def _territory_card(plan: Plan, row: dict[str, Any], color: str, label: str) -> 
         rule = balance.get(metric)
         deviation = row[f"{metric}_deviation_pct"]
         tolerance = f" (&plusmn;{rule.tolerance_pct:g}%)" if rule is not None else ""
-        digits = 0 if metric in ("accounts", "potential") else 1
+        places = digits(metric, row[metric])
         lines.append(
             f'<tr><td style="padding-right:8px">{_text(metric)}</td>'
-            f'<td style="text-align:right">{_number(row[metric], digits)}</td>'
-            f'<td style="text-align:right;padding-left:8px">{_number(row[f"{metric}_target"], digits)}</td>'
+            f'<td style="text-align:right">{_number(row[metric], places)}</td>'
+            f'<td style="text-align:right;padding-left:8px">{_number(row[f"{metric}_target"], places)}</td>'
             f'<td style="text-align:right;padding-left:8px">{_deviation(deviation, rule)}{tolerance}</td></tr>'
         )
     lines.append(
@@ -846,25 +848,23 @@ def _legend_html(
     balance = plan.dataset.scenario.balance
     metrics = plan.metrics
     rows = []
-    for row, color, label, box in zip(territories.to_dict("records"), colors, labels, bounds, strict=True):
+    for row, color, label_text, box in zip(territories.to_dict("records"), colors, labels, bounds, strict=True):
         metric, deviation = _largest_deviation(plan, row)
         rule = balance.get(metric)
         zoom = f' data-bounds="{json.dumps(box)}" title="zoom to this territory"' if box else ""
-        cells = "".join(
-            f'<td class="num">{_number(row[m], 0 if m in ("accounts", "potential") else 1)}</td>' for m in metrics
-        )
+        named = f' <span class="dev-metric">{_text(metric)}</span>' if metric else ""
+        cells = "".join(f'<td class="num load">{_figure(row[m], m)}</td>' for m in metrics)
         rows.append(
             f"<tr{zoom}>"
             f"<td>{_swatch(color)}</td>"
-            f'<td class="rep">{_text(label)}</td>'
-            f"<td>{_text(row['segment'])}</td>"
-            f'<td class="num">{_number(row["fte"], 2)}</td>'
+            f'<td class="rep">{_text(label_text)}</td>'
+            f'<td class="wide">{_text(row["segment"])}</td>'
+            f'<td class="num wide">{_number(row["fte"], 2)}</td>'
             f"{cells}"
-            f'<td class="num" title="{_text(metric)}">{_deviation(deviation, rule)}'
-            f"{' ' + _text(metric) if metric else ''}</td>"
+            f'<td class="num" title="{_text(metric)}">{_deviation(deviation, rule)}{named}</td>'
             "</tr>"
         )
-    headers = "".join(f"<th>{_text(m.replace('_', ' ').capitalize())}</th>" for m in metrics)
+    headers = "".join(f'<th class="num load" title="{_text(m)}">{_text(planner_label(m).title)}</th>' for m in metrics)
     everything = (
         f' <button type="button" class="plan-zoom-all" data-bounds="{json.dumps(all_bounds)}">All</button>'
         if all_bounds
@@ -874,10 +874,19 @@ def _legend_html(
         '<div class="plan-legend"><details open><summary>Territories'
         f'<span class="plan-legend-hint"> (click a rep to zoom)</span>{everything}</summary>'
         '<div class="plan-legend-body"><table>'
-        f"<thead><tr><th></th><th>Rep</th><th>Segment</th><th>FTE</th>{headers}"
-        '<th title="largest deviation from target among balanced metrics">Max dev.</th></tr>'
+        f'<thead><tr><th></th><th>Rep</th><th class="wide">Segment</th><th class="num wide">FTE</th>{headers}'
+        '<th class="num" title="largest deviation from target among balanced metrics">Max dev.</th></tr>'
         "</thead><tbody>" + "".join(rows) + "</tbody></table></div></details></div>"
     )
+
+
+def _figure(value: Any, metric: str) -> str:
+    """A legend figure in full (``58,250,831``) and, when shorter, compact (``58.3 M``) for narrow maps."""
+    full = _number(value, digits(metric, value))
+    short = compact(value) if full != "&ndash;" else full
+    if len(short) >= len(full):
+        return full
+    return f'<span class="full">{full}</span><span class="short" title="{full}">{short}</span>'
 
 
 def _title_html(heading: str, plan: Plan, status_note: str | None = None) -> str:
@@ -906,12 +915,14 @@ def _title_html(heading: str, plan: Plan, status_note: str | None = None) -> str
 _LEGEND_CSS = """
 <style>
 .plan-control {font: 12px/1.3 sans-serif;}
+.folium-map.leaflet-container {container-type: inline-size;}
 .plan-title {background: rgba(255,255,255,0.92); padding: 6px 12px; border-radius: 6px;
-  box-shadow: 0 1px 5px rgba(0,0,0,0.35); font: 13px/1.35 sans-serif; max-width: 46vw;}
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35); font: 13px/1.35 sans-serif; max-width: min(46vw, calc(100cqw - 20px));
+  box-sizing: border-box;}
 .plan-title-heading {font-size: 16px; font-weight: 600;}
 .plan-title-status {color: #444;}
 .plan-legend {background: rgba(255,255,255,0.94); padding: 6px 8px; border-radius: 6px;
-  box-shadow: 0 1px 5px rgba(0,0,0,0.35);}
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35); max-width: calc(100cqw - 20px); box-sizing: border-box;}
 .plan-legend summary {font-weight: 600; cursor: pointer;}
 .plan-legend-hint {font-weight: normal; color: #666;}
 .plan-legend-body {max-height: 40vh; overflow-y: auto; margin-top: 4px;}
@@ -921,7 +932,20 @@ _LEGEND_CSS = """
 .plan-legend tr[data-bounds] {cursor: zoom-in;}
 .plan-legend tr[data-bounds]:hover {background: #eef;}
 .plan-legend td.num {text-align: right;}
+.plan-legend th.num {text-align: right;}
 .plan-legend .over {color: #c00; font-weight: 600;}
+.plan-legend .short {display: none;}
+/* a narrow map (a pane of a comparison): figures in compact form, segment and FTE left to the tooltips */
+@container (max-width: 680px) {
+  .plan-legend .wide, .plan-legend .full, .plan-legend-hint, .plan-legend .dev-metric {display: none;}
+  .plan-legend .short {display: inline;}
+  .plan-legend th, .plan-legend td {padding: 1px 3px;}
+  .plan-legend td.rep {white-space: normal; min-width: 8em;}
+}
+/* narrower still: each rep with its largest deviation */
+@container (max-width: 440px) {
+  .plan-legend .load {display: none;}
+}
 .plan-zoom-all {font: 11px sans-serif; margin-left: 6px; cursor: zoom-out;}
 .account-card th {text-align: left; padding-right: 8px; font-weight: 600;}
 .account-hover .territory-tip {display: none;}
@@ -942,14 +966,9 @@ def _text(value: Any) -> str:
     return html.escape(str(value)).replace("`", "&#96;").replace("$", "&#36;")
 
 
-def _number(value: Any, digits: int = 0) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "&ndash;"
-    if not math.isfinite(number):
-        return "&ndash;"
-    return f"{number:,.{digits}f}"
+def _number(value: Any, places: int = 0) -> str:
+    text = number(value, places)
+    return "&ndash;" if text == MISSING else text
 
 
 def _deviation(value: Any, rule: Any) -> str:

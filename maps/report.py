@@ -34,7 +34,9 @@ import pandas as pd
 import yaml
 
 from maps.palette import territory_colors
+from maps.tables import TABLE_CSS, html_table
 from maps.trade_off import ticks
+from models.formatting import MISSING, compact, digits, number
 from models.plan import Plan
 from models.plan_io import write_atomic
 
@@ -118,7 +120,7 @@ def build_report(plan: Plan, *, map_file: str | None = "map.html") -> str:
             )
         )
     sections.append(_section("Moves against the baseline", _moves(plan, summary["moves"], labels, colors)))
-    sections.append(_section("Territories", _table(territories)))
+    sections.append(_section("Territories", _table(territories, plan.metrics)))
     settings = yaml.safe_dump(
         plan.dataset.scenario.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True
     )
@@ -127,7 +129,7 @@ def build_report(plan: Plan, *, map_file: str | None = "map.html") -> str:
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{title}: plan report</title><style>{_CSS}</style></head><body>"
+        f"<title>{title}: plan report</title><style>{TABLE_CSS}{_CSS}</style></head><body>"
         + "".join(sections)
         + "</body></html>\n"
     )
@@ -164,12 +166,12 @@ def _headline(summary: dict[str, Any]) -> str:
 def _metric_table(metrics: dict[str, dict[str, Any]]) -> str:
     rows = []
     for name, m in metrics.items():
-        digits = _digits(name)
+        places = digits(name)
         target = m["target"]
         target_text = (
-            ", ".join(f"{_text(k)} {_number(v, digits)}" for k, v in target.items())
+            ", ".join(f"{_text(k)} {_number(v, places)}" for k, v in target.items())
             if isinstance(target, dict)
-            else _number(target, digits)
+            else _number(target, places)
         )
         ok = m["within_tolerance"]
         tolerance = f"&plusmn;{m['tolerance_pct']:g} %" if m["balanced"] else "not balanced"
@@ -178,10 +180,10 @@ def _metric_table(metrics: dict[str, dict[str, Any]]) -> str:
         rows.append(
             "<tr>"
             f"<td>{_text(_title(name))}</td>"
-            f"<td class='num'>{_number(m['total'], digits)}</td>"
+            f"<td class='num'>{_number(m['total'], places)}</td>"
             f"<td class='num'>{target_text}</td>"
-            f"<td class='num'>{_number(m['min'], digits)}</td>"
-            f"<td class='num'>{_number(m['max'], digits)}</td>"
+            f"<td class='num'>{_number(m['min'], places)}</td>"
+            f"<td class='num'>{_number(m['max'], places)}</td>"
             f"<td class='num'>{_number(m['max_deviation_pct'], 2)} %</td>"
             f"<td class='num'>{tolerance}</td>"
             f"<td>{'&ndash;' if ok is None else ('yes' if ok else '<span class=over>NO</span>')}</td>"
@@ -249,7 +251,7 @@ def metric_chart(
     top = float(finite.max()) * 1.05 or 1.0
     plot_width = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
     height = AXIS_HEIGHT + ROW_HEIGHT * len(loads) + 4
-    digits = _digits(metric)
+    places = digits(metric)
 
     def x(value: float) -> float:
         return LABEL_WIDTH + plot_width * max(value, 0.0) / top
@@ -259,17 +261,19 @@ def metric_chart(
         f" viewBox='0 0 {CHART_WIDTH} {height}' xmlns='http://www.w3.org/2000/svg'>"
         f"<title>{_text(_title(metric))} per territory against its target</title>"
     ]
-    for tick in ticks(0.0, top, 4):
+    marks = ticks(0.0, top, 4)
+    step = marks[1] - marks[0] if len(marks) > 1 else top
+    for tick in marks:
         tx = x(tick)
         parts.append(
             f"<line x1='{tx:.1f}' x2='{tx:.1f}' y1='{AXIS_HEIGHT - 4}' y2='{height - 4}' class='grid'/>"
-            f"<text x='{tx:.1f}' y='{AXIS_HEIGHT - 8}' class='tick'>{_short(tick)}</text>"
+            f"<text x='{tx:.1f}' y='{AXIS_HEIGHT - 8}' class='tick'>{compact(tick, step=step)}</text>"
         )
     for i, (load, target, label, color) in enumerate(zip(loads, targets, labels, colors, strict=True)):
         y = AXIS_HEIGHT + i * ROW_HEIGHT
         inside = tolerance_pct is None or abs(load - target) <= tol * abs(target) + 1e-9
         deviation = 100.0 * (load - target) / target if target else float("nan")
-        tip = f"{label}: {_plain(load, digits)} (target {_plain(target, digits)}, {deviation:+.1f} %)"
+        tip = f"{label}: {number(load, places)} (target {number(target, places)}, {deviation:+.1f} %)"
         outline = "" if inside else f" stroke='{OVER_COLOR}' stroke-width='2'"
         parts.append(
             f"<text x='{LABEL_WIDTH - 6}' y='{y + ROW_HEIGHT - 5}' class='label'>{_text(_clip(label))}</text>"
@@ -290,7 +294,7 @@ def metric_chart(
         value_class = "value" if inside else "value over-text"
         parts.append(
             f"<text x='{CHART_WIDTH - VALUE_WIDTH + 8}' y='{y + ROW_HEIGHT - 5}' class='{value_class}'>"
-            f"{_short(load)} ({deviation:+.1f} %)</text>"
+            f"{compact(load)} ({deviation:+.1f} %)</text>"
         )
     parts.append("</svg>")
     band = f"band: target &plusmn;{tolerance_pct:g} %" if tolerance_pct is not None else "not balanced: target only"
@@ -375,21 +379,15 @@ def _top_moves(plan: Plan) -> str:
     )
 
 
-def _table(frame: pd.DataFrame) -> str:
-    head = "".join(f"<th>{_text(c)}</th>" for c in frame.columns)
-    body = []
-    for row in frame.itertuples(index=False):
-        cells = []
-        for value in row:
-            if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
-                cells.append(f"<td>{_text(value)}</td>")
-            else:
-                cells.append(f"<td class='num'>{_number(value, 0 if float(value).is_integer() else 2)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f"<div class='scroll'><table class='kpi territories'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></div>"
-    )
+def _table(frame: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """The territory table: every column of ``territories.csv``, each metric's total, target and deviation grouped."""
+    groups = {}
+    for metric in metrics:
+        title = _title(metric)
+        for column, sub in ((metric, "total"), (f"{metric}_target", "target"), (f"{metric}_deviation_pct", "dev. %")):
+            if column in frame:
+                groups[column] = (title, sub)
+    return f"<div class='scroll'>{html_table(frame, groups=groups)}</div>"
 
 
 def _section(title: str, body: str) -> str:
@@ -403,20 +401,9 @@ def _text(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _number(value: Any, digits: int = 0) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "&ndash;"
-    return f"{number:,.{digits}f}" if math.isfinite(number) else "&ndash;"
-
-
-def _plain(value: float, digits: int) -> str:
-    return f"{value:,.{digits}f}" if math.isfinite(value) else "n/a"
-
-
-def _digits(metric: str) -> int:
-    return 0 if metric in ("accounts", "potential") else 1
+def _number(value: Any, places: int = 0) -> str:
+    text = number(value, places)
+    return "&ndash;" if text == MISSING else text
 
 
 def _title(metric: str) -> str:
@@ -432,16 +419,6 @@ def _clip(label: str, width: int = 26) -> str:
     return label if len(label) <= width else label[: width - 1] + "\u2026"
 
 
-def _short(value: float) -> str:
-    """Compact axis numbers: 1.2M, 350k, 12."""
-    if not math.isfinite(value):
-        return "n/a"
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= limit:
-            return f"{value / limit:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
 _CSS = """
 body {font: 14px/1.45 system-ui, -apple-system, 'Segoe UI', sans-serif; color: #1d1d1f; margin: 0 auto;
   max-width: 1200px; padding: 16px 28px 60px;}
@@ -452,10 +429,6 @@ h1 {margin: 8px 0 2px; font-size: 26px;} h2 {margin-top: 34px; border-bottom: 2p
 .fact {background: #f4f5f7; border-radius: 6px; padding: 6px 12px; min-width: 110px;}
 .fact .k {font-size: 11px; text-transform: uppercase; color: #666; letter-spacing: .04em;}
 .fact .v {font-size: 17px; font-weight: 600;}
-table.kpi {border-collapse: collapse; margin: 8px 0; font-size: 13px;}
-table.kpi th, table.kpi td {padding: 3px 9px; border-bottom: 1px solid #e6e6e6; text-align: left; white-space: nowrap;}
-table.kpi th {background: #f4f5f7; position: sticky; top: 0;}
-td.num {text-align: right; font-variant-numeric: tabular-nums;}
 .over {color: #c00000; font-weight: 600;}
 .charts {display: flex; flex-wrap: wrap; gap: 18px 28px; align-items: flex-start;}
 figure.chart {margin: 8px 0;} figcaption {font-size: 13px; color: #444; margin-bottom: 2px;}
@@ -463,7 +436,7 @@ svg .label {font: 11px sans-serif; text-anchor: end; fill: #222;}
 svg .tick, svg .value {font: 10px sans-serif; fill: #555;}
 svg .tick {text-anchor: middle;} svg .over-text {fill: #c00000; font-weight: 600;}
 svg .grid {stroke: #e8e8e8;} svg .axis {stroke: #999;}
-iframe.plan-map {width: 100%; height: 640px; border: 1px solid #ccc; border-radius: 6px;}
+iframe.plan-map {width: 100%; height: 640px; border: 1px solid #ccc; border-radius: 6px; box-sizing: border-box;}
 .scroll {overflow-x: auto;}
 pre.settings {background: #f6f8fa; padding: 10px 14px; border-radius: 6px; font-size: 12px; overflow-x: auto;}
 .note {color: #555;}

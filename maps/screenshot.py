@@ -8,9 +8,11 @@ machine are blocked and recorded (file pages and localhost pass), so a page
 that still needs the network shows up as blocked requests and broken rendering
 instead of quietly loading from a CDN.
 
-Make the README's pictures of a plan folder (written by ``territory solve``)::
+Make the README's pictures of a plan folder (written by ``territory solve``), and of the comparison,
+frontier and sweep pages (written by ``territory compare``, ``frontier`` and ``sweep``)::
 
     python -m maps.screenshot plans/example --out docs
+    python -m maps.screenshot --compare plans/headcount --frontier plans/frontier --sweep plans/sweep --out docs
 """
 
 from __future__ import annotations
@@ -190,20 +192,45 @@ def render(
     return check
 
 
+#: Pages of each folder pictured by :func:`main`: option, page, picture name, window height (px).
+PICTURES = (
+    ("plan", "map.html", "map", 900),
+    ("plan", "report.html", "report", 1800),
+    ("compare", "compare.html", "compare", 1750),
+    ("frontier", "frontier.html", "frontier", 1000),
+    ("sweep", "sweep.html", "sweep", 1250),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Screenshots of a plan folder's map and report (``docs/example-map.png``, ``docs/example-report.png``)."""
+    """Screenshots for the README: a plan folder's map and report, and the comparison, frontier and sweep pages.
+
+    Each picture is ``<out>/<prefix>-<page>.png`` (``docs/example-map.png``, ``docs/example-sweep.png``).
+    """
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("plan", type=Path, help="plan folder written by 'territory solve'")
+    parser.add_argument("plan", type=Path, nargs="?", help="plan folder written by 'territory solve'")
+    parser.add_argument("--compare", type=Path, help="folder written by 'territory compare'")
+    parser.add_argument("--frontier", type=Path, help="folder written by 'territory frontier'")
+    parser.add_argument("--sweep", type=Path, help="folder written by 'territory sweep'")
     parser.add_argument("--out", type=Path, default=Path("docs"), help="folder for the PNGs (default: docs)")
     parser.add_argument("--prefix", default="example", help="file name prefix (default: example)")
+    parser.add_argument("--width", type=int, default=1400, help="window width in px (default: 1400)")
     args = parser.parse_args(argv)
+    folders = {"plan": args.plan, "compare": args.compare, "frontier": args.frontier, "sweep": args.sweep}
+    if not any(folders.values()):
+        parser.error("give a plan folder, or --compare, --frontier or --sweep")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     with chromium() as browser:
-        for page_name, height in (("map", 900), ("report", 1800)):
-            target = args.out / f"{args.prefix}-{page_name}.png"
+        for option, page_name, picture, height in PICTURES:
+            if folders[option] is None:
+                continue
+            target = args.out / f"{args.prefix}-{picture}.png"
             check, page = open_page(
-                browser, args.plan / f"{page_name}.html", screenshot=target, viewport={"width": 1400, "height": height}
+                browser,
+                folders[option] / page_name,
+                screenshot=target,
+                viewport={"width": args.width, "height": height},
             )
             page.context.close()
             if check.errors:

@@ -1,19 +1,22 @@
 """The sweep page: trade-off scatter charts as inline SVG, each point a link to its plan's map.
 
 Used by ``territory sweep`` (:mod:`territory.sweep`). Like :mod:`maps.trade_off`, the SVG is drawn here so
-the page needs nothing from the network.
+the page needs nothing from the network. Axes and legends speak the planner's words ("travel, workload-hour
+× km", "potential tolerance = 5 %"); the scenario keys they stand for are in the tooltips.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from maps.trade_off import COLORS, Frame, legend_entry, no_points, open_chart
+from maps.tables import TABLE_CSS, html_table
+from maps.trade_off import CHART_CSS, COLORS, Frame, figure, no_points, open_chart
+from models.formatting import label, quantity, setting
 
 #: Statuses of rows that have a plan.
 PLAN_STATUSES = ("optimal", "feasible")
@@ -29,22 +32,33 @@ class Point:
     href: str
 
 
-def scatter_chart(series: Mapping[str, Sequence[Point]], *, x_label: str, y_label: str, title: str) -> str:
+@dataclass(frozen=True)
+class Series:
+    """Points of one colour: the legend's text (``potential tolerance = 5 %``) and its tooltip (the key)."""
+
+    text: str
+    tip: str
+    points: list[Point]
+
+
+def scatter_chart(series: Sequence[Series], *, x_key: str, y_key: str, title: str) -> str:
     """An SVG scatter chart whose points are links (``<a href>``) with a tooltip naming the variant.
 
     Parameters
     ----------
     series
-        Legend label -> points (one colour per series).
-    x_label, y_label, title
-        Axis labels and the chart title (also the SVG's accessible name).
+        One colour each, in legend order.
+    x_key, y_key
+        The columns on the axes (their planner words label the axes, :func:`models.formatting.label`).
+    title
+        The chart title (also the SVG's accessible name).
 
     Returns
     -------
     str
-        An ``<svg>`` element.
+        A ``<figure>``: title, ``<svg>``, legend.
     """
-    points = [p for values in series.values() for p in values if math.isfinite(p.x) and math.isfinite(p.y)]
+    points = [p for one in series for p in one.points if math.isfinite(p.x) and math.isfinite(p.y)]
     if not points:
         return no_points(title, "no plans to show")
     xs, ys = [p.x for p in points], [p.y for p in points]
@@ -55,36 +69,45 @@ def scatter_chart(series: Mapping[str, Sequence[Point]], *, x_label: str, y_labe
     y0, y1 = min(ys), max(ys)
     pad = 0.08 * (y1 - y0) if y1 > y0 else max(abs(y0) * 0.05, 1.0)
     frame = Frame(x0, x1, y0 - pad, y1 + pad)
-    parts = open_chart(frame, x_label=x_label, y_label=y_label, title=title, links=True)
-    for k, (label, values) in enumerate(series.items()):
+    parts = open_chart(frame, x_label=label(x_key).text, y_label=label(y_key).text, title=title, links=True)
+    entries = []
+    for k, one in enumerate(series):
         color = COLORS[k % len(COLORS)]
-        for p in values:
+        for p in one.points:
             if not (math.isfinite(p.x) and math.isfinite(p.y)):
                 continue
-            tip = html.escape(f"{p.label}: {x_label} {p.x:,.4g}, {y_label} {p.y:,.4g}")
+            tip = html.escape(f"{p.label}\n{quantity(x_key, p.x)}\n{quantity(y_key, p.y)}")
             parts.append(
                 f'<a class="point" href="{html.escape(p.href)}" xlink:href="{html.escape(p.href)}">'
                 f'<circle cx="{frame.px(p.x):.1f}" cy="{frame.py(p.y):.1f}" r="5" fill="{color}" fill-opacity="0.75" '
                 f'stroke="#222" stroke-width="0.5"><title>{tip}</title></circle></a>'
             )
-        parts.append(legend_entry(k, label, color))
+        entries.append((one.text, color, one.tip))
     parts.append("</svg>")
-    return "".join(parts)
+    return figure(title, "".join(parts), entries)
 
 
 def _numeric(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values.replace({"none": None}), errors="coerce")
 
 
-def _series(plans: pd.DataFrame, x: pd.Series, y: pd.Series, by: str | None) -> dict[str, list[Point]]:
+def _series(plans: pd.DataFrame, x: pd.Series, y: pd.Series, by: str | None) -> list[Series]:
     """Points of the rows with both values, grouped by the values of column ``by`` (one colour each)."""
-    out: dict[str, list[Point]] = {}
+    out: dict[str, Series] = {}
     for index, row in plans.iterrows():
         if pd.isna(x[index]) or pd.isna(y[index]):
             continue
-        name = "plans" if by is None else f"{'.'.join(by.split('.')[-2:])} {row[by]}"
-        out.setdefault(name, []).append(Point(float(x[index]), float(y[index]), str(row["variant"]), row["map"]))
-    return out
+        value = None if by is None else row[by]
+        text = "plans" if by is None else setting(by, _setting_value(value))
+        one = out.setdefault(text, Series(text, "every plan" if by is None else f"{by} = {value}", []))
+        one.points.append(Point(float(x[index]), float(y[index]), str(row["variant"]), row["map"]))
+    return list(out.values())
+
+
+def _setting_value(value: object) -> object:
+    """A sweep table's setting as its number when it is one (``"5"`` read back from ``sweep.csv`` is 5)."""
+    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
+    return value if pd.isna(number) or isinstance(value, bool) else number.item()
 
 
 def sweep_charts(table: pd.DataFrame, numeric_axes: Sequence[str]) -> list[str]:
@@ -109,9 +132,9 @@ def sweep_charts(table: pd.DataFrame, numeric_axes: Sequence[str]) -> list[str]:
         charts.append(
             scatter_chart(
                 _series(plans, _numeric(plans[column]), workload, by),
-                x_label="rep count" if column == "reps" else column,
-                y_label="travel (workload-hour x km)",
-                title=f"Travel against {'rep count' if column == 'reps' else column}",
+                x_key=column,
+                y_key="workload_km",
+                title=f"Travel against {label(column).name}",
             )
         )
     deviations = [c for c in plans.columns if c.endswith("_max_deviation_pct")]
@@ -122,8 +145,8 @@ def sweep_charts(table: pd.DataFrame, numeric_axes: Sequence[str]) -> list[str]:
     charts.append(
         scatter_chart(
             _series(plans, moved, worst, by),
-            x_label="accounts moved",
-            y_label="worst deviation from target, %",
+            x_key="accounts_moved",
+            y_key="max_deviation_pct",
             title="Balance against accounts moved",
         )
     )
@@ -136,30 +159,34 @@ def _other_axes(table: pd.DataFrame) -> list[str]:
     return columns[1 : columns.index("status")] if "status" in columns else []
 
 
+#: Columns of ``sweep.csv`` left off the page's table (the link's tooltip names the variant).
+PAGE_HIDDEN = ("variant", "reused", "wall_seconds")
+
+
 def sweep_page(title: str, table: pd.DataFrame, numeric_axes: Sequence[str]) -> str:
     """The whole ``sweep.html``: counts by status, the charts, and the table with a link per plan."""
     charts = sweep_charts(table, numeric_axes)
     counts = table["status"].value_counts()
     summary = ", ".join(f"{n} {html.escape(str(status))}" for status, n in counts.items())
-    shown = table.copy()
-    shown["map"] = [f'<a href="{html.escape(h)}">map</a>' if h else "" for h in shown["map"].fillna("")]
-    body = shown.to_html(
-        index=False, border=0, classes="kpi", na_rep="", escape=False, float_format=lambda v: f"{v:,.4g}"
-    )
+    shown = table.drop(columns=[c for c in PAGE_HIDDEN if c in table])
+    shown["map"] = [
+        f'<a href="{html.escape(h)}" title="{html.escape(str(v))}">map</a>' if h else ""
+        for h, v in zip(table["map"].fillna(""), table["variant"], strict=True)
+    ]
+    body = html_table(shown, markup={"map"})
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Sweep: {html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1a1a1a; }}
-table.kpi {{ border-collapse: collapse; font-size: 13px; }}
-table.kpi th, table.kpi td {{ padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: right; }}
 div.charts {{ display: flex; flex-wrap: wrap; }}
-svg.chart {{ margin: 0.5em 1em 1em 0; }}
 svg.chart a.point:hover circle {{ stroke-width: 2; }}
+{TABLE_CSS}{CHART_CSS}
 </style></head>
 <body>
 <h1>Sweep: {html.escape(title)}</h1>
-<p>{len(table)} variants: {summary}. Each point is one variant's plan; click it to open the plan's map.
-Every plan keeps every balance tolerance of its variant.</p>
+<p>{len(table)} variants: {summary}. Each point is one variant's plan; click it to open the plan's map
+(hover a point or a legend entry for the variant and its settings). Every plan keeps every balance tolerance of
+its variant. <a href="sweep.csv">sweep.csv</a> holds every figure in full.</p>
 <div class="charts">{"".join(charts)}</div>
 <h2>Variants</h2>
 {body}

@@ -25,6 +25,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from models.columns import (
+    ACCOUNT_FIELDS,
+    REP_FIELDS,
+    check_blank_ids,
+    check_duplicate_ids,
+    closest_column,
+    column_for,
+    normalise_ids,
+    normalise_labels,
+    parse_flags,
+    parse_numbers,
+)
 from models.errors import InputError, IssueCollector
 from models.headcount import apply_headcount, baseline_owners, read_plan_assignments, release_departed_locks
 from models.scenario import (
@@ -36,7 +48,7 @@ from models.scenario import (
     RepColumns,
     Scenario,
 )
-from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row, text_ids
+from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
 
 if TYPE_CHECKING:
     from models.forecast import ForecastResult
@@ -44,23 +56,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ACCOUNT_FIELDS = (
-    "account_id",
-    "name",
-    "latitude",
-    "longitude",
-    "segment",
-    "potential",
-    "workload",
-    "current_rep",
-    "locked",
-    "parent_id",
-)
 SET_ASIDE_COLUMNS = ("account_id", "name", "row", "column", "reason")
-REP_FIELDS = ("rep_id", "name", "latitude", "longitude", "segment", "fte", "quota_floor", "quota_cap")
-_STANDARD_NAMES = {"id"} | (set(ACCOUNT_FIELDS) | set(REP_FIELDS)) - {"account_id", "rep_id"}
-_TRUE = {"true", "yes", "y", "1", "x", "locked", "t"}
-_FALSE = {"false", "no", "n", "0", "", "f", "nan", "none"}
 
 
 @dataclass(frozen=True)
@@ -122,55 +118,6 @@ def metric_values(accounts: pd.DataFrame, metric: str) -> np.ndarray:
     return accounts[metric].to_numpy(dtype=float)
 
 
-def _closest(name: str, columns: list[str]) -> str | None:
-    """The column most like ``name``, ignoring case (``Fte`` finds ``FTE``), or ``None``."""
-    by_lower: dict[str, str] = {}
-    for column in columns:
-        by_lower.setdefault(column.lower(), column)
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[close[0]] if close else None
-
-
-def _column_for(
-    frame: pd.DataFrame,
-    field: str,
-    mapped: str | None,
-    default: str,
-    *,
-    file: Path,
-    mapping_key: str,
-    issues: IssueCollector,
-    required: bool,
-) -> str | None:
-    """Find the column holding ``field``; record an issue when it must exist and does not."""
-    columns = list(frame.columns)
-    if mapped is not None:
-        if mapped in columns:
-            return mapped
-        close = _closest(mapped, columns)
-        hint = f"did you mean '{close}'?" if close else f"the file has: {', '.join(columns[:30])}"
-        issues.add(
-            f"the scenario maps {mapping_key} to column '{mapped}', which the file does not have",
-            file=file,
-            column=mapped,
-            hint=hint,
-        )
-        return None
-    if default in columns:
-        return default
-    if required:
-        # never suggest a column that already holds another field under its standard name
-        taken = {name.lower() for name in _STANDARD_NAMES} - {default.lower()}
-        close = _closest(default, [c for c in columns if c.lower() not in taken])
-        hint = (
-            f"map it in the scenario: {mapping_key}: {close or '<column name>'}"
-            if columns
-            else "the file has no header row"
-        )
-        issues.add(f"required column '{default}' is missing", file=file, column=default, hint=hint)
-    return None
-
-
 def _find_columns(
     raw: pd.DataFrame,
     fields: tuple[str, ...],
@@ -185,9 +132,8 @@ def _find_columns(
     cols: dict[str, str | None] = {}
     for field in fields:
         key = "id" if field in {"account_id", "rep_id"} else field  # the standard column name of ids is 'id'
-        cols[field] = _column_for(
+        cols[field] = column_for(
             raw,
-            field,
             getattr(mapping, key),
             "id" if key == "id" else field,
             file=file,
@@ -196,99 +142,6 @@ def _find_columns(
             required=field in required,
         )
     return cols
-
-
-def _numbers(
-    series: pd.Series,
-    *,
-    file: Path,
-    column: str,
-    issues: IssueCollector,
-    what: str,
-    low: float | None = None,
-    high: float | None = None,
-    blank_ok: bool = False,
-) -> np.ndarray:
-    """Convert a column to floats, recording blank, text and out-of-range cells."""
-    raw = series.astype("string").str.strip().str.replace(",", "", regex=False)
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-    blank = series.isna().to_numpy() | (raw.fillna("") == "").to_numpy()
-    for index in np.flatnonzero(~np.isfinite(values)):
-        if blank[index]:
-            if blank_ok:
-                continue
-            issues.add(
-                f"{what} is blank", file=file, row=spreadsheet_row(index), column=column, hint=f"fill in the {what}"
-            )
-        else:
-            issues.add(
-                f"{what} '{series.iloc[index]}' is not a number",
-                file=file,
-                row=spreadsheet_row(index),
-                column=column,
-                hint="use digits only, with '.' as the decimal point",
-            )
-    finite = np.isfinite(values)
-    if low is not None:
-        for index in np.flatnonzero(finite & (values < low)):
-            issues.add(
-                f"{what} {values[index]:g} is below {low:g}",
-                file=file,
-                row=spreadsheet_row(index),
-                column=column,
-                hint=f"{what} must be between {low:g} and {high:g}" if high is not None else f"use {low:g} or more",
-            )
-    if high is not None:
-        for index in np.flatnonzero(finite & (values > high)):
-            issues.add(
-                f"{what} {values[index]:g} is above {high:g}",
-                file=file,
-                row=spreadsheet_row(index),
-                column=column,
-                hint=f"{what} must be between {low:g} and {high:g}" if low is not None else f"use {high:g} or less",
-            )
-    return values
-
-
-def _duplicates(ids: pd.Series, *, file: Path, column: str, issues: IssueCollector, what: str) -> None:
-    dup = ids.duplicated(keep="first") & ids.notna()
-    for index in np.flatnonzero(dup.to_numpy()):
-        first = int(np.flatnonzero((ids == ids.iloc[index]).fillna(False).to_numpy())[0])
-        issues.add(
-            f"duplicate {what} id '{ids.iloc[index]}' (first at row {spreadsheet_row(first)})",
-            file=file,
-            row=spreadsheet_row(index),
-            column=column,
-            hint=f"give every {what} its own id, or remove the repeated row",
-        )
-
-
-def _blank_ids(ids: pd.Series, *, file: Path, column: str, issues: IssueCollector, what: str) -> None:
-    for index in np.flatnonzero(ids.isna().to_numpy()):
-        issues.add(f"{what} id is blank", file=file, row=spreadsheet_row(index), column=column, hint="fill in the id")
-
-
-def _flags(
-    series: pd.Series, *, file: Path, column: str, issues: IssueCollector, what: str = "locked flag"
-) -> np.ndarray:
-    text = series.astype("string").fillna("").str.strip().str.lower()
-    out = np.zeros(len(series), dtype=bool)
-    for index, value in enumerate(text):
-        if value in _TRUE:
-            out[index] = True
-        elif value not in _FALSE:
-            issues.add(
-                f"{what} '{series.iloc[index]}' is not true or false",
-                file=file,
-                row=spreadsheet_row(index),
-                column=column,
-                hint="use true/false, yes/no or 1/0",
-            )
-    return out
-
-
-def _labels(series: pd.Series) -> pd.Series:
-    return series.astype("string").fillna("").str.strip().str.lower()
 
 
 def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.DataFrame:
@@ -327,16 +180,16 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
     if raw.empty:
         raise InputError.single("the reps table has no rows", file=path, hint="add at least one rep")
     out = pd.DataFrame(index=raw.index)
-    out["rep_id"] = text_ids(raw[cols["rep_id"]])
-    _blank_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
-    _duplicates(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
+    out["rep_id"] = normalise_ids(raw[cols["rep_id"]])
+    check_blank_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
+    check_duplicate_ids(out["rep_id"], file=path, column=cols["rep_id"], issues=issues, what="rep")
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["rep_id"]
     needs_home = scenario.objective.compactness > 0 and scenario.objective.compactness_measure == "home_base"
     for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
         if cols[coord] is None:
             out[coord] = np.nan
             continue
-        out[coord] = _numbers(
+        out[coord] = parse_numbers(
             raw[cols[coord]],
             file=path,
             column=cols[coord],
@@ -359,10 +212,10 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
                     hint="fill in the rep's home base, or set objective.compactness_measure: centre (compactness "
                     "around each territory's centre) or objective.compactness: 0 to plan without home bases",
                 )
-    out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ANY_SEGMENT
+    out["segment"] = normalise_labels(raw[cols["segment"]]) if cols["segment"] else ANY_SEGMENT
     out.loc[out["segment"] == "", "segment"] = ANY_SEGMENT
     if cols["fte"]:
-        fte = _numbers(raw[cols["fte"]], file=path, column=cols["fte"], issues=issues, what="FTE", blank_ok=True)
+        fte = parse_numbers(raw[cols["fte"]], file=path, column=cols["fte"], issues=issues, what="FTE", blank_ok=True)
         fte = np.where(np.isnan(fte), 1.0, fte)
         for index in np.flatnonzero(fte <= 0):
             issues.add(
@@ -377,7 +230,7 @@ def read_reps(path: Path, scenario: Scenario, sheet: str | None = None) -> pd.Da
         out["fte"] = 1.0
     for limit in ("quota_floor", "quota_cap"):  # optional per-rep quota limits (blank: the scenario's)
         if cols[limit]:
-            out[limit] = _numbers(
+            out[limit] = parse_numbers(
                 raw[cols[limit]], file=path, column=cols[limit], issues=issues, what=limit.replace("_", " "),
                 low=0.0, blank_ok=True,
             )  # fmt: skip
@@ -444,9 +297,8 @@ def read_accounts(
         if name not in BUILTIN_METRICS and name != FORECAST_METRIC  # the forecast fills expected_revenue
     }
     for name, column in custom.items():
-        _column_for(
+        column_for(
             raw,
-            name,
             column,
             column or name,
             file=path,
@@ -459,23 +311,23 @@ def read_accounts(
         raise InputError.single("the accounts table has no rows", file=path, hint="add at least one account")
 
     out = pd.DataFrame(index=raw.index)
-    out["account_id"] = text_ids(raw[cols["account_id"]])
-    _blank_ids(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
-    _duplicates(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
+    out["account_id"] = normalise_ids(raw[cols["account_id"]])
+    check_blank_ids(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
+    check_duplicate_ids(out["account_id"], file=path, column=cols["account_id"], issues=issues, what="account")
     out["name"] = raw[cols["name"]].astype("string").fillna("") if cols["name"] else out["account_id"]
     for coord, limit in (("latitude", 90.0), ("longitude", 180.0)):
-        out[coord] = _numbers(
+        out[coord] = parse_numbers(
             raw[cols[coord]], file=path, column=cols[coord], issues=values, what=coord, low=-limit, high=limit
         )
-    out["segment"] = _labels(raw[cols["segment"]]) if cols["segment"] else ""
+    out["segment"] = normalise_labels(raw[cols["segment"]]) if cols["segment"] else ""
     if cols["potential"]:
-        out["potential"] = _numbers(
+        out["potential"] = parse_numbers(
             raw[cols["potential"]], file=path, column=cols["potential"], issues=values, what="potential", low=0.0
         )
     else:
         out["potential"] = 0.0
     if cols["workload"]:  # a workload column wins over hours by segment
-        out["workload"] = _numbers(
+        out["workload"] = parse_numbers(
             raw[cols["workload"]], file=path, column=cols["workload"], issues=values, what="workload", low=0.0
         )
     elif derived_workload:
@@ -493,13 +345,13 @@ def read_accounts(
     else:
         out["workload"] = 0.0
     for name, column in custom.items():
-        out[name] = _numbers(raw[column], file=path, column=column, issues=values, what=name, low=0.0)
+        out[name] = parse_numbers(raw[column], file=path, column=column, issues=values, what=name, low=0.0)
     code = scenario.units.account_column
     if code is not None:  # the unit code joining accounts to a polygon layer (postal code, county ...)
         if code in raw.columns:
-            out[code] = text_ids(raw[code])
+            out[code] = normalise_ids(raw[code])
         else:
-            close = _closest(code, list(raw.columns))
+            close = closest_column(code, list(raw.columns))
             issues.add(
                 f"units.account_column names column '{code}', which the file does not have",
                 file=path,
@@ -521,7 +373,9 @@ def read_accounts(
                 )
 
     out["current_rep"] = (
-        text_ids(raw[cols["current_rep"]]) if cols["current_rep"] else pd.Series(pd.NA, index=raw.index, dtype="string")
+        normalise_ids(raw[cols["current_rep"]])
+        if cols["current_rep"]
+        else pd.Series(pd.NA, index=raw.index, dtype="string")
     )
     if cols["current_rep"]:
         unknown = out["current_rep"].notna() & ~out["current_rep"].isin(rep_ids)
@@ -534,7 +388,7 @@ def read_accounts(
                 hint="add the rep to the reps table, or blank the cell if the account is unowned",
             )
     out["locked"] = (
-        _flags(raw[cols["locked"]], file=path, column=cols["locked"], issues=issues) if cols["locked"] else False
+        parse_flags(raw[cols["locked"]], file=path, column=cols["locked"], issues=issues) if cols["locked"] else False
     )
     locked_unowned = out["locked"].to_numpy() & out["current_rep"].isna().to_numpy()
     for index in np.flatnonzero(locked_unowned):
@@ -546,7 +400,9 @@ def read_accounts(
             hint="fill in the current rep or unlock the account",
         )
     out["parent_id"] = (
-        text_ids(raw[cols["parent_id"]]) if cols["parent_id"] else pd.Series(pd.NA, index=raw.index, dtype="string")
+        normalise_ids(raw[cols["parent_id"]])
+        if cols["parent_id"]
+        else pd.Series(pd.NA, index=raw.index, dtype="string")
     )
     set_aside = pd.DataFrame(columns=list(SET_ASIDE_COLUMNS))
     if scenario.data.unusable_accounts == "fail":
@@ -749,9 +605,10 @@ def load_dataset(
     units = None
     needs_edges = scenario.territories.contiguous or scenario.objective.distance == "graph"
     if scenario.units.source != "accounts" or needs_edges:
-        from models.units import build_units
+        from models.units import build_units, team_of_segments
 
-        units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges)
+        teams = team_of_segments({label: (rule.mode, rule.reps) for label, rule in scenario.segment_rules.items()})
+        units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges, teams=teams)
     pins_file = loaded.data_path(scenario.pins) if scenario.pins is not None else None
     if pins is None and pins_file is not None:
         from models.pins import read_pins

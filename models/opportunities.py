@@ -27,10 +27,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.dataset import _blank_ids, _column_for, _duplicates, _flags, _labels, _numbers
+from models.columns import (
+    check_blank_ids,
+    check_duplicate_ids,
+    column_for,
+    normalise_ids,
+    normalise_labels,
+    parse_flags,
+    parse_numbers,
+)
 from models.errors import IssueCollector
 from models.scenario import Scenario
-from models.tables import read_table, spreadsheet_row, text_ids
+from models.tables import read_table, spreadsheet_row
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +146,8 @@ def read_opportunities(
     if settings.model == "stage_weights":
         required.add("stage")
     cols: dict[str, str | None] = {
-        field: _column_for(
+        field: column_for(
             raw,
-            field,
             getattr(mapping, key),
             key,
             file=path,
@@ -158,10 +165,10 @@ def read_opportunities(
 
     id_col, account_col = cols["opportunity_id"], cols["account_id"]
     assert id_col is not None and account_col is not None  # required columns were found
-    out["opportunity_id"] = text_ids(raw[id_col])
-    _blank_ids(out["opportunity_id"], file=path, column=id_col, issues=issues, what="opportunity")
-    _duplicates(out["opportunity_id"], file=path, column=id_col, issues=issues, what="opportunity")
-    out["account_id"] = text_ids(raw[account_col])
+    out["opportunity_id"] = normalise_ids(raw[id_col])
+    check_blank_ids(out["opportunity_id"], file=path, column=id_col, issues=issues, what="opportunity")
+    check_duplicate_ids(out["opportunity_id"], file=path, column=id_col, issues=issues, what="opportunity")
+    out["account_id"] = normalise_ids(raw[account_col])
     set_aside_ids = set_aside_ids or set()
     for index, account in enumerate(out["account_id"]):
         if account is pd.NA:
@@ -180,8 +187,8 @@ def read_opportunities(
                 column=account_col,
                 hint="fix the account id, add the account to the accounts table, or remove the deal",
             )
-    out["amount"] = _numbers(raw[cols["amount"]], file=path, column=str(cols["amount"]), issues=issues,
-                             what="amount", low=0.0)  # fmt: skip
+    out["amount"] = parse_numbers(raw[cols["amount"]], file=path, column=str(cols["amount"]), issues=issues,
+                                  what="amount", low=0.0)  # fmt: skip
     opened_col = str(cols["opened"])
     out["opened"] = _dates(raw[opened_col], file=path, column=opened_col, issues=issues, what="opened date",
                            blank_ok=False)  # fmt: skip
@@ -192,10 +199,11 @@ def read_opportunities(
             if column
             else pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
         )
-    out["stage"] = _labels(raw[cols["stage"]]) if cols["stage"] else ""
+    out["stage"] = normalise_labels(raw[cols["stage"]]) if cols["stage"] else ""
     if cols["won"]:
         out["won"] = pd.array(
-            _flags(raw[cols["won"]], file=path, column=cols["won"], issues=issues, what="won flag"), dtype="boolean"
+            parse_flags(raw[cols["won"]], file=path, column=cols["won"], issues=issues, what="won flag"),
+            dtype="boolean",
         )
     else:
         out["won"] = pd.array([pd.NA] * len(raw), dtype="boolean")

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.columns import closest_column, normalise_ids
 from models.errors import IssueCollector
 from models.geo import haversine_km
 from models.scenario import ANY_SEGMENT, Scenario
-from models.tables import read_table, spreadsheet_row, text_ids
+from models.tables import read_table, spreadsheet_row
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def read_pins(path: Path) -> pd.DataFrame:
     issues.raise_if_any()
     out = pd.DataFrame(index=raw.index)
     for name in ("account_id", "unit_id", "rep_id"):
-        out[name] = text_ids(raw[name]) if name in columns else pd.Series(pd.NA, index=raw.index, dtype="string")
+        out[name] = normalise_ids(raw[name]) if name in columns else pd.Series(pd.NA, index=raw.index, dtype="string")
     out["note"] = raw["note"].astype("string").fillna("") if "note" in columns else ""
     out["row"] = [spreadsheet_row(i) for i in range(len(raw))]
     for i, (account, unit, rep) in enumerate(zip(out["account_id"], out["unit_id"], out["rep_id"], strict=True)):
@@ -118,13 +119,6 @@ def read_pins(path: Path) -> pd.DataFrame:
                 first[value] = spreadsheet_row(i)
     issues.raise_if_any()
     return out.reset_index(drop=True)
-
-
-def _closest(name: str, known: list[str]) -> str | None:
-    """The known id most like ``name``, ignoring case (``r1`` finds ``R1``), or ``None``."""
-    by_lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    return by_lower[close[0]] if close else None
 
 
 def _column_hint(name: str, columns: list[str]) -> str:
@@ -210,7 +204,7 @@ def resolve_pins(
                 issues.add(f"rep '{rep}' leaves (headcount.remove): no account can be pinned to them", file=file,
                            row=row, column="rep_id", hint="pin to a rep who stays, or keep the rep")  # fmt: skip
             else:
-                close = _closest(str(rep), [str(r) for r in rep_ids])
+                close = closest_column(str(rep), [str(r) for r in rep_ids])
                 issues.add(f"rep '{rep}' is not in the reps table", file=file, row=row, column="rep_id",
                            hint=f"did you mean '{close}'?" if close else "use a rep id of the reps table, "
                            "or an open territory of headcount.add")  # fmt: skip

@@ -140,7 +140,10 @@ class Plan:
     @cached_property
     def quotas(self) -> QuotaResult | None:
         """Quotas from the scenario's ``quota`` section (``None`` without one); see :mod:`models.quota`."""
-        return plan_quotas(self) if self.dataset.scenario.quota is not None else None
+        settings = self.dataset.scenario.quota
+        if settings is None:
+            return None
+        return plan_quotas({m: self.loads(m) for m in settings.weights}, self.dataset.reps, settings)
 
     def loads(self, metric: str) -> np.ndarray:
         """Total of ``metric`` held by each rep."""

@@ -11,7 +11,10 @@ Sheets:
 
 Columns come from the plan's own tables, so metrics a scenario adds appear
 without changes here. Values are written as numbers (no formulas), so any
-reader, not only Excel, sees the totals; they equal ``territories.csv``.
+reader, not only Excel, sees the totals; they equal ``territories.csv``. Each
+number carries a display format (:func:`models.formatting.excel_format`):
+thousands separators and the decimals the pages show, the full value kept in
+the cell.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from models.formatting import excel_format
 from models.plan import Plan
 from models.plan_io import write_atomic
 
@@ -82,34 +86,39 @@ def build_workbook(plan: Plan) -> Workbook:
     assignments = plan.assignments()
     workbook = Workbook(write_only=True)
 
-    facts: list[tuple[str, Any]] = [
-        ("Scenario", summary["scenario"]),
-        ("Status", summary["status"] + (" (interrupted)" if summary.get("interrupted") else "")),
-        ("Gap", summary.get("gap")),
-        ("Objective", summary.get("objective")),
-        ("Objective unit", summary["solver"].get("objective_unit")),
-        ("Solve seconds", summary.get("solve_seconds")),
-        ("Accounts", summary["accounts"]),
-        ("Reps", summary["reps"]),
-        ("Accounts set aside", summary["set_aside"]["accounts"]),
-        ("All balance rules met", summary["all_within_tolerance"]),
+    # label, value, the key its display format follows
+    facts: list[tuple[str, Any, str]] = [
+        ("Scenario", summary["scenario"], ""),
+        ("Status", summary["status"] + (" (interrupted)" if summary.get("interrupted") else ""), ""),
+        ("Gap", summary.get("gap"), "gap"),
+        ("Objective", summary.get("objective"), "objective"),
+        ("Objective unit", summary["solver"].get("objective_unit"), ""),
+        ("Solve seconds", summary.get("solve_seconds"), "solve_seconds"),
+        ("Accounts", summary["accounts"], "accounts"),
+        ("Reps", summary["reps"], "reps"),
+        ("Accounts set aside", summary["set_aside"]["accounts"], "accounts"),
+        ("All balance rules met", summary["all_within_tolerance"], ""),
     ]
     moves = summary.get("moves") or {}
     if moves.get("baseline"):
-        facts += [("Accounts moved", moves["accounts_moved"]), ("Potential moved", moves["potential_moved"])]
+        facts += [
+            ("Accounts moved", moves["accounts_moved"], "accounts_moved"),
+            ("Potential moved", moves["potential_moved"], "potential_moved"),
+        ]
     metric_columns = ["metric", "total", "min", "max", "max_deviation_pct", "tolerance_pct", "within_tolerance"]
-    metric_rows = [[name, *(_cell(entry[c]) for c in metric_columns[1:])] for name, entry in summary["metrics"].items()]
 
     sheet = workbook.create_sheet(SUMMARY_SHEET)
-    header_row = len(facts) + 1 + 1 + len(metric_rows) + 1 + 1  # facts, blank, metric table, blank, header
+    header_row = len(facts) + 1 + 1 + len(summary["metrics"]) + 1 + 1  # facts, blank, metric table, blank, header
     sheet.freeze_panes = f"C{header_row + 1}"
-    _widths(sheet, territories, [label for label, _ in facts])
-    for label, value in facts:
-        sheet.append([_styled(sheet, label, _HEADER_FONT), _cell(value)])
+    _widths(sheet, territories, [label for label, _, _ in facts])
+    for label, value, key in facts:
+        sheet.append([_styled(sheet, label, _HEADER_FONT), _number(sheet, value, key)])
     sheet.append([])
     _header(sheet, metric_columns)
-    for row in metric_rows:
-        sheet.append(row)
+    for name, entry in summary["metrics"].items():
+        # loads in the metric's own format; deviations and tolerances as percentages
+        keys = [name, name, name, "max_deviation_pct", "tolerance_pct", ""]
+        sheet.append([name, *(_number(sheet, entry[c], k) for c, k in zip(metric_columns[1:], keys, strict=True))])
     sheet.append([])
     _table(sheet, territories, total_of=_additive(territories))
 
@@ -124,7 +133,7 @@ def build_workbook(plan: Plan) -> Workbook:
         accounts = members.get(row["rep_id"], assignments.iloc[0:0])
         _widths(rep_sheet, accounts, ["segment"])
         for label in ("rep_id", "name", "segment", "fte"):
-            rep_sheet.append([_styled(rep_sheet, label, _HEADER_FONT), _cell(row[label])])
+            rep_sheet.append([_styled(rep_sheet, label, _HEADER_FONT), _number(rep_sheet, row[label], label)])
         rep_sheet.append([])
         _table(rep_sheet, accounts, total_of=list(dict.fromkeys(additive_accounts)))
     return workbook
@@ -163,23 +172,44 @@ def _table(sheet: WriteOnlyWorksheet, frame: pd.DataFrame, *, total_of: Sequence
     columns = list(frame.columns)
     _header(sheet, columns)
     for values in frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None):
-        sheet.append([_cell(v) for v in values])
+        sheet.append([_number(sheet, v, c) for c, v in zip(columns, values, strict=True)])
     totals: list[Any] = [TOTAL_LABEL, *[None] * (len(columns) - 1)]
     for column in total_of:
         if column in columns[1:]:
             totals[columns.index(column)] = _cell(float(pd.to_numeric(frame[column], errors="coerce").sum()))
-    sheet.append([_styled(sheet, value, _TOTAL_FONT) for value in totals])
+    pairs = zip(columns, totals, strict=True)
+    sheet.append([_styled(sheet, value, _TOTAL_FONT, number_format=excel_format(c, value)) for c, value in pairs])
 
 
 def _header(sheet: WriteOnlyWorksheet, columns: Sequence[str]) -> None:
     sheet.append([_styled(sheet, column, _HEADER_FONT, _HEADER_FILL) for column in columns])
 
 
-def _styled(sheet: WriteOnlyWorksheet, value: Any, font: Font, fill: PatternFill | None = None) -> WriteOnlyCell:
+def _styled(
+    sheet: WriteOnlyWorksheet,
+    value: Any,
+    font: Font,
+    fill: PatternFill | None = None,
+    *,
+    number_format: str | None = None,
+) -> WriteOnlyCell:
     cell = WriteOnlyCell(sheet, value=value)
     cell.font = font
     if fill is not None:
         cell.fill = fill
+    if number_format is not None:
+        cell.number_format = number_format
+    return cell
+
+
+def _number(sheet: WriteOnlyWorksheet, value: Any, key: str) -> Any:
+    """A value for column ``key``: a number as a cell with its display format (thousands separators), else as is."""
+    value = _cell(value)
+    number_format = excel_format(key, value)
+    if number_format is None:
+        return value
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.number_format = number_format
     return cell
 
 

@@ -52,7 +52,6 @@ import pandas as pd
 from models.errors import IssueCollector
 
 if TYPE_CHECKING:
-    from models.plan import Plan
     from models.scenario import Quota
 
 logger = logging.getLogger(__name__)
@@ -366,21 +365,29 @@ class QuotaResult:
         }
 
 
-def plan_quotas(plan: Plan) -> QuotaResult:
-    """Quotas of a plan from its scenario's ``quota`` section (see the module docstring).
+def plan_quotas(loads: Mapping[str, np.ndarray], reps: pd.DataFrame, settings: Quota) -> QuotaResult:
+    """Quotas of a plan's territories (see the module docstring).
+
+    Parameters
+    ----------
+    loads
+        Each weighted metric's total per rep (reps table order), e.g. ``Plan.loads(metric)``.
+    reps
+        The reps table (``fte``, and ``quota_floor`` / ``quota_cap`` when present).
+    settings
+        The scenario's ``quota`` section.
+
+    Returns
+    -------
+    QuotaResult
+        Quotas summing to ``settings.target``.
 
     Raises
     ------
-    ValueError
-        The scenario has no quota section.
     QuotaError
         Floors and caps cannot meet the target (checked when the data are read, so only for hand-built plans).
     """
-    settings = plan.dataset.scenario.quota
-    if settings is None:
-        raise ValueError("the scenario has no quota section")
-    reps = plan.dataset.reps
-    share = blend_shares({m: plan.loads(m) for m in settings.weights}, settings.weights)
+    share = blend_shares({m: loads[m] for m in settings.weights}, settings.weights)
     if share.sum() == 0:
         logger.warning("no weighted quota metric has a total: quotas follow FTE")
         share = reps["fte"].to_numpy(dtype=float)

@@ -183,20 +183,51 @@ class KeyAccounts(_Strict):
 class Units(_Strict):
     """Basic units: the blocks that move as a whole and that contiguity is measured on."""
 
-    source: Literal["accounts", "polygons", "hexagons", "voronoi"] = Field(
+    source: Literal["accounts", "polygons", "points", "hexagons", "voronoi"] = Field(
         "accounts",
         description=(
             "'accounts': one account (family) per unit; 'polygons': a layer of postal codes, counties ... "
-            "given in 'path'; 'hexagons': H3 cells generated from account coordinates; 'voronoi': Voronoi cells "
-            "around groups of nearby accounts, clipped to the area they cover."
+            "given in 'path'; 'points': units known by a point each (a table in 'path', or the codes of "
+            "'account_column' placed at their accounts' mean), their neighbours from 'adjacency'; 'hexagons': H3 "
+            "cells generated from account coordinates; 'voronoi': Voronoi cells around groups of nearby accounts, "
+            "clipped to the area they cover."
         ),
     )
-    path: Path | None = Field(None, description="Polygon layer (GeoJSON, shapefile, GeoPackage), for 'polygons'.")
-    layer: str | None = Field(None, description="Layer of a GeoPackage.")
+    path: Path | None = Field(
+        None,
+        description=(
+            "'polygons': the polygon layer (GeoJSON, shapefile, GeoPackage); 'points': a table of unit points "
+            "(.csv, .xlsx, .parquet with latitude/longitude columns, or a point layer)."
+        ),
+    )
+    layer: str | None = Field(None, description="Layer of a GeoPackage (or sheet of an Excel table of points).")
     id_column: str | None = Field(None, description="Unit id column of the layer (default: its row number).")
     account_column: str | None = Field(
         None,
-        description="Accounts column holding the unit id (e.g. a postal code); unset: join by point in polygon.",
+        description=(
+            "Accounts column holding the unit id (e.g. a postal code); unset: join by point in polygon "
+            "('polygons') or to the nearest unit point ('points')."
+        ),
+    )
+    adjacency: Path | None = Field(
+        None,
+        description=(
+            "Neighbour table (.csv, .xlsx, .parquet): one row per pair of neighbouring units (a postal-code "
+            "neighbour table, a dual graph), in the columns of 'adjacency_columns'. It replaces the adjacency "
+            "the engine would derive (shared borders, triangulation). For sources 'accounts', 'polygons', 'points'."
+        ),
+    )
+    adjacency_columns: tuple[str, str] = Field(
+        ("unit_a", "unit_b"), description="The two unit id columns of the neighbour table."
+    )
+    team_layers: bool = Field(
+        False,
+        description=(
+            "Build one unit layer per team: accounts under a hard segment rule (e.g. enterprise accounts, which "
+            "only enterprise reps may take) get units of their own, apart from the other accounts. Contiguity "
+            "then holds for each territory on each layer: the enterprise territories tile the map on the "
+            "enterprise layer, the others on theirs."
+        ),
     )
     resolution: int = Field(5, ge=0, le=15, description="H3 resolution of generated hexagons / Voronoi groups.")
     key_accounts: KeyAccounts | None = Field(None, description="Accounts kept as units of their own.")
@@ -210,6 +241,20 @@ class Units(_Strict):
     extra_edges: list[tuple[str | int, str | int]] = Field(
         default_factory=list, description="Unit id pairs to treat as neighbours (ferries, bridges, exclaves)."
     )
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> Units:
+        if self.adjacency is not None and self.source in ("hexagons", "voronoi"):
+            raise ValueError(
+                f"units.adjacency names neighbours by unit id, but source '{self.source}' generates its units and "
+                "their ids: use source 'points', 'polygons' or 'accounts' with a neighbour table"
+            )
+        if self.source == "points" and self.path is None and self.account_column is None:
+            raise ValueError(
+                "source 'points' needs units.path (a table of unit points) or units.account_column (the accounts "
+                "column holding each account's unit code)"
+            )
+        return self
 
 
 class Territories(_Strict):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from models.errors import InputError
@@ -31,26 +30,6 @@ FIRST_DATA_ROW = 2
 def spreadsheet_row(index: int) -> int:
     """Return the spreadsheet row number of a 0-based data row index."""
     return int(index) + FIRST_DATA_ROW
-
-
-def text_ids(series: pd.Series) -> pd.Series:
-    """Ids as text: ``101.0`` from Excel becomes ``'101'``, blanks (and ``nan``, ``none``) become missing.
-
-    Examples
-    --------
-    >>> text_ids(pd.Series([101.0, " A7 ", None, "nan"])).tolist()
-    ['101', 'A7', <NA>, <NA>]
-    """
-
-    def one(value: object) -> object:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return pd.NA
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        text = str(value).strip()
-        return text if text and text.lower() not in {"nan", "none"} else pd.NA
-
-    return series.map(one).astype("string")
 
 
 def read_table(path: Path, sheet: str | None = None) -> pd.DataFrame:

@@ -25,8 +25,11 @@ Distances are great-circle km; geometry is WGS84 longitude/latitude (EPSG:4326).
 
 from __future__ import annotations
 
+import difflib
+import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,7 +41,7 @@ import shapely
 from models.errors import InputError, IssueCollector
 from models.geo import EARTH_RADIUS_KM, haversine_km
 from models.scenario import Units
-from models.tables import spreadsheet_row
+from models.tables import FIRST_DATA_ROW, read_table, spreadsheet_row
 
 if TYPE_CHECKING:
     import geopandas
@@ -62,6 +65,13 @@ SLIVER_SHARED_MIN = 1e-4
 MAX_NOTES = 20
 #: Unit ids named in one note before the rest are counted.
 MAX_IDS_NAMED = 5
+
+#: Separator between an H3 cell and the rep its locked accounts belong to, in Voronoi unit ids.
+LOCK_SEPARATOR = "@"
+#: Name of the layer of accounts under no hard segment rule (``units.team_layers``).
+GENERAL_LAYER = "general"
+#: Separator between a layer's name and a unit's id, for units of layers other than the first.
+LAYER_SEPARATOR = ":"
 
 _KM_PER_DEGREE = np.pi * EARTH_RADIUS_KM / 180.0
 _NO_EDGES = np.empty((0, 2), dtype=np.int64)
@@ -93,6 +103,12 @@ class UnitLayer:
         from contiguity, without edges).
     notes
         Warnings given while building the units, in the planner's words.
+    layer
+        Layer of every unit (``int64``, index into ``layer_names``; -1 for
+        key-account units). One layer unless ``units.team_layers`` splits the
+        accounts by team; edges never join two layers.
+    layer_names
+        Name of every layer (``general`` for accounts under no hard segment rule).
     """
 
     unit_ids: np.ndarray
@@ -103,6 +119,15 @@ class UnitLayer:
     edges: np.ndarray
     key: np.ndarray
     notes: list[str]
+    layer: np.ndarray | None = None
+    layer_names: tuple[str, ...] = (GENERAL_LAYER,)
+
+    @property
+    def unit_layer(self) -> np.ndarray:
+        """Layer of every unit (-1 for key-account units), also when the layer was not set."""
+        if self.layer is not None:
+            return self.layer
+        return np.where(self.key, -1, 0).astype(np.int64)
 
     @property
     def num_units(self) -> int:
@@ -137,6 +162,7 @@ class _Accounts:
     workload: np.ndarray  # finite, >= 0
     top: np.ndarray  # int64: row of the family's top account
     key: np.ndarray  # bool: the account belongs to a key-account family
+    lock: np.ndarray  # str (object): rep the account's family is locked to, "" when not locked
     file: str  # how messages name the accounts table
 
 
@@ -166,6 +192,7 @@ def build_units(
     *,
     need_edges: bool,
     accounts_file: Path | str | None = None,
+    teams: Mapping[str, str] | None = None,
 ) -> UnitLayer:
     """Group accounts into units and find which units are neighbours.
 
@@ -178,12 +205,15 @@ def build_units(
     units
         The scenario's ``units`` settings.
     base_dir
-        Folder that ``units.path`` is relative to (the scenario's folder).
+        Folder that ``units.path`` and ``units.adjacency`` are relative to (the scenario's folder).
     need_edges
         Build the adjacency (contiguity, graph distances). Without it
         ``edges`` is empty and hexagon layers get no connecting empty cells.
     accounts_file
         How messages name the accounts table (its path).
+    teams
+        With ``units.team_layers``: account segment label -> team (layer) name, for the segments under a hard
+        segment rule (see :func:`team_of_segments`). Accounts follow their family's top account.
 
     Returns
     -------
@@ -192,9 +222,9 @@ def build_units(
     Raises
     ------
     InputError
-        Missing or unreadable polygon layer, bad or duplicate unit ids,
-        account codes not in the layer, accounts far outside every polygon,
-        unknown ids in ``units.extra_edges``.
+        Missing or unreadable polygon layer, point table or neighbour table, bad or duplicate unit ids,
+        account codes not in the layer, accounts far outside every polygon, unknown ids, self-loops or
+        repeated pairs in ``units.adjacency`` or ``units.extra_edges``.
 
     Examples
     --------
@@ -208,58 +238,86 @@ def build_units(
     (['a', 'b', 'c'], [[0, 1], [0, 2], [1, 2]])
     """
     data = _account_arrays(accounts, units, accounts_file)
-    if units.source == "accounts":
-        part = _family_units(data)
-    elif units.source == "polygons":
-        part = _polygon_units(accounts, data, units, Path(base_dir), need_edges=need_edges)
-    elif units.source == "hexagons":
-        part = _hexagon_units(data, units.resolution, need_edges=need_edges)
-    else:
-        part = _voronoi_units(data, units.resolution, need_edges=need_edges)
+    source = _read_source(units, Path(base_dir))
+    layer_of_account, layer_names = _account_layers(accounts, data, units, teams)
+    table = _read_adjacency(units, Path(base_dir)) if need_edges and units.adjacency is not None else None
+
+    ids: list[str] = []
+    unit_layer: list[int] = []
+    unit_of_account = np.full(len(data.ids), -1, dtype=np.int64)
+    part_lat, part_lon, geometries = [], [], []
+    base_edges, notes = [], list(source.notes)
+    known: dict[str, int] = {}  # base unit id (as the neighbour table names it) -> first unit of that id
+    parts = []
+    for number, name in enumerate(layer_names):
+        outside = data.key | (layer_of_account[data.top] != number) if len(layer_names) > 1 else data.key
+        part = _partition(accounts, replace(data, key=outside), units, source, need_edges=need_edges)
+        parts.append((len(ids), part))
+        prefix = "" if name == GENERAL_LAYER or len(layer_names) == 1 else name + LAYER_SEPARATOR
+        for k, unit_id in enumerate(part.ids):
+            known.setdefault(unit_id, len(ids) + k)
+        ids += [prefix + unit_id for unit_id in part.ids]
+        unit_layer += [number] * len(part.ids)
+        inside = part.unit_of_account >= 0
+        unit_of_account[inside] = part.unit_of_account[inside] + parts[-1][0]
+        part_lat.append(part.lat)
+        part_lon.append(part.lon)
+        geometries.append(part.geometry)
+        notes += [n for n in part.notes if n not in notes]
 
     # key-account families: one unit each, in order of first appearance
     key_codes, key_families = pd.factorize(pd.Series(data.ids[data.top[data.key]], dtype=object))
     key_ids = [KEY_PREFIX + str(family) for family in key_families]
-    unit_ids = np.array(part.ids + key_ids, dtype=object)
+    unit_ids = np.array(ids + key_ids, dtype=object)
     _check_unique(unit_ids)
-    n_regular = len(part.ids)
+    n_regular = len(ids)
     n = len(unit_ids)
-    unit_of_account = part.unit_of_account.astype(np.int64).copy()
     unit_of_account[data.key] = n_regular + key_codes
     is_key = np.zeros(n, dtype=bool)
     is_key[n_regular:] = True
+    layer = np.concatenate([np.array(unit_layer, dtype=np.int64), np.full(len(key_ids), -1, dtype=np.int64)])
 
     lat, lon, count = _weighted_points(unit_of_account, data, n)
-    fallback_lat = np.concatenate([part.lat, np.full(len(key_ids), np.nan)])
-    fallback_lon = np.concatenate([part.lon, np.full(len(key_ids), np.nan)])
+    fallback_lat = np.concatenate([*part_lat, np.full(len(key_ids), np.nan)])
+    fallback_lon = np.concatenate([*part_lon, np.full(len(key_ids), np.nan)])
     lat = np.where(count > 0, lat, fallback_lat)
     lon = np.where(count > 0, lon, fallback_lon)
 
     geometry = None
-    if part.geometry is not None:
+    if all(g is not None for g in geometries):
         import geopandas as gpd
 
         discs = _key_discs(lat[n_regular:], lon[n_regular:])
-        geometry = gpd.GeoSeries(np.concatenate([part.geometry, discs]), crs="EPSG:4326")
+        geometry = gpd.GeoSeries(np.concatenate([*geometries, discs]), crs="EPSG:4326")
 
-    notes = list(part.notes)
-    pairs = _extra_edges(units.extra_edges, unit_ids, is_key, notes)
     edges = _NO_EDGES
     if need_edges:
-        regular = np.arange(n_regular, dtype=np.int64)
-        base = (
-            part.edges
-            if part.edges is not None
-            else regular[_delaunay_edges(*_project(lat[:n_regular], lon[:n_regular]))]
-        )
-        edges = _normalise_edges(np.concatenate([base, pairs]))
-        edges, island_notes = _islands(unit_ids, lat, lon, edges, regular, units.islands)
-        notes += island_notes
+        if table is not None:
+            key_ids_named = set(data.ids[data.top[data.key]])
+            table.check_ids(known, key_ids_named, notes)
+        for offset, part in parts:
+            members = np.arange(offset, offset + len(part.ids), dtype=np.int64)
+            if table is not None:
+                local = table.pairs_within(part.ids) + offset
+            elif part.edges is not None:
+                local = part.edges + offset
+            else:
+                local = members[_delaunay_edges(*_project(lat[members], lon[members]))]
+            base_edges.append(local)
+        pairs = _extra_edges(units.extra_edges, unit_ids, is_key, layer, notes)
+        edges = _normalise_edges(np.concatenate([*base_edges, pairs]))
+        for number in range(len(layer_names)):
+            members = np.flatnonzero(layer == number)
+            edges, island_notes = _islands(unit_ids, lat, lon, edges, members, units.islands)
+            notes += island_notes
+    else:
+        _extra_edges(units.extra_edges, unit_ids, is_key, layer, notes)
     for note in notes:
         logger.warning(note)
     logger.info(
-        "units (%s): %d units (%d key accounts), %d neighbour pairs for %d accounts",
+        "units (%s%s): %d units (%d key accounts), %d neighbour pairs for %d accounts",
         units.source,
+        f", layers {', '.join(layer_names)}" if len(layer_names) > 1 else "",
         n,
         len(key_ids),
         len(edges),
@@ -274,7 +332,90 @@ def build_units(
         edges=edges,
         key=is_key,
         notes=notes,
+        layer=layer,
+        layer_names=tuple(layer_names),
     )
+
+
+def team_of_segments(rules: Mapping[str, tuple[str, list[str]]]) -> dict[str, str]:
+    """Team (layer) name of every account segment under a hard segment rule.
+
+    Parameters
+    ----------
+    rules
+        Segment label -> ``(mode, rep preferences that fit)``, as the scenario's ``segment_rules``.
+
+    Returns
+    -------
+    dict
+        Segment label -> team name: the fitting rep preferences joined by ``+`` (``enterprise``). Segments
+        whose hard rules name the same reps share a team.
+
+    Examples
+    --------
+    >>> team_of_segments({"enterprise": ("hard", ["enterprise"]), "smb": ("soft", ["smb"])})
+    {'enterprise': 'enterprise'}
+    """
+    return {label: "+".join(sorted(set(reps))) for label, (mode, reps) in rules.items() if mode == "hard"}
+
+
+def _account_layers(
+    accounts: pd.DataFrame, data: _Accounts, units: Units, teams: Mapping[str, str] | None
+) -> tuple[np.ndarray, list[str]]:
+    """Layer number of every account row (by its own segment; families follow their top) and the layer names."""
+    if not units.team_layers or not teams or "segment" not in accounts:
+        return np.zeros(len(data.ids), dtype=np.int64), [GENERAL_LAYER]
+    segment = accounts["segment"].astype("string").fillna("").str.strip().str.lower().to_numpy(dtype=object)
+    team = np.array([teams.get(str(s), GENERAL_LAYER) for s in segment], dtype=object)
+    present = set(team[data.top[~data.key]]) if (~data.key).any() else set()
+    names = sorted(present - {GENERAL_LAYER})
+    if GENERAL_LAYER in present:
+        names.insert(0, GENERAL_LAYER)
+    if not names:
+        names = [GENERAL_LAYER]
+    number = {name: k for k, name in enumerate(names)}
+    return np.array([number.get(t, 0) for t in team], dtype=np.int64), names
+
+
+@dataclass(frozen=True, eq=False)
+class _Source:
+    """A unit file read once for every layer: the polygon layer or the table of unit points."""
+
+    frame: pd.DataFrame | None = None
+    path: Path | None = None
+    notes: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def borders(self) -> np.ndarray:
+        """Pairs of polygons sharing a border (computed once, whatever the number of layers)."""
+        assert self.frame is not None
+        return _polygon_edges(self.frame.geometry.to_numpy())
+
+
+def _read_source(units: Units, base_dir: Path) -> _Source:
+    if units.source == "polygons":
+        layer, path, notes = _read_layer(units, base_dir)
+        return _Source(layer, path, tuple(notes))
+    if units.source == "points" and units.path is not None:
+        path = units.path if units.path.is_absolute() else base_dir / units.path
+        return _Source(_read_points(path, units), path)
+    return _Source()
+
+
+def _partition(
+    accounts: pd.DataFrame, data: _Accounts, units: Units, source: _Source, *, need_edges: bool
+) -> _Partition:
+    """The units of one layer (the accounts not marked ``key`` in ``data``)."""
+    if units.source == "accounts":
+        return _family_units(data)
+    if units.source == "polygons":
+        assert source.frame is not None and source.path is not None
+        return _polygon_units(accounts, data, units, source, need_edges=need_edges and units.adjacency is None)
+    if units.source == "points":
+        return _point_units(accounts, data, units, source)
+    if units.source == "hexagons":
+        return _hexagon_units(data, units.resolution, need_edges=need_edges)
+    return _voronoi_units(data, units.resolution, need_edges=need_edges)
 
 
 # ---------------------------------------------------------------------------- accounts and families
@@ -304,6 +445,12 @@ def _account_arrays(accounts: pd.DataFrame, units: Units, accounts_file: Path | 
         if rule.min_potential is not None and "potential" in accounts:
             potential = accounts["potential"].to_numpy(dtype=float)
             key_top |= np.nan_to_num(potential, nan=-np.inf) >= rule.min_potential
+    lock = np.full(len(ids), "", dtype=object)
+    if "locked" in accounts and "current_rep" in accounts:
+        locked = accounts["locked"].fillna(False).to_numpy(dtype=bool)
+        owners = accounts["current_rep"].astype("string").fillna("").to_numpy(dtype=object)
+        lock[top[locked]] = owners[locked]  # families lock as one (checked when the accounts are read)
+        lock = lock[top]
     return _Accounts(
         ids=ids,
         lat=lat,
@@ -311,6 +458,7 @@ def _account_arrays(accounts: pd.DataFrame, units: Units, accounts_file: Path | 
         workload=workload,
         top=top,
         key=key_top[top],
+        lock=lock,
         file=str(accounts_file) if accounts_file is not None else "accounts table",
     )
 
@@ -371,10 +519,11 @@ def _family_units(data: _Accounts) -> _Partition:
 
 
 def _polygon_units(
-    accounts: pd.DataFrame, data: _Accounts, units: Units, base_dir: Path, *, need_edges: bool
+    accounts: pd.DataFrame, data: _Accounts, units: Units, source: _Source, *, need_edges: bool
 ) -> _Partition:
     """Units from a polygon layer; accounts joined by code or by location."""
-    layer, path, notes = _read_layer(units, base_dir)
+    layer, path, notes = source.frame, source.path, []
+    assert layer is not None and path is not None
     ids = _layer_ids(layer, units, path)
     geoms = layer.geometry.to_numpy()
     tops = _regular_tops(data)
@@ -384,7 +533,7 @@ def _polygon_units(
         unit_of_top, snap_notes = _join_by_location(data, tops, geoms, ids, path)
         notes += snap_notes
     points = shapely.point_on_surface(geoms)  # shapely representative_point
-    edges = _polygon_edges(geoms) if need_edges else None
+    edges = source.borders if need_edges else None
     return _Partition(
         ids=ids,
         unit_of_account=_spread_to_families(data, tops, unit_of_top),
@@ -482,14 +631,15 @@ def _normalise_codes(series: pd.Series) -> pd.Series:
     return series.astype(object).map(one).astype("string")
 
 
-def _layer_ids(layer: geopandas.GeoDataFrame, units: Units, path: Path) -> list[str]:
-    """Unit ids from ``units.id_column`` (present, filled, unique) or the row numbers."""
+def _layer_ids(layer: pd.DataFrame, units: Units, path: Path) -> list[str]:
+    """Unit ids from ``units.id_column`` (present, filled, unique) or the row numbers of a layer or table."""
     if units.id_column is None:
         return [str(spreadsheet_row(i)) for i in range(len(layer))]
     if units.id_column not in layer.columns:
         import difflib
 
-        columns = [str(c) for c in layer.columns if c != layer.geometry.name]
+        geometry = getattr(layer, "geometry", None)
+        columns = [str(c) for c in layer.columns if geometry is None or c != geometry.name]
         close = difflib.get_close_matches(units.id_column, columns, n=1, cutoff=0.6)
         raise InputError.single(
             f"the unit polygon layer has no column '{units.id_column}' (units.id_column)",
@@ -627,6 +777,202 @@ def _polygon_edges(geoms: np.ndarray) -> np.ndarray:
     return _normalise_edges(np.column_stack([a[shared], b[shared]]))
 
 
+# ---------------------------------------------------------------------------- source: points
+
+
+def _read_points(path: Path, units: Units) -> pd.DataFrame:
+    """The table of unit points: ``latitude``/``longitude`` per row, checked; ids checked by :func:`_layer_ids`."""
+    frame = read_table(path, units.layer)
+    issues = IssueCollector()
+    for column in ("latitude", "longitude"):
+        if column not in frame.columns:
+            raise InputError.single(
+                f"the table of unit points has no '{column}' column",
+                file=path,
+                column=column,
+                hint="give every unit a latitude and longitude (WGS84 degrees), or a point geometry",
+            )
+    limits = {"latitude": 90.0, "longitude": 180.0}
+    for column, limit in limits.items():
+        values = pd.to_numeric(frame[column], errors="coerce")
+        for index in np.flatnonzero((values.isna() | (values.abs() > limit)).to_numpy()):
+            raw = frame[column].iloc[index]
+            what = "is blank" if str(raw).strip() in ("", "nan", "None") else f"'{raw}' is not a {column}"
+            issues.add(
+                f"{column} {what}",
+                file=path,
+                row=spreadsheet_row(index),
+                column=column,
+                hint=f"a number between -{limit:g} and {limit:g} (WGS84 degrees)",
+            )
+        frame[column] = values
+    issues.raise_if_any()
+    _layer_ids(frame, units, path)  # ids present, filled and unique before any account joins them
+    return frame.reset_index(drop=True)
+
+
+def _point_units(accounts: pd.DataFrame, data: _Accounts, units: Units, source: _Source) -> _Partition:
+    """Units known by a point each: rows of a table of points, or the codes of ``units.account_column``.
+
+    With a table, accounts join their unit by code (``units.account_column``) or else the nearest unit
+    point; units without accounts stay (they may connect others). Without a table, every distinct code is a
+    unit placed at its accounts' mean point.
+    """
+    tops = _regular_tops(data)
+    if source.frame is not None and source.path is not None:
+        frame, path = source.frame, source.path
+        ids = _layer_ids(frame, units, path)
+        lat = frame["latitude"].to_numpy(dtype=float)
+        lon = frame["longitude"].to_numpy(dtype=float)
+        if units.account_column is not None:
+            unit_of_top = _join_by_code(accounts, data, tops, ids, units.account_column, path)
+        else:
+            x, y = _project(lat, lon)
+            tx = data.lon[tops] * np.cos(np.radians(float(np.mean(lat)) if len(lat) else 0.0))
+            tree = shapely.STRtree(shapely.points(x, y))
+            unit_of_top = np.empty(len(tops), dtype=np.int64)
+            found = tree.query_nearest(shapely.points(tx, data.lat[tops]), all_matches=False)
+            unit_of_top[found[0]] = found[1]
+        return _Partition(ids, _spread_to_families(data, tops, unit_of_top), lat, lon, None, None, [])
+    column = units.account_column
+    assert column is not None  # the scenario schema asks for a table or a column
+    if column not in accounts.columns:
+        raise InputError.single(
+            f"the accounts have no column '{column}' holding their unit (units.account_column)",
+            file=data.file,
+            column=column,
+            hint="add the column to the accounts table, or set units.path to a table of unit points",
+        )
+    codes = _normalise_codes(accounts[column].iloc[tops])
+    issues = IssueCollector()
+    for k in np.flatnonzero(codes.isna().to_numpy()):
+        issues.add(
+            "unit code is blank",
+            file=data.file,
+            row=spreadsheet_row(int(tops[k])),
+            column=column,
+            hint="fill in the account's unit (postal code, county ...)",
+        )
+    issues.raise_if_any()
+    unit_of_top, ids = pd.factorize(codes.astype(object))
+    nan = np.full(len(ids), np.nan)
+    return _Partition(
+        [str(i) for i in ids], _spread_to_families(data, tops, unit_of_top), nan, nan.copy(), None, None, []
+    )
+
+
+# ---------------------------------------------------------------------------- neighbour table
+
+
+@dataclass(frozen=True)
+class _NeighbourTable:
+    """The rows of ``units.adjacency``: pairs of unit ids, checked, with their spreadsheet rows."""
+
+    a: np.ndarray  # unit id (str, object)
+    b: np.ndarray
+    rows: np.ndarray  # spreadsheet row of every pair
+    path: Path
+    columns: tuple[str, str]
+
+    def check_ids(self, known: Mapping[str, int], key_ids: set[str], notes: list[str]) -> None:
+        """Refuse pairs naming a unit no layer has; note (and later skip) pairs naming key-account units."""
+        issues = IssueCollector()
+        skipped = 0
+        for column, ids in zip(self.columns, (self.a, self.b), strict=True):
+            for k, unit_id in enumerate(ids):
+                if unit_id in known:
+                    continue
+                if unit_id in key_ids:
+                    skipped += 1
+                    continue
+                close = difflib.get_close_matches(unit_id, list(known)[:100_000], n=1, cutoff=0.8)
+                issues.add(
+                    f"unit '{unit_id}' is not a unit of this scenario",
+                    file=self.path,
+                    row=int(self.rows[k]),
+                    column=column,
+                    hint=(f"did you mean '{close[0]}'? " if close else "")
+                    + "use the unit ids of the units (units.id_column, the accounts' unit codes or account ids), "
+                    "or remove the row",
+                )
+        issues.raise_if_any()
+        if skipped:
+            notes.append(
+                f"{skipped} neighbour pair(s) in {self.path.name} name key-account units; key accounts are "
+                "assigned one by one and have no neighbours, so the pairs are ignored"
+            )
+
+    def pairs_within(self, ids: list[str]) -> np.ndarray:
+        """Index pairs of the rows whose both units are among ``ids`` (one layer's units)."""
+        index = pd.Index(ids)
+        a, b = index.get_indexer(self.a), index.get_indexer(self.b)
+        keep = (a >= 0) & (b >= 0)
+        return np.column_stack([a[keep], b[keep]]).astype(np.int64).reshape(-1, 2)
+
+
+def _read_adjacency(units: Units, base_dir: Path) -> _NeighbourTable:
+    """Read and check the neighbour table: both columns present, no blank id, no self-loop, no repeated pair."""
+    assert units.adjacency is not None
+    path = units.adjacency if units.adjacency.is_absolute() else base_dir / units.adjacency
+    if not path.is_file():
+        raise InputError.single(
+            "neighbour table not found", file=path, column="units.adjacency", hint="check units.adjacency"
+        )
+    frame = read_table(path)
+    columns = tuple(units.adjacency_columns)
+    for column in columns:
+        if column not in frame.columns:
+            close = difflib.get_close_matches(column, [str(c) for c in frame.columns], n=1, cutoff=0.6)
+            raise InputError.single(
+                f"the neighbour table has no column '{column}' (units.adjacency_columns)",
+                file=path,
+                column=column,
+                hint=f"did you mean '{close[0]}'?" if close else f"the table has: {', '.join(map(str, frame.columns))}",
+            )
+    a = _normalise_codes(frame[columns[0]])
+    b = _normalise_codes(frame[columns[1]])
+    issues = IssueCollector()
+    first: dict[tuple[str, str], int] = {}
+    keep = []
+    for index, (x, y) in enumerate(zip(a, b, strict=True)):
+        row = spreadsheet_row(index)
+        blank = [c for c, v in zip(columns, (x, y), strict=True) if v is pd.NA]
+        for column in blank:
+            issues.add("unit id is blank", file=path, row=row, column=column, hint="fill in both units of the pair")
+        if blank:
+            continue
+        if x == y:
+            issues.add(
+                f"unit '{x}' is listed as its own neighbour",
+                file=path,
+                row=row,
+                column=columns[1],
+                hint="remove the row: a unit needs no edge to itself",
+            )
+            continue
+        pair = (min(x, y), max(x, y))
+        if pair in first:
+            issues.add(
+                f"the pair ({x}, {y}) is listed twice (first at row {first[pair]}; pairs have no direction)",
+                file=path,
+                row=row,
+                column=columns[0],
+                hint="remove the repeated row",
+            )
+            continue
+        first[pair] = row
+        keep.append(index)
+    issues.raise_if_any()
+    keep_rows = np.array(keep, dtype=np.int64)
+    return _NeighbourTable(
+        a=a.to_numpy(dtype=object)[keep_rows].astype(str),
+        b=b.to_numpy(dtype=object)[keep_rows].astype(str),
+        rows=keep_rows + FIRST_DATA_ROW,
+        path=path,
+        columns=columns,  # type: ignore[arg-type]
+    )
+
+
 # ---------------------------------------------------------------------------- source: hexagons
 
 
@@ -715,7 +1061,10 @@ def _voronoi_units(data: _Accounts, resolution: int, *, need_edges: bool) -> _Pa
         [h3.latlng_to_cell(la, lo, resolution) for la, lo in zip(data.lat[tops], data.lon[tops], strict=True)],
         dtype=object,
     )
-    group, group_cells = pd.factorize(pd.Series(top_cells), sort=True)
+    # accounts locked to different reps never share a unit: a locked family groups with its owner's accounts
+    owner = data.lock[tops]
+    keyed = np.where(owner != "", top_cells + LOCK_SEPARATOR + owner, top_cells)
+    group, group_cells = pd.factorize(pd.Series(keyed), sort=True)
     # weight of a family: its workload (one when the whole map has none)
     family_weight = np.bincount(data.top, weights=data.workload, minlength=len(data.ids))[tops]
     weight = family_weight if family_weight.sum() > 0 else np.ones(len(tops))
@@ -729,9 +1078,12 @@ def _voronoi_units(data: _Accounts, resolution: int, *, need_edges: bool) -> _Pa
     scale = np.cos(np.radians(lat0))
     seeds = np.column_stack([seed_lon * scale, seed_lat])
     # coinciding centres make one unit, named after the first cell
-    seeds, first = np.unique(seeds, axis=0, return_index=True)
+    seeds, first, seed_of_group = np.unique(seeds, axis=0, return_index=True, return_inverse=True)
     order = np.argsort(first)
     seeds, first = seeds[order], first[order]
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    seed_of_group = rank[seed_of_group.ravel()]
     ids = [str(group_cells[k]) for k in first]
 
     hull = shapely.convex_hull(shapely.multipoints(np.column_stack([data.lon[regular] * scale, data.lat[regular]])))
@@ -751,6 +1103,8 @@ def _voronoi_units(data: _Accounts, resolution: int, *, need_edges: bool) -> _Pa
     )
     unit_of_top = np.empty(len(tops), dtype=np.int64)
     unit_of_top[nearest[0]] = nearest[1]
+    locked = owner != ""
+    unit_of_top[locked] = seed_of_group[group[locked]]  # a locked family stays in its owner's unit
     geometry = shapely.transform(cells, lambda xy: xy / np.array([scale, 1.0]))
     return _Partition(
         ids=ids,
@@ -891,9 +1245,10 @@ def _component_links(labels: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> li
 
 
 def _extra_edges(
-    pairs: list[tuple[str, str]], unit_ids: np.ndarray, is_key: np.ndarray, notes: list[str]
+    pairs: list[tuple[str, str]], unit_ids: np.ndarray, is_key: np.ndarray, layer: np.ndarray, notes: list[str]
 ) -> np.ndarray:
-    """Index pairs of ``units.extra_edges``; unknown ids are errors, pairs with key-account units are dropped."""
+    """Index pairs of ``units.extra_edges``; unknown ids are errors, pairs with key-account units or joining two
+    layers are dropped."""
     position = pd.Index(unit_ids)
     issues = IssueCollector()
     out = []
@@ -914,6 +1269,12 @@ def _extra_edges(
             notes.append(
                 f"units.extra_edges pair ({a}, {b}) names a key-account unit; key accounts are assigned one by one "
                 "and have no neighbours, so the pair is ignored"
+            )
+            continue
+        if layer[ends[0]] != layer[ends[1]]:
+            notes.append(
+                f"units.extra_edges pair ({a}, {b}) joins two team layers; territories are connected on each layer "
+                "apart, so the pair is ignored"
             )
             continue
         out.append(ends)

@@ -8,11 +8,13 @@ CP-SAT and returns a :class:`Result`, :func:`score` measures any assignment.
 from optimizer.problem import Problem, build_problem
 from optimizer.result import InfeasibleError, Result, Status
 from optimizer.score import Score, score
-from optimizer.solver import ProgressEvent, SolveSettings, solve
+from optimizer.settings import ProgressCallback, ProgressEvent, SolveSettings
+from optimizer.solver import solve
 
 __all__ = [
     "InfeasibleError",
     "Problem",
+    "ProgressCallback",
     "ProgressEvent",
     "Result",
     "Score",

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from ortools.sat.python import cp_model
 
+from optimizer.graph import pieces
 from optimizer.model import build_cp_model
 from optimizer.problem import MoveBudget, Problem, with_tolerance
 from optimizer.result import InfeasibleError
 
 if TYPE_CHECKING:
-    from optimizer.solver import SolveSettings
+    from optimizer.settings import SolveSettings
 
 logger = logging.getLogger(__name__)
 
@@ -157,28 +158,194 @@ def presolve_checks(problem: Problem) -> None:
 
 def _contiguity_conflicts(problem: Problem) -> list[str]:
     """Territories that cannot be one area: units locked to a rep that no chain of units open to it joins."""
-    import networkx as nx
-
-    key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
+    layer = problem.contiguity_layer
     out = []
     for r in range(problem.num_reps):
-        locked = np.flatnonzero((problem.fixed_rep == r) & ~key)
-        if len(locked) < 2:
-            continue
         open_to_r = np.zeros(problem.num_units, dtype=bool)
         open_to_r[problem.pair_unit[problem.pair_rep == r]] = True
-        open_to_r &= ~key
-        edges = problem.unit_edges[open_to_r[problem.unit_edges[:, 0]] & open_to_r[problem.unit_edges[:, 1]]]
-        graph = nx.Graph()
-        graph.add_nodes_from(np.flatnonzero(open_to_r).tolist())
-        graph.add_edges_from(edges.tolist())
-        pieces = {frozenset(nx.node_connected_component(graph, int(u))) for u in locked}
-        if len(pieces) > 1:
-            groups = [sorted(problem.unit_ids[[u for u in locked if u in piece]]) for piece in pieces]
+        for number in np.unique(layer[(problem.fixed_rep == r) & (layer >= 0)]):
+            locked = np.flatnonzero((problem.fixed_rep == r) & (layer == number))
+            if len(locked) < 2:
+                continue
+            usable = open_to_r & (layer == number)
+            piece = pieces(problem.adjacency, np.where(usable, 0, -1))
+            groups = [sorted(problem.unit_ids[locked[piece[locked] == p]]) for p in np.unique(piece[locked])]
+            if len(groups) > 1:
+                where = f" on the {problem.layer_names[number]} layer" if len(problem.layer_names) > 1 else ""
+                out.append(
+                    f"contiguity: rep '{problem.rep_ids[r]}' has accounts locked in units{where} that no chain of "
+                    f"units open to it connects ({'; '.join(', '.join(map(str, g[:3])) for g in groups)}); "
+                    "unlock some, make them key accounts (units.key_accounts), or turn territories.contiguous off"
+                )
+    return out
+
+
+def contiguity_verdict(
+    problem: Problem,
+    closest: np.ndarray | None,
+    blockers: list[str],
+    *,
+    seconds: float,
+    seed: int = 0,
+    workers: int = 2,
+) -> tuple[np.ndarray | None, list[str]]:
+    """Why no connected plan was found: balance, or contiguity itself, and what would yield a plan.
+
+    Called when the contiguous first plan (:func:`optimizer.contiguous.first_plan`) ran out of time.
+
+    1. Balance alone: if no plan keeps the tolerances even with territories in pieces, the balance rules are
+       what blocks, and :class:`InfeasibleError` says which (``explain_infeasible``).
+    2. Contiguity: CP-SAT searches the exact model (flows), starting from the closest connected plan; it may
+       find a plan (returned) or prove that none exists (:class:`InfeasibleError`, exit 1).
+    3. Relaxations: looser tolerances and one territory fewer are tried with the first-plan search; the
+       largest units are named as the ones to split.
+
+    Parameters
+    ----------
+    problem
+        The contiguous problem.
+    closest
+        The connected plan closest to the tolerances, or ``None``.
+    blockers
+        What that plan still breaks (``StartReport.blockers``).
+    seconds
+        Time the analysis may take.
+    seed, workers
+        CP-SAT settings.
+
+    Returns
+    -------
+    tuple
+        ``(plan, advice)``: a plan CP-SAT found (then ``advice`` is empty), or ``None`` and the advice.
+
+    Raises
+    ------
+    InfeasibleError
+        When balance alone, or balance with contiguity, is proven infeasible.
+    """
+    import time
+
+    clock = time.perf_counter()
+    loose = replace(problem, contiguous=False)
+    alone = _feasible(loose, max(0.25 * seconds, 1.0))
+    if alone is False:
+        raise InfeasibleError(
+            "The scenario has no feasible plan: its balance rules cannot hold even with territories in pieces.",
+            _balance_reasons(loose, 0.25 * seconds),
+        )
+    parts = build_cp_model(problem, objective=False, hint=closest)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.35 * seconds, 1.0)
+    solver.parameters.num_workers = max(workers, 1)
+    solver.parameters.random_seed = seed
+    code = solver.solve(parts.model)
+    if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        chosen = parts.pairs[np.array([solver.boolean_value(v) for v in parts.x], dtype=bool)]
+        plan = np.full(problem.num_units, -1, dtype=np.int64)
+        plan[problem.pair_unit[chosen]] = problem.pair_rep[chosen]
+        return plan, []
+    left = max(seconds - (time.perf_counter() - clock), 1.0)
+    relaxations = _contiguity_relaxations(problem, left, seed)
+    big = _largest_units(problem)
+    if code == cp_model.INFEASIBLE:
+        raise InfeasibleError(
+            "The scenario has no feasible plan: contiguity blocks it.",
+            [
+                "every tolerance can hold with territories in pieces"
+                + (" (a plan was found)" if alone else "")
+                + ", but CP-SAT proved that no plan keeps every territory one connected area",
+                *relaxations,
+                *big,
+            ],
+        )
+    advice = [
+        "contiguity, not balance, is what stands in the way: "
+        + ("a plan within every tolerance exists when territories may be in pieces" if alone else "no plan was found")
+        + (f"; the closest connected plan found still breaks: {'; '.join(blockers[:3])}" if blockers else ""),
+        *relaxations,
+        *big,
+        "a longer time limit helps little here: connected plans near these tolerances are rare, so loosen a "
+        "rule above, or set units.islands / units.extra_edges where a ferry or bridge joins areas",
+    ]
+    return None, advice
+
+
+def _balance_reasons(problem: Problem, seconds: float) -> list[str]:
+    """The balance rules in conflict without contiguity, as the general analysis names them."""
+    return explain_conflicts(problem, max(seconds, 1.0)).reasons
+
+
+def _contiguity_relaxations(problem: Problem, seconds: float, seed: int) -> list[str]:
+    """Looser tolerances, then one territory fewer, at which the first-plan search finds a connected plan."""
+    import time
+
+    from optimizer.contiguous import first_plan
+
+    deadline = time.perf_counter() + seconds
+    out = []
+    for step in (1.5, 2.0, 3.0):
+        left = deadline - time.perf_counter()
+        if left <= 0.2:
+            break
+        looser = problem
+        for metric in problem.metrics:
+            looser = with_tolerance(looser, metric.name, min(metric.tolerance * 100 * step, 99.0))
+        report = first_plan(looser, seed=seed, deadline=time.perf_counter() + min(left / 2, 10.0))
+        if report.plan is not None:
+            now = ", ".join(f"±{m.tolerance * 100:g} %" for m in problem.metrics)
+            then = ", ".join(f"±{min(m.tolerance * 100 * step, 99.0):g} %" for m in problem.metrics)
+            out.append(f"a connected plan exists at {then} (now {now}): loosen the tolerances")
+            break
+    fewer = _one_territory_fewer(problem)
+    left = deadline - time.perf_counter()
+    if fewer is not None and left > 0.2:
+        report = first_plan(fewer, seed=seed, deadline=time.perf_counter() + min(left, 10.0))
+        if report.plan is not None:
             out.append(
-                f"contiguity: rep '{problem.rep_ids[r]}' has accounts locked in units that no chain of units open "
-                f"to it connects ({'; '.join(', '.join(map(str, g[:3])) for g in groups)}); unlock some, make them "
-                "key accounts (units.key_accounts), or turn territories.contiguous off"
+                f"a connected plan exists with {problem.num_reps - 1} territories instead of {problem.num_reps}, "
+                "tolerances unchanged"
+            )
+    return out
+
+
+def _one_territory_fewer(problem: Problem) -> Problem | None:
+    """The problem without its last rep, where reps are interchangeable (same FTE, no locks, budgets, groups)."""
+    if (
+        problem.num_reps < 3
+        or problem.budgets
+        or (problem.fixed_rep >= 0).any()
+        or any(m.grouped for m in problem.metrics)
+        or len(set(problem.fte.tolist())) > 1
+    ):
+        return None
+    keep = problem.pair_rep < problem.num_reps - 1
+    smaller = replace(
+        problem.restrict_pairs(keep),
+        rep_ids=problem.rep_ids[:-1],
+        fte=problem.fte[:-1],
+        fte_exact=problem.fte_exact[:-1],
+        class_allowed=problem.class_allowed[:, :-1],
+        metrics=tuple(replace(m, groups=m.groups[:-1]) for m in problem.metrics),
+    )
+    for metric in problem.metrics:
+        smaller = with_tolerance(smaller, metric.name, metric.tolerance * 100)
+    return smaller
+
+
+def _largest_units(problem: Problem, shown: int = 3) -> list[str]:
+    """The units largest against a territory's upper bound: the ones whose splitting frees the most room."""
+    out = []
+    for metric in problem.metrics:
+        if metric.hi is None:
+            continue
+        share = metric.values / max(float(metric.hi.min()), 1.0)
+        big = np.argsort(-share)[:shown]
+        big = big[share[big] >= 0.3]
+        if len(big):
+            named = ", ".join(f"'{problem.unit_ids[u]}' ({share[u]:.0%} of a territory's upper bound)" for u in big)
+            out.append(
+                f"balance of {metric.name}: the largest units leave little room to fit whole units around them: "
+                f"{named}; splitting them into smaller units (a finer layer) would help"
             )
     return out
 
@@ -257,9 +424,13 @@ def explain_infeasible(problem: Problem, settings: SolveSettings) -> InfeasibleE
     InfeasibleError
         With the conflicting rules and, where one was found, a relaxation.
     """
+    return explain_conflicts(problem, min(settings.time_limit_s or 30.0, 30.0))
+
+
+def explain_conflicts(problem: Problem, budget: float) -> InfeasibleError:
+    """The rules in conflict and the relaxations found, within ``budget`` seconds (see :func:`explain_infeasible`)."""
     headline = "The scenario has no feasible plan: its hard rules cannot all hold together."
     reasons: list[str] = []
-    budget = min(settings.time_limit_s or 30.0, 30.0)
     core: list[str] = [f"balance:{m.name}" for m in problem.metrics] + [f"budget:{b.name}" for b in problem.budgets]
     if problem.num_units * problem.num_reps <= MAX_ANALYSIS_PAIRS:
         full, forbidden = _full_pairs(problem)

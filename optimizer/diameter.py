@@ -97,11 +97,11 @@ from ortools.sat.python import cp_model
 
 from optimizer.lns import reproducible
 from optimizer.model import build_cp_model
-from optimizer.problem import MetricData, Problem, _bounds
+from optimizer.problem import MetricData, Problem, load_bounds
 from optimizer.relaxation import LpInfeasibleError, lp_start
 from optimizer.result import Result, Status
 from optimizer.score import score, territory_diameters
-from optimizer.solver import ProgressCallback, ProgressEvent, SolveSettings
+from optimizer.settings import ProgressCallback, ProgressEvent, SolveSettings
 
 logger = logging.getLogger(__name__)
 
@@ -970,7 +970,7 @@ def diameter_problem(
         ints = np.round(real).astype(np.int64)
         pct = tolerance_pct[name] if isinstance(tolerance_pct, dict) else tolerance_pct
         tol_exact = Fraction(str(pct)) / 100
-        lo, hi = _bounds(ints, 1.0, True, fte, float(pct) / 100, fte_exact, tol_exact)
+        lo, hi = load_bounds(ints, 1.0, True, fte, float(pct) / 100, fte_exact, tol_exact)
         metrics.append(
             MetricData(
                 name=name,

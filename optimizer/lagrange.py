@@ -141,10 +141,10 @@ def lagrangian_bound(
     loads_side = _LoadSide(problem)
     # measure each metric in mean loads per rep: prices of accounts and of revenue then move alike
     scale = np.array([max(t / problem.num_reps, 1.0) for t in loads_side.totals])
-    every = _Evaluator(problem, loads_side, None)
+    every = LagrangianEvaluator(problem, loads_side, None)
     # the search prices each unit's few cheapest pairs only (9x faster at 100,000 units); the bound returned
     # is the best exact value, over every pair, of the prices checked (:func:`_check`)
-    search = _Evaluator(problem, loads_side, SEARCH_PAIRS) if len(problem.pair_unit) > SEARCH_FROM else every
+    search = LagrangianEvaluator(problem, loads_side, SEARCH_PAIRS) if len(problem.pair_unit) > SEARCH_FROM else every
 
     shape = (n_metrics, problem.num_reps)
     candidates = [np.zeros(shape)] if start is None else [np.zeros(shape), start, -start]
@@ -198,7 +198,7 @@ def lagrangian_bound(
     return bound
 
 
-def _check(every: _Evaluator, search: _Evaluator, mu: np.ndarray) -> tuple[float, bool]:
+def _check(every: LagrangianEvaluator, search: LagrangianEvaluator, mu: np.ndarray) -> tuple[float, bool]:
     """The Lagrangian at prices ``mu`` over every pair, and whether the search took in new pairs.
 
     Over a unit's cheapest few pairs the Lagrangian is too high wherever prices make another pair the
@@ -210,7 +210,7 @@ def _check(every: _Evaluator, search: _Evaluator, mu: np.ndarray) -> tuple[float
     return value, search.add(every.last_chosen) > 0
 
 
-class _Evaluator:
+class LagrangianEvaluator:
     """The Lagrangian at given prices, over every pair or over each unit's cheapest few."""
 
     def __init__(self, problem: Problem, loads_side: _LoadSide, per_unit: int | None) -> None:

@@ -388,7 +388,6 @@ def improve_regions(
     current = start.copy()
     cost = problem.objective_of(current)
     log = SearchLog()
-    movable = problem.fixed_rep < 0
     idle = 0
     work: list[float] = []
     while not (stop is not None and stop.is_set()):
@@ -412,7 +411,9 @@ def improve_regions(
             chosen.append(int(rng.choice(problem.num_reps, p=weights / weights.sum())))
         reps = np.zeros(problem.num_reps, dtype=bool)
         reps[chosen] = True
-        free = np.isin(current, chosen) & movable
+        # locked units of the chosen reps are freed too (their only pair is with their rep): the neighbourhood
+        # then holds every unit of its reps, so their contiguity and centres are modelled
+        free = np.isin(current, chosen)
         candidate, optimal = solve_neighbourhood(
             _with_fixed_centres(problem, current),
             current,

@@ -163,14 +163,17 @@ def build_cp_model(
     return parts
 
 
-def _flow_hint(problem: Problem, members: list[int], key: np.ndarray) -> tuple[int | None, dict[tuple[int, int], int]]:
+def _flow_hint(problem: Problem, members: list[int]) -> tuple[int | None, dict[tuple[int, int], int]]:
     """Root and arc flows that make a connected territory feasible: subtree sizes of a BFS tree."""
     import networkx as nx
 
-    inside = set(members)
+    inside = np.zeros(problem.num_units, dtype=bool)
+    inside[members] = True
     graph = nx.Graph()
     graph.add_nodes_from(members)
-    graph.add_edges_from((int(a), int(b)) for a, b in problem.unit_edges if a in inside and b in inside)
+    graph.add_edges_from(
+        problem.unit_edges[inside[problem.unit_edges[:, 0]] & inside[problem.unit_edges[:, 1]]].tolist()
+    )
     if not members or not nx.is_connected(graph):
         return None, {}
     root = members[0]
@@ -189,47 +192,60 @@ def _add_contiguity(
     xs: dict[tuple[int, int], cp_model.IntVar],
     hint: np.ndarray | None = None,
 ) -> None:
-    """Every territory connected: a single-commodity flow from one root unit per territory.
+    """Every territory connected on each team layer: a single-commodity flow from one root unit per patch.
 
     Chosen over cuts added in rounds because CP-SAT then solves one model with
     its own search and bound; each round of cuts would restart the search.
     Key-account units take no part (they are assigned individually).
-    For each rep, units with a variable send flow only along edges whose both
+    For each rep and layer, units with a variable send flow only along edges whose both
     ends belong to the rep; every member but the root absorbs one unit of flow,
     so every member is reached from the root through members.
     """
-    key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
-    for r in range(problem.num_reps):
-        nodes = [u for u in range(problem.num_units) if (u, r) in xs and not key[u]]
-        if not nodes:
-            continue
-        big = len(nodes)
-        hint_root, hint_flows = (
-            _flow_hint(problem, [u for u in nodes if hint[u] == r], key) if hint is not None else (None, {})
-        )
-        inflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
-        outflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
-        for a, b in problem.unit_edges:
-            a, b = int(a), int(b)
-            if (a, r) not in xs or (b, r) not in xs or key[a] or key[b]:
-                continue
-            for i, j in ((a, b), (b, a)):
-                flow = model.new_int_var(0, big - 1, "")
-                if hint is not None:
-                    model.add_hint(flow, hint_flows.get((i, j), 0))
-                model.add(flow <= (big - 1) * xs[(i, r)])
-                model.add(flow <= (big - 1) * xs[(j, r)])
-                outflow[i].append(flow)
-                inflow[j].append(flow)
-        roots = []
-        for u in nodes:
-            root = model.new_bool_var("")
+    layer = problem.contiguity_layer
+    by_rep: dict[int, list[int]] = {}
+    for u, r in xs:
+        if layer[u] >= 0:
+            by_rep.setdefault(r, []).append(u)
+    for r, units in sorted(by_rep.items()):
+        for number in np.unique(layer[units]):
+            nodes = sorted(u for u in units if layer[u] == number)
+            _add_patch_flow(model, problem, xs, r, nodes, hint)
+
+
+def _add_patch_flow(
+    model: cp_model.CpModel,
+    problem: Problem,
+    xs: dict[tuple[int, int], cp_model.IntVar],
+    r: int,
+    nodes: list[int],
+    hint: np.ndarray | None,
+) -> None:
+    """Flow constraints keeping rep ``r``'s units among ``nodes`` (one layer) connected."""
+    big = len(nodes)
+    hint_root, hint_flows = _flow_hint(problem, [u for u in nodes if hint[u] == r]) if hint is not None else (None, {})
+    inflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
+    outflow: dict[int, list[cp_model.IntVar]] = {u: [] for u in nodes}
+    inside = np.zeros(problem.num_units, dtype=bool)
+    inside[nodes] = True
+    edges = problem.unit_edges[inside[problem.unit_edges[:, 0]] & inside[problem.unit_edges[:, 1]]]
+    for a, b in edges.tolist():
+        for i, j in ((a, b), (b, a)):
+            flow = model.new_int_var(0, big - 1, "")
             if hint is not None:
-                model.add_hint(root, u == hint_root)
-            model.add_implication(root, xs[(u, r)])
-            roots.append(root)
-            model.add(sum(inflow[u]) - sum(outflow[u]) >= xs[(u, r)] - big * root)
-        model.add(sum(roots) <= 1)
+                model.add_hint(flow, hint_flows.get((i, j), 0))
+            model.add(flow <= (big - 1) * xs[(i, r)])
+            model.add(flow <= (big - 1) * xs[(j, r)])
+            outflow[i].append(flow)
+            inflow[j].append(flow)
+    roots = []
+    for u in nodes:
+        root = model.new_bool_var("")
+        if hint is not None:
+            model.add_hint(root, u == hint_root)
+        model.add_implication(root, xs[(u, r)])
+        roots.append(root)
+        model.add(sum(inflow[u]) - sum(outflow[u]) >= xs[(u, r)] - big * root)
+    model.add(sum(roots) <= 1)
 
 
 def _add_centres(

@@ -30,6 +30,7 @@ from models.balance import balance_groups
 from models.dataset import Dataset, metric_values
 from models.geo import distance_matrix_km
 from models.scenario import ANY_SEGMENT, Scenario
+from optimizer.graph import Adjacency
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ COST_RESOLUTION = 10**6
 #: Share of a target by which the bounds of inexactly scaled metrics are pulled in (absorbs their rounding).
 INEXACT_MARGIN = Fraction(1, 10**4)
 #: Account-rep distances computed at once while building pairs (bounds memory for large inputs).
-_CHUNK_CELLS = 4_000_000
+CHUNK_CELLS = 4_000_000
 #: Unit-rep pairs above which a scenario without ``solver.candidate_reps`` offers each unit only its nearest reps.
 AUTO_CANDIDATE_PAIRS = 20_000_000
 #: Nearest eligible reps offered to each unit above :data:`AUTO_CANDIDATE_PAIRS` (plus its current rep).
@@ -188,6 +189,10 @@ class Problem:
     unit_edges, unit_key, contiguous
         Unit adjacency (pairs of unit rows), key-account units (exempt from
         contiguity), and whether every territory must be connected.
+    unit_layer, layer_names
+        Team layer of every unit (``units.team_layers``; -1 for key-account units) and the layers' names:
+        contiguity holds for each territory on each layer apart (edges never join two layers). ``None``: one
+        layer.
     centre_distance, unit_weight
         For compactness measured from each territory's centre: unit-to-unit
         distances in km and each unit's weight (workload hours); ``None`` when
@@ -235,6 +240,8 @@ class Problem:
     unit_latitude: np.ndarray | None = None
     unit_longitude: np.ndarray | None = None
     diameter_distance: np.ndarray | None = None
+    unit_layer: np.ndarray | None = None
+    layer_names: tuple[str, ...] = ("general",)
 
     @property
     def num_units(self) -> int:
@@ -245,6 +252,18 @@ class Problem:
     def num_reps(self) -> int:
         """Number of reps."""
         return len(self.rep_ids)
+
+    @functools.cached_property
+    def adjacency(self) -> Adjacency:
+        """Neighbour lists of the units (:mod:`optimizer.graph`)."""
+        return Adjacency.of(self.num_units, self.unit_edges)
+
+    @functools.cached_property
+    def contiguity_layer(self) -> np.ndarray:
+        """Layer each unit's territory must be connected on (-1: exempt, as key-account units are)."""
+        key = self.unit_key if self.unit_key is not None else np.zeros(self.num_units, dtype=bool)
+        layer = self.unit_layer if self.unit_layer is not None else np.zeros(self.num_units, dtype=np.int64)
+        return np.where(key, -1, layer).astype(np.int64)
 
     def pairs_of(self, unit_rep: np.ndarray) -> np.ndarray:
         """Pair position of every unit's rep in an assignment; -1 where the pair is not allowed."""
@@ -328,7 +347,7 @@ def _scale_metric(real: np.ndarray) -> tuple[np.ndarray, float, bool]:
     return np.round(real * scale).astype(np.int64), scale, False
 
 
-def _bounds(
+def load_bounds(
     values: np.ndarray,
     scale: float,
     exact: bool,
@@ -337,7 +356,27 @@ def _bounds(
     fte_exact: tuple[Fraction, ...],
     tolerance_exact: Fraction,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Integer load bounds of every rep for a metric balanced across all reps."""
+    """Integer load bounds of every rep for a metric balanced across all reps.
+
+    Parameters
+    ----------
+    values
+        The metric's integer value per unit.
+    scale
+        Integer units per input unit; the bounds are in integer units and do not depend on it.
+    exact
+        Whether ``values`` are the input exactly (else rounded: the bounds are pulled in by
+        :data:`INEXACT_MARGIN` of the target).
+    fte, tolerance
+        FTE per rep and the tolerance as a share (0.05 for 5 %).
+    fte_exact, tolerance_exact
+        The same as exact fractions, for exact bounds.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(lo, hi)``: ``int64`` per rep; a load within them is within the tolerance of the rep's target.
+    """
     if exact:
         # exact rational bounds: a load exactly at the tolerance is allowed (4 of 10 accounts on one of
         # 3 reps is +20 %), as in the grouped rule and the plan's KPIs
@@ -395,7 +434,7 @@ def build_problem(dataset: Dataset) -> Problem:
         tolerance_exact = _exact_fraction(rule.tolerance_pct) / 100
         lo, hi = (None, None)
         if groups.max() == 0:
-            lo, hi = _bounds(values, scale, exact, fte, tolerance, fte_exact, tolerance_exact)
+            lo, hi = load_bounds(values, scale, exact, fte, tolerance, fte_exact, tolerance_exact)
         metrics.append(
             MetricData(
                 name=name,
@@ -415,7 +454,7 @@ def build_problem(dataset: Dataset) -> Problem:
     rep_row = {rep: i for i, rep in enumerate(reps["rep_id"])}
     top = acc["account_id"].to_numpy(dtype=object) == family
     owners = acc["current_rep"].to_numpy(dtype=object)
-    current_rep = _unit_owner(unit_of_account, owners, rep_row, n_units, top)
+    current_rep = unit_owner(unit_of_account, owners, rep_row, n_units, top)
     fixed_rep = np.full(n_units, -1, dtype=np.int64)
     conflicts: dict[int, set[str]] = {}
     # a pin (models.pins: the whole unit, checked there) locks to its rep, over the lock to the current rep
@@ -465,6 +504,8 @@ def build_problem(dataset: Dataset) -> Problem:
                 hours = np.bincount(unit_of_account[members], weights=workload[members], minlength=n_units)
                 soft.append((hours, ~fits, rule.penalty_km))
     unit_class, class_names = _hard_classes(hard_units, hard_labels, n_units)
+    if layer is not None and len(layer.layer_names) > 1:
+        _empty_units_follow_their_layer(unit_class, layer.unit_layer, np.bincount(unit_of_account, minlength=n_units))
     class_allowed = np.ones((len(class_names), n_reps), dtype=bool)
     for c, name in enumerate(class_names):
         for label in filter(None, name.split("+")):
@@ -492,8 +533,8 @@ def build_problem(dataset: Dataset) -> Problem:
     if k is not None and scenario.solver.candidate_reps is None:
         # nearest reps alone can leave a plan impossible: where a metro holds more accounts than its reps'
         # share, its outer accounts must go to another metro's reps, which are never among their nearest
-        coarse = _coarse_plan(
-            _CoarseInput(
+        coarse = coarse_plan(
+            CoarseInput(
                 metrics=metrics,
                 latitude=unit_lat,
                 longitude=unit_lon,
@@ -577,6 +618,8 @@ def build_problem(dataset: Dataset) -> Problem:
         preference_weight=weights.preference,
         unit_edges=layer.edges if layer is not None else np.zeros((0, 2), dtype=np.int64),
         unit_key=layer.key if layer is not None else None,
+        unit_layer=layer.unit_layer if layer is not None else None,
+        layer_names=layer.layer_names if layer is not None else ("general",),
         contiguous=scenario.territories.contiguous,
         centre_distance=centre_distance,
         unit_weight=unit_weight,
@@ -593,7 +636,7 @@ def candidate_limit(scenario: Scenario, n_units: int, n_reps: int) -> int | None
 
     ``solver.candidate_reps`` when the scenario sets it; else :data:`AUTO_CANDIDATE_REPS` once the problem has
     more than :data:`AUTO_CANDIDATE_PAIRS` unit-rep pairs (offering every rep would not fit in memory); the
-    automatic limit also offers the reps of a coarse plan (:func:`_coarse_plan`), which the build adds.
+    automatic limit also offers the reps of a coarse plan (:func:`coarse_plan`), which the build adds.
 
     Parameters
     ----------
@@ -623,6 +666,19 @@ def candidate_limit(scenario: Scenario, n_units: int, n_reps: int) -> int | None
                 k,
             )
     return k if k is not None and k < n_reps else None
+
+
+def _empty_units_follow_their_layer(unit_class: np.ndarray, unit_layer: np.ndarray, accounts: np.ndarray) -> None:
+    """Give units without accounts the hard segment class of their team layer (in place).
+
+    A team layer tiles the map: its empty units (a postal code without enterprise accounts, on the enterprise
+    layer) join territories of that team only, as the layer's accounts do.
+    """
+    for number in np.unique(unit_layer[unit_layer >= 0]):
+        members = unit_layer == number
+        held = unit_class[members & (accounts > 0)]
+        if len(held):
+            unit_class[members & (accounts == 0)] = np.bincount(held).argmax()
 
 
 def _hard_classes(hard_units: list[np.ndarray], labels: list[str], n_units: int) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -661,20 +717,20 @@ class _PairRules:
     max_distance_km: float | None
     candidates: int | None
     home_base: bool  # whether compactness counts distances to home bases
-    coarse: _CoarsePlan | None = None  # reps offered besides the nearest: those of a coarse plan
+    coarse: CoarsePlan | None = None  # reps offered besides the nearest: those of a coarse plan
 
 
 def _pairs(rules: _PairRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Allowed unit-rep pairs, sorted by unit then rep, and their compactness (workload-hour x km).
 
-    Units are taken in chunks of whole units of about :data:`_CHUNK_CELLS` account-rep distances, so memory stays
+    Units are taken in chunks of whole units of about :data:`CHUNK_CELLS` account-rep distances, so memory stays
     bounded by the chunk, never by units x reps.
     """
     n_units, n_reps = len(rules.unit_class), len(rules.rep_latitude)
     counts = np.bincount(rules.unit_of_account, minlength=n_units)
     starts = np.concatenate([[0], np.cumsum(counts)])
     order = np.argsort(rules.unit_of_account, kind="stable")  # accounts by unit, in table order within a unit
-    rows = max(_CHUNK_CELLS // max(n_reps, 1), 1)
+    rows = max(CHUNK_CELLS // max(n_reps, 1), 1)
     out_unit, out_rep, out_compact = [], [], []
     beyond = 0
     u0 = 0
@@ -753,7 +809,7 @@ def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> t
         # a unit without workload has zero compactness everywhere: rank its reps by plain distance instead
         plain = per_unit(np.add, dist) if (hours <= 0).any() else 0.0
         per_hour = np.where((hours > 0)[:, None], compact / np.maximum(hours, 1e-9)[:, None], plain)
-        keep = _smallest(np.where(allowed, per_hour, np.inf), k)
+        keep = smallest_per_row(np.where(allowed, per_hour, np.inf), k)
         current = rules.current_rep[u0:u1]
         has_current = np.flatnonzero(current >= 0)
         keep[has_current, current[has_current]] = True
@@ -765,7 +821,7 @@ def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> t
 
 
 @dataclass(frozen=True)
-class _CoarseInput:
+class CoarseInput:
     """What the coarse plan needs: unit points and weights, hard rules, balance bounds, home bases."""
 
     metrics: list[MetricData]
@@ -784,7 +840,7 @@ class _CoarseInput:
 
 
 @dataclass(frozen=True)
-class _CoarsePlan:
+class CoarsePlan:
     """Reps a coarse plan gives every unit's grid cell: cell ``c`` has ``reps[start[c] : start[c + 1]]``."""
 
     unit_cell: np.ndarray  # -1: locked unit
@@ -799,7 +855,7 @@ class _CoarsePlan:
         return rows[owner], self.reps[positions]
 
 
-def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
+def coarse_plan(data: CoarseInput) -> CoarsePlan | None:
     """The LP plan of grid cells (:data:`COARSE_CELL_DEG`, larger past :data:`COARSE_MAX_CELLS`) by hard segment
     class and metric profile (:func:`metric_profile`): which reps each cell goes to.
 
@@ -808,7 +864,17 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
     over the cell's units, the LP plan is a fractional plan of the units, so offering every unit its cell's reps
     keeps the LP relaxation feasible where nearest reps alone would not. The within-segment tolerances are
     exact first; where the cells' LP has no solution even so, looser ones still offer far reps
-    (:data:`COARSE_TOLERANCE_FACTORS`). ``None`` when no LP has a solution.
+    (:data:`COARSE_TOLERANCE_FACTORS`).
+
+    Parameters
+    ----------
+    data
+        The units, reps, metrics and rules the problem is built from.
+
+    Returns
+    -------
+    CoarsePlan or None
+        Every unit's cell and the reps the LP gives each cell; ``None`` when no LP has a solution.
     """
     free = data.fixed_rep < 0
     lat = np.nan_to_num(data.latitude[free], nan=0.0)
@@ -858,14 +924,14 @@ def _coarse_plan(data: _CoarseInput) -> _CoarsePlan | None:
         side,
         used.sum(),
     )
-    return _CoarsePlan(unit_cell=unit_cell, start=start, reps=pair_rep[used][order].astype(np.int64))
+    return CoarsePlan(unit_cell=unit_cell, start=start, reps=pair_rep[used][order].astype(np.int64))
 
 
 @dataclass(frozen=True)
 class _CoarseLp:
     """The coarse plan's cells: which free units each holds, the cell-rep pairs allowed and their costs."""
 
-    data: _CoarseInput
+    data: CoarseInput
     free: np.ndarray
     cell_of_free: np.ndarray
     n_cells: int
@@ -929,8 +995,21 @@ def _coarse_lp(cells: _CoarseLp, tolerance_factor: float) -> np.ndarray | None:
     return np.array([v.solution_value() for v in x])
 
 
-def _smallest(key: np.ndarray, k: int) -> np.ndarray:
-    """Mask of the ``k`` smallest entries of every row, ties to the lower column (as a stable sort takes them)."""
+def smallest_per_row(key: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the ``k`` smallest entries of every row, ties to the lower column (as a stable sort takes them).
+
+    Parameters
+    ----------
+    key
+        2-D array (NaN sorts last, ``inf`` allowed).
+    k
+        Entries to keep per row, at least 1 and at most the row length.
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of ``key``'s shape with ``k`` true entries per row.
+    """
     kth = np.partition(key, k - 1, axis=1)[:, k - 1, None]
     keep = key < kth
     tied = key == kth
@@ -1032,10 +1111,29 @@ def _budgets(
     return tuple(out)
 
 
-def _unit_owner(
+def unit_owner(
     unit_of_account: np.ndarray, owners: np.ndarray, rep_row: dict[str, int], n_units: int, top: np.ndarray
 ) -> np.ndarray:
-    """Current rep of every unit: its top accounts' most common owner (-1 when none has one)."""
+    """Current rep of every unit: its top accounts' most common owner (-1 when none has one).
+
+    Parameters
+    ----------
+    unit_of_account
+        Unit index of every account.
+    owners
+        Current rep id of every account (anything but a string: none).
+    rep_row
+        Rep id -> rep row.
+    n_units
+        Number of units.
+    top
+        Whether each account is a top account (family head) whose owner counts.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``int64`` rep row per unit, -1 without a current rep; ties go to the lower rep row.
+    """
     current = np.full(n_units, -1, dtype=np.int64)
     rows = np.array([rep_row.get(o, -1) if isinstance(o, str) else -1 for o in owners], dtype=np.int64)
     keep = (rows >= 0) & top
@@ -1162,7 +1260,7 @@ def group_ratio(metric: MetricData, share: Fraction, *, upper: bool) -> tuple[in
     """``(num, den)``: a rep's load may be at most (``upper``) or at least ``num / den`` times its group's load.
 
     The ratio is ``(1 +- tolerance) x share`` for metrics balanced within segment groups, pulled in by
-    :data:`INEXACT_MARGIN` when the metric's integer values are rounded (inexact scaling), as :func:`_bounds`
+    :data:`INEXACT_MARGIN` when the metric's integer values are rounded (inexact scaling), as :func:`load_bounds`
     does for fixed bounds: without it a plan at the integer bound broke the tolerance on real values by
     0.0002 % (1M accounts, potential within segment).
     """
@@ -1189,7 +1287,7 @@ def with_tolerance(problem: Problem, metric: str, tolerance_pct: float) -> Probl
             tolerance_exact = _exact_fraction(tolerance_pct) / 100
             lo, hi = (None, None)
             if not data.grouped:
-                lo, hi = _bounds(
+                lo, hi = load_bounds(
                     data.values, data.scale, data.exact, problem.fte, tolerance, problem.fte_exact, tolerance_exact
                 )
             data = replace(data, tolerance=tolerance, tolerance_exact=tolerance_exact, lo=lo, hi=hi)

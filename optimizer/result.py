@@ -64,6 +64,8 @@ class Result:
         Whether the user stopped the search (the plan is the best found so far).
     statistics
         Solver counters and the time of the first plan.
+    advice
+        Without a plan: what the engine found in the way and what to change, in the planner's words.
     """
 
     status: Status
@@ -74,6 +76,7 @@ class Result:
     wall_seconds: float
     interrupted: bool = False
     statistics: dict[str, Any] = field(default_factory=dict)
+    advice: tuple[str, ...] = ()
 
     @property
     def has_plan(self) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.balance import deviation_pct, targets
+from optimizer.graph import split_patches
 from optimizer.problem import Problem
 
 #: Slack when comparing deviations to tolerances.
@@ -57,24 +58,12 @@ class Score:
 
 
 def disconnected(problem: Problem, unit_rep: np.ndarray) -> list[int]:
-    """Reps whose territory (key-account units aside) is not one connected piece of the adjacency graph."""
-    import networkx as nx
+    """Reps whose territory is not one connected piece of the adjacency graph on each of its team layers.
 
-    key = problem.unit_key if problem.unit_key is not None else np.zeros(problem.num_units, dtype=bool)
-    out = []
-    for r in range(problem.num_reps):
-        members = np.flatnonzero((unit_rep == r) & ~key)
-        if len(members) <= 1:
-            continue
-        inside = np.zeros(problem.num_units, dtype=bool)
-        inside[members] = True
-        edges = problem.unit_edges[inside[problem.unit_edges[:, 0]] & inside[problem.unit_edges[:, 1]]]
-        graph = nx.Graph()
-        graph.add_nodes_from(members.tolist())
-        graph.add_edges_from(edges.tolist())
-        if not nx.is_connected(graph):
-            out.append(r)
-    return out
+    Key-account units are exempt; with ``units.team_layers`` a territory may hold one piece on every layer.
+    """
+    split = split_patches(problem.adjacency, np.asarray(unit_rep, dtype=np.int64), problem.contiguity_layer)
+    return sorted({rep for rep, _ in split})
 
 
 def score(problem: Problem, unit_rep: np.ndarray) -> Score:

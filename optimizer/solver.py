@@ -23,61 +23,27 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
 from ortools.sat.python import cp_model
 
-from optimizer.diagnose import explain_infeasible, presolve_checks
+from optimizer.contiguous import Rules, descend_contiguous, first_plan
+from optimizer.diagnose import contiguity_verdict, explain_infeasible, presolve_checks
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, reproducible, run
 from optimizer.model import build_cp_model
+from optimizer.pmedian import pmedian_bound
 from optimizer.problem import Problem
-from optimizer.relaxation import LpInfeasibleError, centre_bound, lp_start
+from optimizer.relaxation import CENTRE_BOUND_UNITS, LpInfeasibleError, centre_bound, lp_start, solve_lp
 from optimizer.repair import descend
 from optimizer.result import Result, Status
-from optimizer.treestart import tree_start
+from optimizer.settings import ProgressCallback, ProgressEvent, SolveSettings
 from optimizer.warmstart import greedy_assignment
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SolveSettings:
-    """Solver settings (see the scenario's ``solver`` section)."""
-
-    time_limit_s: float | None = 30.0
-    seed: int = 0
-    workers: int = 0
-    relative_gap: float = 0.0
-    work_limit: float = 100.0
-
-    def __post_init__(self) -> None:
-        if self.time_limit_s is not None and not self.time_limit_s > 0:
-            raise ValueError("time_limit_s must be positive (or None: no limit, reproducible search)")
-        if self.workers < 0:
-            raise ValueError("workers must be zero (all cores) or more")
-
-    @property
-    def num_workers(self) -> int:
-        """Workers actually used (0 means every core)."""
-        return self.workers or (os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A new plan or a better bound during the search."""
-
-    seconds: float
-    objective: float | None
-    bound: float
-    gap: float | None
-    solutions: int
-
-
-ProgressCallback = Callable[[ProgressEvent], None]
 
 
 class _Watcher(cp_model.CpSolverSolutionCallback):
@@ -207,6 +173,13 @@ CANCEL_POLL_S = 0.1
 SMALL_SHAPED_PAIRS = 200
 #: Region-LNS steps in a row without improvement before restarting from a new contiguous plan.
 RESTART_PATIENCE = 40
+#: Seconds at most, and share of the time limit, that the centre-based bound may take after the first plan.
+BOUND_SECONDS, CENTRE_BOUND_SHARE = 20.0, 0.2
+#: Share of the time limit the contiguous first-plan search may take before the analysis of what blocks it.
+FIRST_PLAN_SHARE = 0.6
+#: Contiguous problems with home-base compactness and at most this many pairs end with one CP-SAT model
+#: (its bound can prove a small plan optimal); larger ones spend the whole time on the region search.
+FULL_BOUND_PAIRS = 2_000
 #: Problems with at most this many pairs go to one CP-SAT model (it proves optimality);
 #: larger ones use LP bound + LP start + large-neighbourhood search.
 FULL_MODEL_PAIRS = 5_000
@@ -361,15 +334,58 @@ def _solve_regions(
     hint: np.ndarray | None,
     stop: _Stop,
 ) -> Result:
-    """Contiguous or centre-based plans: a first plan, region LNS, then one CP-SAT model for the bound."""
+    """Contiguous or centre-based plans: a first plan, single-move descent, region LNS with restarts.
+
+    Contiguous plans start from :func:`optimizer.contiguous.first_plan`; when it finds none in
+    :data:`FIRST_PLAN_SHARE` of the time, :func:`optimizer.diagnose.contiguity_verdict` says whether
+    balance or contiguity blocks, proves infeasibility where it can and names the relaxations that yield a
+    plan. The bound is the LP relaxation of the assignment (home bases) or of a balanced p-median (centres),
+    both valid with contiguity relaxed, and CP-SAT's own on small models.
+    """
     clock = time.perf_counter()
     limit = settings.time_limit_s
-    # computed first so that its second or so counts against the time limit
-    lp_bound = centre_bound(problem)
-    start = hint
+    deadline = None if limit is None else clock + limit
+    workers = settings.num_workers
+    statistics: dict[str, object] = {
+        "method": "contiguous first plan + single-move descent + region LNS with CP-SAT",
+        "pairs": len(problem.pair_unit),
+    }
+    home_lp = None
+    if problem.centre_distance is None:
+        try:
+            home_lp = solve_lp(problem)
+        except LpInfeasibleError:
+            raise explain_infeasible(problem, settings) from None
+    start = hint if hint is not None and _is_feasible(problem, hint) else None
     if start is None and problem.contiguous:
-        start = tree_start(problem, seed=settings.seed)
-    if start is None:
+        report = first_plan(
+            problem,
+            seed=settings.seed,
+            deadline=None if deadline is None else clock + FIRST_PLAN_SHARE * limit,
+            stop=stop.event,
+            workers=workers,
+            lp=home_lp,
+        )
+        statistics["first_plan_attempts"] = report.attempts
+        start = report.plan
+        if start is None and not stop.event.is_set():
+            left = 60.0 if deadline is None else max(deadline - time.perf_counter(), 1.0)
+            start, advice = contiguity_verdict(
+                problem, report.best, report.blockers, seconds=left, seed=settings.seed, workers=workers
+            )
+            if start is None:
+                return Result(
+                    status=Status.UNKNOWN,
+                    unit_rep=None,
+                    objective=float("nan"),
+                    bound=0.0,
+                    gap=float("inf"),
+                    wall_seconds=time.perf_counter() - clock,
+                    interrupted=stop.event.is_set(),
+                    statistics=statistics,
+                    advice=tuple(advice),
+                )
+    elif start is None:
         try:
             start, _ = lp_start(problem, seconds=None if limit is None else 0.3 * limit, seed=settings.seed)
         except LpInfeasibleError:
@@ -378,54 +394,76 @@ def _solve_regions(
         return _solve_full(problem, settings, progress, start, stop)
     first_seconds = time.perf_counter() - clock
 
-    def report(cost: float) -> None:
+    def report_cost(cost: float) -> None:
         if progress is not None:
             progress(ProgressEvent(time.perf_counter() - clock, cost, 0.0, None, 0))
 
-    report(problem.objective_of(start))
-    lns_deadline = None if limit is None else clock + 0.75 * limit
-    # restarts from new contiguous plans when the search stalls: local optima of region moves are common
-    plan, best, log = improve_regions(
-        problem,
-        start,
-        deadline=lns_deadline,
-        seed=settings.seed,
-        workers=settings.num_workers,
-        on_improve=report,
-        stop=stop.event,
-        work_limit=0.75 * settings.work_limit / 4,
-        patience=RESTART_PATIENCE,
-    )
-    for restart in range(1, 4 if limit is None else 10**6):
-        if stop.event.is_set() or (lns_deadline is not None and time.perf_counter() > lns_deadline - 0.5):
-            break
-        again = tree_start(problem, seed=settings.seed + restart) if problem.contiguous else None
-        if again is None:
-            break
+    report_cost(problem.objective_of(start))
+    rules = Rules(problem)
+    plan = descend_contiguous(rules, start, deadline=deadline, stop=stop.event)
+    best = problem.objective_of(plan)
+    report_cost(best)
+    # bounds: valid with contiguity relaxed
+    lp_bound = None
+    if problem.centre_distance is not None:
+        seconds = BOUND_SECONDS if limit is None else min(BOUND_SECONDS, CENTRE_BOUND_SHARE * limit)
+        lp_bound = centre_bound(problem, seconds=seconds)
+        if lp_bound is None:
+            lp_bound = pmedian_bound(problem, upper=best, seconds=seconds)
+    if home_lp is not None:
+        lp_bound = _real_bound(problem, best, assignment_cost(problem, plan), home_lp.objective)
+    small = len(problem.pair_unit) <= FULL_BOUND_PAIRS and problem.centre_distance is None
+    lns_deadline = None if limit is None else clock + (0.75 if small else 1.0) * limit
+    log = SearchLog()
+    for restart in range(4 if limit is None else 10**6):
+        if restart:
+            # restarts from new connected plans when the search stalls: local optima of region moves are common
+            if stop.event.is_set() or (lns_deadline is not None and time.perf_counter() > lns_deadline - 0.5):
+                break
+            again = (
+                first_plan(
+                    problem,
+                    seed=settings.seed + restart,
+                    deadline=None if lns_deadline is None else min(lns_deadline, time.perf_counter() + 0.2 * limit),
+                    stop=stop.event,
+                    workers=workers,
+                    max_attempts=3,
+                ).plan
+                if problem.contiguous
+                else None
+            )
+            if again is None:
+                break
+            again = descend_contiguous(rules, again, deadline=lns_deadline, stop=stop.event)
         candidate, cost, more = improve_regions(
             problem,
-            again,
+            plan if not restart else again,
             deadline=lns_deadline,
             seed=settings.seed + restart,
-            workers=settings.num_workers,
+            workers=workers,
+            on_improve=report_cost if not restart else None,
             stop=stop.event,
             work_limit=0.75 * settings.work_limit / 4,
             patience=RESTART_PATIENCE,
         )
         log.steps += more.steps
         log.improvements += more.improvements
-        if cost < best:
+        if cost < best - 1e-9 or not restart:
+            if cost < best - 1e-9 and restart:
+                report_cost(cost)
             plan, best = candidate, cost
-            report(best)
-    remaining = SolveSettings(
-        time_limit_s=None if limit is None else max(clock + limit - time.perf_counter(), 0.5),
-        seed=settings.seed,
-        workers=settings.workers,
-        relative_gap=settings.relative_gap,
-        work_limit=0.25 * settings.work_limit,
-    )
-    final = plan if stop.event.is_set() else None
-    result = _solve_full(problem, remaining, None, plan, stop) if final is None else None
+        if lp_bound is not None and best <= lp_bound * (1 + max(settings.relative_gap, 1e-9)):
+            break
+    result = None
+    if small and not stop.event.is_set():
+        remaining = SolveSettings(
+            time_limit_s=None if limit is None else max(clock + limit - time.perf_counter(), 0.5),
+            seed=settings.seed,
+            workers=settings.workers,
+            relative_gap=settings.relative_gap,
+            work_limit=0.25 * settings.work_limit,
+        )
+        result = _solve_full(problem, remaining, None, plan, stop)
     if result is None or result.unit_rep is None or result.objective > problem.objective_of(plan):
         objective = problem.objective_of(plan)
         bound = min(result.bound, objective) if result is not None else 0.0
@@ -438,17 +476,25 @@ def _solve_regions(
             wall_seconds=time.perf_counter() - clock,
             interrupted=stop.event.is_set(),
         )
+    bound_source = "CP-SAT"
     if lp_bound is not None and result.unit_rep is not None and lp_bound > result.bound:
-        # the balanced p-median LP bounds centre-based compactness where CP-SAT's bound stays near 0
         bound = min(lp_bound, result.objective)
         result = replace(result, bound=bound, gap=_gap(result.objective, bound))
+        bound_source = "LP of the assignment (contiguity relaxed)"
+        if problem.centre_distance is not None:
+            bound_source = (
+                "LP of the balanced p-median (contiguity relaxed)"
+                if problem.num_units <= CENTRE_BOUND_UNITS
+                else "Lagrangian of the balanced p-median (contiguity relaxed)"
+            )
     return replace(
         result,
         wall_seconds=time.perf_counter() - clock,
         statistics={
             **result.statistics,
-            "centre_lp_bound": lp_bound,
-            "method": "contiguous first plan + region LNS with CP-SAT, then one CP-SAT model for the bound",
+            **statistics,
+            "bound": bound_source,
+            "lp_bound": lp_bound,
             "first_solution_seconds": first_seconds,
             "region_lns_steps": log.steps,
             "region_lns_improvements": log.improvements,
@@ -593,7 +639,7 @@ def _solve_full(
 ) -> Result:
     start = hint
     if start is None and problem.contiguous:
-        start = tree_start(problem, seed=settings.seed)
+        start = first_plan(problem, seed=settings.seed, max_attempts=3, stop=stop.event).plan
     if start is None:
         start = greedy_assignment(problem)
     parts = build_cp_model(problem, hint=start)

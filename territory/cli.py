@@ -26,11 +26,13 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from models.errors import InputError
+from models.formatting import TRAVEL_UNIT
 from models.generate import write_instance
 from models.plan import Plan
 from models.scenario import scenario_json_schema
 from optimizer import InfeasibleError, ProgressEvent
 from territory.pipeline import NoPlanError, check, prepare, solve_prepared, write_plan_folder
+from territory.terminal_table import fit_table
 
 EXIT_OK, EXIT_INFEASIBLE, EXIT_INPUT, EXIT_BUG, EXIT_TERMINATED = 0, 1, 2, 70, 143
 
@@ -81,24 +83,19 @@ class _ProgressLine:
         self.live.update(f"[cyan]solving[/cyan] {text}  [dim](workload-hour x km; Ctrl-C keeps the best plan)[/dim]")
 
 
-def _summary_table(plan: Plan) -> Table:
+def summary_table(plan: Plan, width: int) -> Table:
+    """Each balanced metric's total, smallest and largest load, worst deviation and tolerance."""
     summary = plan.summary()
-    table = Table(title=f"{summary['scenario']}: {summary['status']}, gap {100 * (summary['gap'] or 0):.3f} %")
-    for column in ("metric", "total", "min", "max", "max dev %", "tolerance %", "ok"):
-        table.add_column(column, justify="right" if column != "metric" else "left")
-    for name, m in summary["metrics"].items():
-        if not m["balanced"]:
-            continue
-        table.add_row(
-            name,
-            f"{m['total']:,.0f}",
-            f"{m['min']:,.0f}",
-            f"{m['max']:,.0f}",
-            f"{m['max_deviation_pct']:.2f}",
-            f"{m['tolerance_pct']:g}",
-            "yes" if m["within_tolerance"] else "[red]NO[/red]",
-        )
-    return table
+    title = f"{summary['scenario']}: {summary['status']}, gap {100 * (summary['gap'] or 0):.3f} %"
+    columns = ["total", "min", "max", "max_deviation_pct", "tolerance_pct", "within_tolerance"]
+    rows = [{"metric": name, **{c: m[c] for c in columns}} for name, m in summary["metrics"].items() if m["balanced"]]
+    return fit_table(
+        pd.DataFrame(rows, columns=["metric", *columns]),
+        width,
+        title=title,
+        headers={"max_deviation_pct": "worst dev. %", "tolerance_pct": "tolerance %"},
+        style=lambda column, value: "red" if column == "within_tolerance" and value is False else None,
+    )
 
 
 _SOLVE_TIME = Annotated[
@@ -205,7 +202,7 @@ def solve(
                 split = solve_by_regions(
                     prepared, split_by, address=address, on_step=lambda text: status.update(f"[cyan]{text}")
                 )
-            out_console.print(split.regions.to_string(index=False))
+            out_console.print(fit_table(split.regions, out_console.width, title="Regions"))
             plan = split.plan
         else:
             with Live(console=err_console, transient=True, refresh_per_second=4) as live:
@@ -213,7 +210,7 @@ def solve(
         return plan, write_plan_folder(plan, out, offline=offline)
 
     plan, folder = _run_reporting_errors(run)
-    out_console.print(_summary_table(plan))
+    out_console.print(summary_table(plan, out_console.width))
     if plan.report.interrupted:
         out_console.print("[yellow]Interrupted: this is the best plan found before Ctrl-C.[/yellow]")
     out_console.print(
@@ -288,13 +285,15 @@ def compare(
 
     plans, folder = _run_reporting_errors(run)
     kpis = kpi_table(plans)
-    table = Table(title=f"{len(plans)} plans")
     shown = ["plan", "status", "reps", "all_within_tolerance", "workload_km", "accounts_moved", "forced_moves"]
-    for column in shown:
-        table.add_column(column.replace("_", " "), justify="left" if column == "plan" else "right")
-    for _, row in kpis.iterrows():
-        table.add_row(*[f"{row[c]:,.0f}" if isinstance(row[c], float) else str(row[c]) for c in shown])
-    out_console.print(table)
+    view = fit_table(
+        kpis[shown],
+        out_console.width,
+        title=f"{len(plans)} plans",
+        caption=f"travel in {TRAVEL_UNIT}; forced moves: a departing rep's accounts",
+        headers={"all_within_tolerance": "balance met", "workload_km": "travel", "forced_moves": "forced moves"},
+    )
+    out_console.print(view)
     out_console.print(f"Comparison written to [bold]{folder}[/bold] (open compare.html)")
 
 
@@ -355,18 +354,17 @@ def frontier(
 
     points, folder = _run_reporting_errors(run)
     table = frontier_table(points)
-    view = Table(title="Disruption frontier")
     shown = [c for c in ("max_moved_accounts", "status", "discretionary_moves", "workload_km") if c in table]
-    shown += [c for c in table.columns if c.endswith("_max_deviation_pct")]
-    for column in shown:
-        view.add_column(column.replace("_max_deviation_pct", " dev %").replace("_", " "), justify="right")
-    for _, row in table.iterrows():
-        view.add_row(
-            *[
-                "" if pd.isna(row.get(c)) else f"{row[c]:,.4g}" if isinstance(row[c], float) else str(row[c])
-                for c in shown
-            ]
-        )
+    deviations = [c for c in table.columns if c.endswith("_max_deviation_pct")]
+    headers = {c: f"{c.removesuffix('_max_deviation_pct').replace('_', ' ')} worst dev. %" for c in deviations}
+    headers.update(max_moved_accounts="move budget", discretionary_moves="accounts moved", workload_km="travel")
+    view = fit_table(
+        table[shown + deviations],
+        out_console.width,
+        title="Disruption frontier",
+        caption=f"travel in {TRAVEL_UNIT}; accounts moved besides a departing rep's",
+        headers=headers,
+    )
     out_console.print(view)
     out_console.print(f"Frontier written to [bold]{folder}[/bold] (open frontier.html)")
 

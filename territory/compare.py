@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import pandas as pd
 
 from models.dataset import load_dataset
 from models.errors import InputError
+from models.formatting import label as planner_label
 from models.plan import Plan, SolveReport
 from models.plan_io import read_plan, write_atomic, write_folder
 from models.scenario import load_scenario
@@ -349,7 +351,7 @@ def write_comparison(plans: Sequence[ComparedPlan], out_dir: Path | str, *, offl
                 write_plan_folder(item.plan, target, offline=offline)
                 links[item.label] = Path("plans") / item.label
             else:
-                links[item.label] = Path(item.source).resolve()
+                links[item.label] = relative_to(item.source, out_dir)
         kpis.to_csv(tmp / "kpis.csv", index=False)
         reps.to_csv(tmp / "reps.csv", index=False)
         changes.to_csv(tmp / "changes.csv", index=False)
@@ -357,7 +359,8 @@ def write_comparison(plans: Sequence[ComparedPlan], out_dir: Path | str, *, offl
             quotas.to_csv(tmp / "quota_changes.csv", index=False)
         shown = plans[:MAP_PLANS]
         write_compare_map([p.plan for p in shown], [p.label for p in shown], tmp / "compare_map.html", offline=offline)
-        page = compare_page(kpis, reps, changes, links)
+        shown_kpis = kpis.assign(source=[relative_to(p.source, out_dir).as_posix() for p in plans])
+        page = compare_page(shown_kpis, reps, changes, links)
         write_atomic(tmp / "compare.html", lambda path: path.write_text(page, encoding="utf-8"))
 
     folder = write_folder(out_dir, fill)
@@ -365,24 +368,45 @@ def write_comparison(plans: Sequence[ComparedPlan], out_dir: Path | str, *, offl
     return folder
 
 
-def _html_table(frame: pd.DataFrame, *, index: bool = False) -> str:
-    return frame.to_html(index=index, border=0, classes="kpi", na_rep="", float_format=lambda v: f"{v:,.4g}")
+def relative_to(path: Path | str, folder: Path | str) -> Path:
+    """``path`` as seen from ``folder`` (where a page is written): relative, so the page can move with its files.
+
+    A path on another drive (Windows) stays absolute.
+    """
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve()))
+    except ValueError:
+        return Path(path).resolve()
 
 
 def compare_page(kpis: pd.DataFrame, reps: pd.DataFrame, changes: pd.DataFrame, links: dict[str, Path]) -> str:
-    """A readable HTML page of the comparison: KPIs (plans as columns), moves by reason, reps' loads, links."""
-    transposed = kpis.set_index("plan").T
-    transposed.index.name = "KPI"
-    by_reason = (
-        changes.groupby(["plan", "reason"]).size().unstack(fill_value=0)
-        if len(changes)
-        else pd.DataFrame({"moved": []})
-    )
+    """A readable HTML page of the comparison: KPIs, moves by reason (plans as columns, in order), reps' loads.
+
+    Parameters
+    ----------
+    kpis
+        :func:`kpi_table` (its ``source`` as the page should show it).
+    reps, changes
+        :func:`rep_table` and :func:`change_table`.
+    links
+        Plan label -> its plan folder, relative to the page (in the order of the comparison).
+    """
+    from maps.tables import TABLE_CSS, html_table, kpi_table
+
+    order = list(kpis["plan"])
+    counts = changes.groupby(["plan", "reason"]).size().unstack(fill_value=0) if len(changes) else pd.DataFrame()
+    by_reason = counts.reindex(order, fill_value=0).astype("int64").rename_axis(index="plan", columns=None)
+    by_reason.insert(by_reason.shape[1], "accounts_moved", by_reason.sum(axis=1))
+    groups = {}
+    for column in reps.columns:
+        metric, _, plan = str(column).partition(":")
+        if plan:
+            groups[column] = (planner_label(metric).title, plan)
     link_items = []
-    for label, target in links.items():
+    for name, target in links.items():
         href = target.as_posix() if not target.is_absolute() else target.as_uri()
         link_items.append(
-            f'<li><b>{html.escape(label)}</b>: <a href="{html.escape(href)}/map.html">map</a> · '
+            f'<li><b>{html.escape(name)}</b>: <a href="{html.escape(href)}/map.html">map</a> · '
             f'<a href="{html.escape(href)}/report.html">report</a> · '
             f'<a href="{html.escape(href)}/assignments.csv">assignments.csv</a></li>'
         )
@@ -390,24 +414,22 @@ def compare_page(kpis: pd.DataFrame, reps: pd.DataFrame, changes: pd.DataFrame, 
 <html lang="en"><head><meta charset="utf-8"><title>Plan comparison</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1a1a1a; }}
-table.kpi {{ border-collapse: collapse; margin: 1em 0; font-size: 14px; }}
-table.kpi th, table.kpi td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
-table.kpi th:first-child, table.kpi td:first-child {{ text-align: left; }}
-iframe {{ width: 100%; height: 620px; border: 1px solid #ccc; }}
+iframe {{ width: 100%; height: 620px; border: 1px solid #ccc; box-sizing: border-box; }}
+{TABLE_CSS}
 </style></head>
 <body>
 <h1>Plan comparison</h1>
 <p>{len(kpis)} plans. Moves are counted against each plan's own baseline; forced moves are a departing rep's
-accounts. Files: <a href="kpis.csv">kpis.csv</a>, <a href="reps.csv">reps.csv</a>,
+accounts. Files (every figure in full): <a href="kpis.csv">kpis.csv</a>, <a href="reps.csv">reps.csv</a>,
 <a href="changes.csv">changes.csv</a>.</p>
 <ul>{"".join(link_items)}</ul>
 <h2>Key figures</h2>
-{_html_table(transposed, index=True)}
+{kpi_table(kpis, "plan", corner="plan")}
 <h2>Moves by reason</h2>
-{_html_table(by_reason, index=True)}
+{kpi_table(by_reason.reset_index(), "plan", corner="reason")}
 <h2>Side by side</h2>
 <iframe src="compare_map.html" title="Plans side by side"></iframe>
 <h2>Every rep in every plan</h2>
-{_html_table(reps)}
+{html_table(reps, groups=groups)}
 </body></html>
 """

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from models.formatting import label
 from models.plan import Plan
 from models.plan_io import write_atomic, write_folder
 from optimizer import InfeasibleError, Problem, build_problem
@@ -273,22 +274,26 @@ def write_frontier(points: Sequence[FrontierPoint], out_dir: Path | str, *, offl
     charts = []
     if len(found):
         x = found["discretionary_moves"].tolist()
+        moved = label("discretionary_moves").text
         charts.append(
             line_chart(
                 x,
-                {"travel (workload-hour x km)": found["workload_km"].tolist()},
-                x_label="accounts moved (besides a departing rep's)",
-                y_label="workload-hour x km",
+                {"travel": found["workload_km"].tolist()},
+                x_label=moved,
+                y_label=label("workload_km").text,
                 title="Travel against accounts moved",
+                tips={"travel": "workload_km"},
             )
         )
+        worst = {c.removesuffix("_max_deviation_pct"): c for c in deviation_columns}
         charts.append(
             line_chart(
                 x,
-                {c.removesuffix("_max_deviation_pct"): found[c].tolist() for c in deviation_columns},
-                x_label="accounts moved (besides a departing rep's)",
-                y_label="worst deviation from target, %",
+                {name: found[c].tolist() for name, c in worst.items()},
+                x_label=moved,
+                y_label=label("max_deviation_pct").text,
                 title="Balance against accounts moved",
+                tips=worst,
             )
         )
 
@@ -310,22 +315,25 @@ def write_frontier(points: Sequence[FrontierPoint], out_dir: Path | str, *, offl
 
 
 def _page(table: pd.DataFrame, charts: list[str], links: dict[str, str]) -> str:
+    from maps.tables import TABLE_CSS, html_table
+    from maps.trade_off import CHART_CSS
+
     items = "".join(f'<li><a href="{html.escape(href)}">{html.escape(name)}</a></li>' for name, href in links.items())
-    body = table.to_html(index=False, border=0, classes="kpi", na_rep="", float_format=lambda v: f"{v:,.4g}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Disruption frontier</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1a1a1a; }}
-table.kpi {{ border-collapse: collapse; font-size: 14px; }}
-table.kpi th, table.kpi td {{ padding: 4px 10px; border-bottom: 1px solid #ddd; text-align: right; }}
+div.charts {{ display: flex; flex-wrap: wrap; }}
+{TABLE_CSS}{CHART_CSS}
 </style></head>
 <body>
 <h1>Disruption frontier</h1>
 <p>Each row solves the scenario with at most that many accounts leaving reps who stay (a departing rep's accounts
 always move). Every plan found keeps every balance tolerance; a budget without a plan is too small to restore
 balance.</p>
-{"".join(charts)}
-{body}
+<div class="charts">{"".join(charts)}</div>
+{html_table(table)}
+<p><a href="frontier.csv">frontier.csv</a> holds every figure in full.</p>
 <h2>Plans</h2><ul>{items}</ul>
 </body></html>
 """

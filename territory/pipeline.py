@@ -26,10 +26,9 @@ from models.plan import Plan, SolveReport
 from models.plan_excel import write_plan_excel
 from models.plan_io import ExtraWriter, write_plan
 from models.scenario import LoadedScenario, Scenario, load_scenario
-from optimizer import Problem, ProgressEvent, SolveSettings, build_problem, solve
+from optimizer import Problem, ProgressCallback, ProgressEvent, SolveSettings, build_problem, solve
 from optimizer.diagnose import presolve_checks
 from optimizer.result import Result
-from optimizer.solver import ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -186,10 +185,15 @@ def solve_prepared(
     if not result.has_plan:
         limit = settings.time_limit_s or 0.0
         stopped = "you stopped the search" if result.interrupted else f"the time limit of {limit:g} s"
-        raise NoPlanError(
+        headline = (
             f"No plan was found before {stopped}, and the scenario was not proven infeasible either "
-            f"(solver status {result.status.value}). Try a longer limit (--time-limit "
-            f"{2 * limit:g}), looser tolerances, or solver.candidate_reps to shrink the model."
+            f"(solver status {result.status.value})."
+        )
+        if result.advice:
+            raise NoPlanError("\n".join([headline, *(f"  - {line}" for line in result.advice)]))
+        raise NoPlanError(
+            f"{headline} Try a longer limit (--time-limit {2 * limit:g}), looser tolerances, or "
+            "solver.candidate_reps to shrink the model."
         )
     return plan_from_result(prepared, result)
 

@@ -25,7 +25,7 @@ from optimizer.diameter import (
 )
 from optimizer.problem import Problem
 from optimizer.score import score, territory_diameters
-from optimizer.solver import SolveSettings
+from optimizer.settings import SolveSettings
 from territory.cli import app
 
 #: Reproducible search (no wall-clock limit), both workers.

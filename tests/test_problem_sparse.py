@@ -26,7 +26,7 @@ from models.generate import write_instance
 from models.geo import distance_matrix_km, haversine_km
 from models.plan import Plan, SolveReport
 from models.scenario import ANY_SEGMENT, Solver, load_scenario
-from optimizer.problem import COST_RESOLUTION, _smallest, build_problem, candidate_limit
+from optimizer.problem import COST_RESOLUTION, build_problem, candidate_limit, smallest_per_row
 from tests.conftest import rich_and_plain
 
 
@@ -175,7 +175,7 @@ def test_sparse_build_matches_dense_reference(
     """Every pair array equals the dense build's, exactly, and the cost scale comes from the kept pairs."""
     dataset = load_dataset(load_scenario(variant(generated, tmp_path / case, CASES[case])))
     if chunk_cells is not None:
-        monkeypatch.setattr(problem_module, "_CHUNK_CELLS", chunk_cells * len(dataset.reps))
+        monkeypatch.setattr(problem_module, "CHUNK_CELLS", chunk_cells * len(dataset.reps))
     built = build_problem(dataset)
     expected = dense_reference(dataset)
     assert len(built.pair_unit) > built.num_units  # the case offers more than one rep to some units
@@ -230,7 +230,7 @@ def test_smallest_takes_what_a_stable_sort_takes(rows: list[list[float]], k: int
     key = np.array(rows)
     expected = np.zeros(key.shape, dtype=bool)
     np.put_along_axis(expected, np.argsort(key, axis=1, kind="stable")[:, :k], True, axis=1)
-    np.testing.assert_array_equal(_smallest(key, k), expected)
+    np.testing.assert_array_equal(smallest_per_row(key, k), expected)
 
 
 def test_default_candidate_limit_only_above_the_pair_threshold(
@@ -324,7 +324,7 @@ def test_unit_owner_is_the_most_common_owner_of_top_accounts_ties_to_lower_rep()
     unit_of_account = np.array([0, 0, 0, 1, 1, 2])
     owners = np.array(["r2", "r2", "r0", "r3", "r1", None], dtype=object)
     rep_row = {f"r{i}": i for i in range(4)}
-    current = problem_module._unit_owner(unit_of_account, owners, rep_row, 3, np.ones(6, dtype=bool))
+    current = problem_module.unit_owner(unit_of_account, owners, rep_row, 3, np.ones(6, dtype=bool))
     np.testing.assert_array_equal(current, [2, 1, -1])
 
 
@@ -376,13 +376,13 @@ def test_coarse_plan_keeps_metric_mixes_apart_at_the_exact_tolerance(
     rich and the plain accounts of one place in different cells, and its LP holds the exact 5 % tolerances,
     which one mixed cell could not (R0's locked potential leaves it room only for more plain accounts)."""
     plans: list[Any] = []
-    original = problem_module._coarse_plan
+    original = problem_module.coarse_plan
 
     def capture(data: Any) -> Any:
         plans.append(original(data))
         return plans[-1]
 
-    monkeypatch.setattr(problem_module, "_coarse_plan", capture)
+    monkeypatch.setattr(problem_module, "coarse_plan", capture)
     monkeypatch.setattr(problem_module, "COARSE_TOLERANCE_FACTORS", (1.0,))  # no looser fallback
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1)
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 1)

@@ -74,8 +74,10 @@ def test_kpi_table_headline_moves_and_settings(three_cities: Plan) -> None:
     assert "<td>A4</td>" in page  # the moved account is listed
     assert "tolerance_pct: 10" in page  # scenario settings as YAML
     territories = three_cities.territories()
-    for column in territories.columns:
-        assert f"<th>{column}</th>" in page
+    for column in territories.columns:  # a header per column, in planner words, the key in its tooltip
+        assert f"title='{column}'>" in page
+    assert "title='workload_km'>Travel, workload-hour × km</th>" in page
+    assert "<th class='group' colspan='3'>Potential</th>" in page
 
 
 def test_map_embedded_from_the_plan_folder_or_left_out(three_cities: Plan) -> None:

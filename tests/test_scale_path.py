@@ -211,13 +211,13 @@ def test_lagrangian_search_over_few_pairs_returns_an_exact_bound(
     monkeypatch.setattr(lagrange_module, "SEARCH_PAIRS", 2)
     monkeypatch.setattr(lagrange_module, "CHECK_GROWTH", 1.0)
     added: list[int] = []
-    original_add = lagrange_module._Evaluator.add
+    original_add = lagrange_module.LagrangianEvaluator.add
 
-    def counting_add(self: lagrange_module._Evaluator, pairs: np.ndarray) -> int:
+    def counting_add(self: lagrange_module.LagrangianEvaluator, pairs: np.ndarray) -> int:
         added.append(original_add(self, pairs))
         return added[-1]
 
-    monkeypatch.setattr(lagrange_module._Evaluator, "add", counting_add)
+    monkeypatch.setattr(lagrange_module.LagrangianEvaluator, "add", counting_add)
     plan = repair(problem, greedy_assignment(problem))
     assert plan is not None
     upper = float(assignment_cost(problem, plan))

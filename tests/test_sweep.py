@@ -18,11 +18,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from maps.screenshot import chromium
 from models.errors import InputError
+from models.formatting import setting
 from models.generate import write_instance
 from territory.cli import app
 from territory.sweep import SCHEDULER_ENV, load_sweep, run_sweep
 from tests.conftest import REPO
+from tests.test_pages import assert_page_reads_well
 
 EXAMPLE_SWEEP = REPO / "scenarios" / "example" / "sweep.yaml"
 PLAN_STATUSES = {"optimal", "feasible"}
@@ -159,9 +162,10 @@ def test_example_sweep_of_24_variants_on_a_local_cluster_started_by_the_command(
     assert all("enterprise" in e for e in table.loc[tight_hire, "error"])
     assert (table.loc[table["status"].eq("no plan"), "error"] != "").all()
     page = (out / "sweep.html").read_text()
-    # travel against each of the three numeric axes, balance against accounts moved
-    for title in ("balance.workload.tolerance_pct", "segment_rules.smb.penalty_km", "Balance against accounts moved"):
+    # travel against each of the three numeric axes (in planner words, the key as tooltip), balance against moves
+    for title in ("Travel against workload tolerance", "Travel against smb misfit penalty", "Balance against accounts"):
         assert title in page
+    assert "balance.workload.tolerance_pct" in page and "travel, workload-hour × km" in page
     assert page.count("<svg") >= 4
     planned = table[table["status"].isin(PLAN_STATUSES)]
     assert page.count('class="point"') >= 4 * len(planned)
@@ -173,6 +177,12 @@ def test_example_sweep_of_24_variants_on_a_local_cluster_started_by_the_command(
         summary = json.loads((out / "variants" / row["variant"] / "summary.json").read_text())
         assert summary["status"] == row["status"]
     assert all((out / "scenarios" / f"{v}.yaml").is_file() for v in table["variant"])
+    # in Chromium: figures for people, nothing cut off, and each colour's legend naming its value
+    with chromium() as browser:
+        frames = assert_page_reads_well(browser, out / "sweep.html", tmp_path)
+    legends = {legend["text"] for frame in frames for legend in frame["legends"]}
+    for value in planned["balance.workload.tolerance_pct"].unique():
+        assert setting("balance.workload.tolerance_pct", value) in legends, legends  # "workload tolerance = 5 %"
 
 
 def test_remote_scheduler_by_address_records_failures_in_their_rows(
@@ -194,7 +204,7 @@ def test_remote_scheduler_by_address_records_failures_in_their_rows(
     written = pd.read_csv(tmp_path / "out" / "sweep.csv", keep_default_na=False)
     assert len(written) == 6 and (written["status"] != "pending").all()
     page = (tmp_path / "out" / "sweep.html").read_text()
-    assert "Travel against balance.workload.tolerance_pct" in page and "Balance against accounts moved" in page
+    assert "Travel against workload tolerance" in page and "Balance against accounts moved" in page
     for link in written.loc[written["status"].isin(PLAN_STATUSES), "map"]:
         assert page.count(f'href="{link}"') >= 3  # a point on both charts and the table's link
         assert (tmp_path / "out" / link).is_file()
