@@ -126,6 +126,7 @@ def open_page(
     screenshot: Path | str | None = None,
     viewport: dict[str, int] | None = None,
     timeout_s: float = 60.0,
+    ready: str | None = None,
 ) -> tuple[PageCheck, Any]:
     """Open a page with the network blocked; return what happened and the live page.
 
@@ -134,20 +135,23 @@ def open_page(
     browser
         From :func:`chromium`.
     path
-        The HTML file.
+        The HTML file, or the address of a page served on this machine (``http://127.0.0.1:...``).
     screenshot
         Write a PNG of the window here once the page has painted.
     viewport
         Window size; default :data:`VIEWPORT`.
     timeout_s
         Give up loading after this long.
+    ready
+        A JavaScript expression to wait for before the screenshot (a page that draws after its load event).
 
     Returns
     -------
     (PageCheck, playwright Page)
         The page stays open for further checks; close it (or its context) when done.
     """
-    path = Path(path).resolve()
+    address = str(path) if str(path).startswith(("http://", "https://")) else Path(path).resolve().as_uri()
+    path = Path(path).resolve() if not address.startswith("http") else Path(urlparse(address).path)
     context = browser.new_context(viewport=viewport or VIEWPORT)
     page = context.new_page()
     check = PageCheck(path=path, seconds=float("nan"))
@@ -164,7 +168,9 @@ def open_page(
     page.on("pageerror", lambda exc: check.errors.append(f"uncaught: {exc}"))
     page.on("console", lambda msg: check.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
     start = time.perf_counter()
-    page.goto(path.as_uri(), wait_until="load", timeout=timeout_s * 1000)
+    page.goto(address, wait_until="load", timeout=timeout_s * 1000)
+    if ready is not None:
+        page.wait_for_function(ready, timeout=timeout_s * 1000)
     page.evaluate(_PAINTED)
     check.seconds = time.perf_counter() - start
     if screenshot is not None:

@@ -86,6 +86,9 @@ class Dataset:
         open territories added for hires (``headcount.add``).
     baseline
         Where the accounts' ``current_rep`` (the plan in force) came from.
+    pins
+        The pins applied (``account_id, unit_id, rep_id, note, row``; see :mod:`models.pins`), or ``None``;
+        the accounts then carry a ``pinned_rep`` column.
     notes
         Things the planner should know about the data (e.g. released locks).
     """
@@ -100,6 +103,7 @@ class Dataset:
     departed: tuple[str, ...] = ()
     hires: tuple[str, ...] = ()
     baseline: str = "current_rep column"
+    pins: pd.DataFrame | None = None
     notes: tuple[str, ...] = ()
 
     def metric_values(self, metric: str) -> np.ndarray:
@@ -530,6 +534,7 @@ def load_dataset(
     baseline: pd.DataFrame | None = None,
     baseline_label: str = "",
     baseline_source: tuple[Path, str] | None = None,
+    pins: pd.DataFrame | None = None,
 ) -> Dataset:
     """Read, validate and normalise the accounts and reps of a scenario.
 
@@ -543,6 +548,8 @@ def load_dataset(
     baseline_source
         The file and column (or scenario key) the given baseline's reps came from, named in messages
         (see :func:`models.headcount.baseline_owners`).
+    pins
+        Pins to apply instead of the scenario's ``pins`` file (the workbench's edits; see :mod:`models.pins`).
 
     Returns
     -------
@@ -602,10 +609,36 @@ def load_dataset(
 
         teams = team_of_segments({label: (rule.mode, rule.reps) for label, rule in scenario.segment_rules.items()})
         units = build_units(accounts, scenario.units, loaded.base_dir, need_edges=needs_edges, teams=teams)
+    pins_file = loaded.data_path(scenario.pins) if scenario.pins is not None else None
+    if pins is None and pins_file is not None:
+        from models.pins import read_pins
+
+        pins = read_pins(pins_file)
+    if pins is not None:
+        from models.pins import PINNED_COLUMN, resolve_pins
+
+        if units is not None:
+            unit_ids, unit_of_account = units.unit_ids, units.unit_of_account
+        else:
+            unit_ids, unit_of_account = np.unique(accounts["family_id"].to_numpy(dtype=object), return_inverse=True)
+        pinned, pin_notes = resolve_pins(
+            pins,
+            accounts,
+            reps,
+            scenario,
+            unit_ids=unit_ids,
+            unit_of_account=unit_of_account,
+            departed=departed,
+            set_aside=set(set_aside["account_id"]),
+            file=pins_file,
+        )
+        accounts = accounts.assign(**{PINNED_COLUMN: pinned})
+        notes = [*notes, *pin_notes]
     return Dataset(
         departed=departed,
         hires=tuple(h.id for h in scenario.headcount.add),
         baseline=label,
+        pins=pins,
         notes=tuple(notes),
         accounts=accounts,
         reps=reps,

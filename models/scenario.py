@@ -531,6 +531,12 @@ class Scenario(_Strict):
         "mappings merge key by key, lists and values are replaced.",
     )
     headcount: Headcount = Headcount()
+    pins: Path | None = Field(
+        None,
+        description="Pins table (.csv, .xlsx, .parquet; relative to this file): columns account_id or unit_id, "
+        "rep_id and an optional note. Each pin keeps its account's family or unit with that rep in every solve "
+        "(a hard lock; it wins over the accounts table's lock).",
+    )
     continuity: Continuity = Continuity()
     units: Units = Units()
     territories: Territories = Territories()
@@ -702,6 +708,7 @@ _PATH_KEYS = (
     ("data", "reps"),
     ("data", "opportunities"),
     ("units", "path"),
+    ("pins",),
     ("continuity", "baseline", "plan"),
     ("continuity", "baseline", "scenario"),
     ("extends",),

@@ -75,8 +75,8 @@ def presolve_checks(problem: Problem) -> None:
         )
         more = f" and {len(clashing) - _SHOW} more" if len(clashing) > _SHOW else ""
         reasons.append(
-            f"{len(clashing)} account(s) are locked to a rep whose segment preference their hard segment rule "
-            f"excludes ({shown}{more}); unlock them, or make the rule soft"
+            f"{len(clashing)} account(s) are locked or pinned to a rep whose segment preference their hard segment "
+            f"rule excludes ({shown}{more}); unlock or unpin them, or make the rule soft"
         )
     orphans = orphans[problem.fixed_rep[orphans] < 0]
     if len(orphans):
@@ -127,9 +127,10 @@ def presolve_checks(problem: Problem) -> None:
         over = np.flatnonzero(locked_load > metric.hi)
         for r in over[:_SHOW]:
             reasons.append(
-                f"balance of {metric.name}: accounts locked to rep '{problem.rep_ids[r]}' hold "
+                f"balance of {metric.name}: accounts locked or pinned to rep '{problem.rep_ids[r]}' hold "
                 f"{_real(problem, m, locked_load[r])}, above its upper bound {_real(problem, m, metric.hi[r])}; "
-                f"unlock some, or loosen the tolerance to at least {_needed_pct(locked_load[r], shares[r]):.1f} %"
+                f"unlock or unpin some, or loosen the tolerance to at least "
+                f"{_needed_pct(locked_load[r], shares[r]):.1f} %"
             )
         # a hard segment class whose reps cannot hold the units that can only go to them
         for c, name in enumerate(problem.class_names):
@@ -361,7 +362,7 @@ def _full_pairs(problem: Problem) -> tuple[Problem, dict[str, np.ndarray]]:
     locked = problem.fixed_rep[pair_unit]
     mask = (locked >= 0) & (locked != pair_rep)
     if mask.any():
-        forbidden["locked accounts"] = mask
+        forbidden["locked and pinned accounts"] = mask
     for c, name in enumerate(problem.class_names):
         if name:
             mask = (problem.unit_class[pair_unit] == c) & ~problem.class_allowed[c][pair_rep]
@@ -489,7 +490,8 @@ def explain_conflicts(problem: Problem, budget: float) -> InfeasibleError:
         if name.startswith("budget:"):
             reasons.append(_looser_budget(problem, name.split(":", 1)[1], budget))
     reasons.append(
-        "loosen a tolerance or move budget above, make hard segment rules soft, or unlock accounts, then solve again"
+        "loosen a tolerance or move budget above, make hard segment rules soft, or unlock or unpin accounts, "
+        "then solve again"
     )
     return InfeasibleError(headline, reasons)
 

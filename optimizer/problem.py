@@ -457,11 +457,17 @@ def build_problem(dataset: Dataset) -> Problem:
     current_rep = unit_owner(unit_of_account, owners, rep_row, n_units, top)
     fixed_rep = np.full(n_units, -1, dtype=np.int64)
     conflicts: dict[int, set[str]] = {}
-    for i in np.flatnonzero(acc["locked"].to_numpy(bool)):
+    # a pin (models.pins: the whole unit, checked there) locks to its rep, over the lock to the current rep
+    lock_to, locked = owners, acc["locked"].to_numpy(bool)
+    if "pinned_rep" in acc:
+        pinned = acc["pinned_rep"].notna().to_numpy()
+        lock_to = np.where(pinned, acc["pinned_rep"].to_numpy(dtype=object, na_value=None), owners)
+        locked = locked | pinned
+    for i in np.flatnonzero(locked):
         u = unit_of_account[i]
-        if fixed_rep[u] >= 0 and fixed_rep[u] != rep_row[owners[i]]:
-            conflicts.setdefault(int(u), {str(reps["rep_id"].iloc[fixed_rep[u]])}).add(str(owners[i]))
-        fixed_rep[u] = rep_row[owners[i]]
+        if fixed_rep[u] >= 0 and fixed_rep[u] != rep_row[lock_to[i]]:
+            conflicts.setdefault(int(u), {str(reps["rep_id"].iloc[fixed_rep[u]])}).add(str(lock_to[i]))
+        fixed_rep[u] = rep_row[lock_to[i]]
     if conflicts:
         from optimizer.result import InfeasibleError
 

@@ -103,17 +103,48 @@ class _Stop:
 
 
 @contextmanager
-def _sigint_stops() -> Iterator[_Stop]:
-    """While solving, Ctrl-C stops the search and keeps the best plan so far.
+def _sigint_stops(cancel: threading.Event | None = None) -> Iterator[_Stop]:
+    """While solving, Ctrl-C (or setting ``cancel``) stops the search and keeps the best plan so far.
 
     SIGTERM also stops the search at once; once the solver has returned, the
     signal is delivered again to whatever handled it before (the CLI exits
-    writing nothing; Python's default ends the process).
+    writing nothing; Python's default ends the process). Off the main thread
+    (the workbench solves in a worker thread) only ``cancel`` stops it.
     """
-    stop = _Stop(threading.Event())
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
+    stop = _Stop(cancel or threading.Event())
+    with _relay_cancel(stop, cancel):
+        if threading.current_thread() is not threading.main_thread():
+            yield stop
+            return
+        with _signals_stop(stop):
+            yield stop
+
+
+@contextmanager
+def _relay_cancel(stop: _Stop, cancel: threading.Event | None) -> Iterator[None]:
+    """Stop the running CP-SAT solver as soon as ``cancel`` is set (the search loops check the event themselves)."""
+    if cancel is None:
+        yield
         return
+    finished = threading.Event()
+
+    def relay() -> None:
+        while not finished.wait(CANCEL_POLL_S):
+            if cancel.is_set() and stop.solver is not None:
+                stop.solver.stop_search()
+
+    watcher = threading.Thread(target=relay, name="solve-cancel", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        finished.set()
+        watcher.join()
+
+
+@contextmanager
+def _signals_stop(stop: _Stop) -> Iterator[None]:
+    """Ctrl-C and SIGTERM set ``stop`` and stop the running solver (main thread only)."""
     terminated = threading.Event()
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -128,7 +159,7 @@ def _sigint_stops() -> Iterator[_Stop]:
     previous_int = signal.signal(signal.SIGINT, on_sigint)
     previous_term = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        yield stop
+        yield
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
@@ -136,6 +167,8 @@ def _sigint_stops() -> Iterator[_Stop]:
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+#: Seconds between checks of a caller's cancel event while CP-SAT runs.
+CANCEL_POLL_S = 0.1
 #: Contiguous or centre-based problems with at most this many pairs go straight to one CP-SAT model (which
 #: proves such tiny ones optimal); larger ones take the region search (CP-SAT alone gave a plan 5 % less compact
 #: than GerryChain's best on South Carolina's 46 counties in 4 territories).
@@ -165,6 +198,7 @@ def solve(
     settings: SolveSettings | None = None,
     progress: ProgressCallback | None = None,
     hint: np.ndarray | None = None,
+    cancel: threading.Event | None = None,
 ) -> Result:
     """Solve a territory design problem with CP-SAT.
 
@@ -186,6 +220,9 @@ def solve(
     hint
         Rep row per unit to start from (e.g. a previous plan); by default
         the LP start (large problems) or a greedy plan (small ones).
+    cancel
+        Set it (from another thread) to stop the search as Ctrl-C does: the result
+        holds the best plan found so far, marked ``interrupted``.
 
     Returns
     -------
@@ -202,7 +239,7 @@ def solve(
     """
     settings = settings or SolveSettings()
     presolve_checks(problem)
-    with _sigint_stops() as stop:
+    with _sigint_stops(cancel) as stop:
         if problem.diameter_distance is not None:
             from optimizer.diameter import solve_diameter
 

@@ -430,6 +430,51 @@ def sweep(
 
 
 @app.command()
+def serve(
+    source: Annotated[
+        Path,
+        typer.Argument(help="A plan folder (opened as is) or a scenario file (solved first).", show_default=False),
+    ],
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str,
+        typer.Option("--host", help="Address to listen on; any but 127.0.0.1/localhost needs the printed token."),
+    ] = "127.0.0.1",
+    time_limit: _SOLVE_TIME = None,
+    verbose: _VERBOSE = False,
+) -> None:
+    """Open the workbench: the plan on a map beside each rep's figures, to edit, re-optimise, compare and save.
+
+    Every account or unit moved by hand is pinned to its new rep; re-optimising keeps the pins. Save writes
+    the plan folder, pins.csv and a scenario extending the original with the pins. Ctrl-C stops the app.
+    """
+    from territory.serve import serve as run_app
+    from territory.workbench import open_workbench
+
+    _setup_logging(verbose)
+    _check_time_limit(time_limit)
+
+    def opened():
+        if source.is_dir():
+            with err_console.status(f"reading the plan {source}"):
+                return open_workbench(source)
+        with Live(console=err_console, transient=True, refresh_per_second=4) as live:
+            return open_workbench(source, time_limit_s=time_limit, progress=_ProgressLine(live))
+
+    bench = _run_reporting_errors(opened)
+
+    def ready(address: str) -> None:
+        out_console.print(f"Workbench of [bold]{bench.dataset.scenario.name}[/bold] at {address}  (Ctrl-C stops it)")
+        if "?token=" in address:
+            out_console.print("From another machine, put this machine's name or address in place of 127.0.0.1.")
+
+    try:
+        run_app(bench, host=host, port=port, on_ready=ready)
+    except OSError as exc:  # port taken, address not ours
+        raise _fail(EXIT_INPUT, "Cannot listen", f"{host}:{port}: {exc}; choose another --port or --host") from None
+
+
+@app.command()
 def schema(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:

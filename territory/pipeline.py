@@ -11,6 +11,7 @@ functions::
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,8 +24,8 @@ from models.errors import InputError
 from models.headcount import read_plan_assignments
 from models.plan import Plan, SolveReport
 from models.plan_excel import write_plan_excel
-from models.plan_io import write_plan
-from models.scenario import LoadedScenario, load_scenario
+from models.plan_io import ExtraWriter, write_plan
+from models.scenario import LoadedScenario, Scenario, load_scenario
 from optimizer import Problem, ProgressCallback, ProgressEvent, SolveSettings, build_problem, solve
 from optimizer.diagnose import presolve_checks
 from optimizer.result import Result
@@ -155,6 +156,18 @@ def plan_from_result(prepared: Prepared, result: Result) -> Plan:
     )
 
 
+def solve_settings(scenario: Scenario) -> SolveSettings:
+    """The solver settings of a scenario's ``solver`` section."""
+    settings = scenario.solver
+    return SolveSettings(
+        time_limit_s=settings.time_limit_s,
+        seed=settings.seed,
+        workers=settings.workers,
+        relative_gap=settings.relative_gap,
+        work_limit=settings.work_limit,
+    )
+
+
 def solve_prepared(
     prepared: Prepared, progress: ProgressCallback | None = None, hint: np.ndarray | None = None
 ) -> Plan:
@@ -168,18 +181,7 @@ def solve_prepared(
         The time ran out before the first plan.
     """
     settings = prepared.dataset.scenario.solver
-    result = solve(
-        prepared.problem,
-        SolveSettings(
-            time_limit_s=settings.time_limit_s,
-            seed=settings.seed,
-            workers=settings.workers,
-            relative_gap=settings.relative_gap,
-            work_limit=settings.work_limit,
-        ),
-        progress=progress,
-        hint=hint,
-    )
+    result = solve(prepared.problem, solve_settings(prepared.dataset.scenario), progress=progress, hint=hint)
     if not result.has_plan:
         limit = settings.time_limit_s or 0.0
         stopped = "you stopped the search" if result.interrupted else f"the time limit of {limit:g} s"
@@ -222,7 +224,9 @@ def solve_scenario(
     return solve_prepared(prepare(scenario_path, time_limit_s=time_limit_s, seed=seed, workers=workers), progress)
 
 
-def write_plan_folder(plan: Plan, out_dir: Path | str, *, offline: bool = False) -> Path:
+def write_plan_folder(
+    plan: Plan, out_dir: Path | str, *, offline: bool = False, extra: Mapping[str, ExtraWriter] | None = None
+) -> Path:
     """Write the plan folder atomically: assignments, territories, summary, map, report and workbook.
 
     Parameters
@@ -234,13 +238,16 @@ def write_plan_folder(plan: Plan, out_dir: Path | str, *, offline: bool = False)
     offline
         Write ``map.html`` (and so the report's embedded map) so that it opens
         without any network: no tiles, scripts inlined from installed packages.
+    extra
+        Further files by name and their writers (the workbench adds its pins and scenario).
     """
-    extra = {
+    writers = {
         "map.html": partial(write_plan_map, offline=offline),
         "report.html": write_report,
         "plan.xlsx": write_plan_excel,
+        **(extra or {}),
     }
-    return write_plan(plan, out_dir, extra=extra)
+    return write_plan(plan, out_dir, extra=writers)
 
 
 __all__ = [
@@ -252,5 +259,6 @@ __all__ = [
     "prepare",
     "solve_prepared",
     "solve_scenario",
+    "solve_settings",
     "write_plan_folder",
 ]

@@ -73,6 +73,18 @@ def scenario_writer(tmp_path: Path) -> ScenarioWriter:
     return make
 
 
+@pytest.fixture(scope="session")
+def example_plan_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped example solved for 4 s (2,000 accounts, 12 reps), written as an offline plan folder.
+
+    Shared by the workbench's API and browser tests; a test that writes into it works on a copy.
+    """
+    from territory.pipeline import solve_scenario, write_plan_folder
+
+    plan = solve_scenario(EXAMPLE, time_limit_s=4, workers=2)
+    return write_plan_folder(plan, tmp_path_factory.mktemp("example") / "plan", offline=True)
+
+
 def two_towns() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Six accounts, three near town A (lat 40.0) and three near town B (lat 41.0); one rep in each town.
 
