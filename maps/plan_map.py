@@ -235,29 +235,44 @@ def draw_plan(
     if table._parent is None:  # sent with the first map that uses it, after L.AccountDots is defined
         table.add_to(fmap)
     bounds: list[list[list[float]] | None] = []
+    layered = plan.layer_of_account
+    layer_names = plan.layer_names if layered is not None else ("",)
+    layer_shapes = plan.layer_shapes
+    switch: dict[str, list[str]] = {name: [] for name in layer_names}
     for r, (color, label, members) in enumerate(zip(colors, labels, members_of, strict=True)):
-        group = folium.FeatureGroup(name=html.escape(label), show=True).add_to(fmap)
-        area = shapes[r]
-        if area is not None and not area.is_empty:
-            area = shapely.set_precision(shapely.simplify(area, simplify, preserve_topology=True), 1e-6)
-        else:
-            area = territory_area(acc_lon[members], acc_lat[members], pad=pad, lon_scale=lon_scale)
-        if area is None:
-            logger.debug("territory %s has no accounts with coordinates: no area drawn", label)
-        else:
-            _area_layer(area, str(reps["rep_id"].iloc[r]), color, cards[r]).add_to(group)
-        bounds.append(_bounds(area, rep_lat[r], rep_lon[r]))
-        if len(members):
-            AccountLayer(
-                table,
-                members,
-                np.asarray(highlight, dtype=bool)[members],
-                [notes[i] for i in members],
-                color=color,
-                rep_label=label,
-            ).add_to(group)
-        if math.isfinite(rep_lat[r]) and math.isfinite(rep_lon[r]):
-            _home_marker(float(rep_lat[r]), float(rep_lon[r]), color, label, cards[r]).add_to(group)
+        parts = _by_layer(members, layered, len(layer_names))
+        home_layer = int(np.argmax([len(part) for part in parts]))
+        areas = []
+        for layer, part in enumerate(parts):
+            if layered is not None and not len(part) and (layer_shapes is None or layer_shapes[layer][r] is None):
+                continue  # nothing of this territory on this layer
+            name = label if layered is None else f"{label} · {layer_names[layer]} layer"
+            group = folium.FeatureGroup(name=html.escape(name), show=True).add_to(fmap)
+            switch[layer_names[layer]].append(group.get_name())
+            area = shapes[r] if layer_shapes is None else layer_shapes[layer][r]
+            if area is not None and not area.is_empty:
+                area = shapely.set_precision(shapely.simplify(area, simplify, preserve_topology=True), 1e-6)
+            else:
+                area = territory_area(acc_lon[part], acc_lat[part], pad=pad, lon_scale=lon_scale)
+            if area is None:
+                logger.debug("territory %s has no accounts with coordinates: no area drawn", name)
+            else:
+                _area_layer(area, str(reps["rep_id"].iloc[r]), color, cards[r]).add_to(group)
+                areas.append(area)
+            if len(part):
+                AccountLayer(
+                    table,
+                    part,
+                    np.asarray(highlight, dtype=bool)[part],
+                    [notes[i] for i in part],
+                    color=color,
+                    rep_label=label,
+                ).add_to(group)
+            if layer == home_layer and math.isfinite(rep_lat[r]) and math.isfinite(rep_lon[r]):
+                _home_marker(float(rep_lat[r]), float(rep_lon[r]), color, label, cards[r]).add_to(group)
+        bounds.append(_bounds(shapely.union_all(areas) if areas else None, rep_lat[r], rep_lon[r]))
+    if layered is not None:
+        LayerSwitch(switch).add_to(fmap)
 
     if collapse_layers is None:
         collapse_layers = len(reps) > LAYER_CONTROL_OPEN_UP_TO
@@ -435,6 +450,16 @@ def _area_padding(x: np.ndarray, y: np.ndarray) -> float:
         return _PAD_MIN_DEG
     diagonal = math.hypot(float(x.max() - x.min()), float(y.max() - y.min()))
     return min(max(_PAD_SHARE * diagonal, _PAD_MIN_DEG), _PAD_MAX_DEG)
+
+
+def _by_layer(members: np.ndarray, layer_of_account: np.ndarray | None, count: int) -> list[np.ndarray]:
+    """A territory's accounts on each team layer (key accounts, on no layer, with the territory's first layer)."""
+    if layer_of_account is None:
+        return [members]
+    layer = layer_of_account[members]
+    first = int(layer[layer >= 0].min()) if (layer >= 0).any() else 0
+    layer = np.where(layer >= 0, layer, first)
+    return [members[layer == number] for number in range(count)]
 
 
 def _members_by_rep(rep_index: np.ndarray, n_reps: int) -> list[np.ndarray]:
@@ -773,6 +798,56 @@ class MapControl(MacroElement):
         self.css = css
 
 
+class LayerSwitch(MacroElement):
+    """A box of check boxes that shows or hides a whole team layer: every territory's part on it at once.
+
+    Each territory's part on each layer is its own entry of the layer control too (``"<rep> · <layer> layer"``);
+    this switch adds and removes all the parts of one layer together, and the layer control follows.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        (function () {
+            var map = {{ this._parent.get_name() }};
+            var layers = {
+            {%- for name, groups in this.layers.items() %}
+                {{ name|tojson }}: [{% for g in groups %}{{ g }}{% if not loop.last %}, {% endif %}{% endfor %}],
+            {%- endfor %}
+            };
+            var control = L.control({position: "topright"});
+            control.onAdd = function () {
+                var div = L.DomUtil.create("div", "plan-control team-layers");
+                var title = L.DomUtil.create("div", "team-layers-title", div);
+                title.textContent = "Team layers";
+                Object.keys(layers).forEach(function (name) {
+                    var row = L.DomUtil.create("label", "team-layer", div);
+                    var box = L.DomUtil.create("input", "", row);
+                    box.type = "checkbox";
+                    box.checked = true;
+                    box.setAttribute("data-layer", name);
+                    row.appendChild(document.createTextNode(" " + name + " layer"));
+                    L.DomEvent.on(box, "change", function () {
+                        layers[name].forEach(function (group) {
+                            if (box.checked) { map.addLayer(group); } else { map.removeLayer(group); }
+                        });
+                    });
+                });
+                L.DomEvent.disableClickPropagation(div);
+                return div;
+            };
+            control.addTo(map);
+        })();
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, layers: dict[str, list[str]]) -> None:
+        super().__init__()
+        self._name = "LayerSwitch"
+        self.layers = layers
+
+
 def _home_marker(lat: float, lon: float, color: str, label: str, card: str) -> folium.Marker:
     icon = folium.DivIcon(
         html=(
@@ -920,6 +995,10 @@ _LEGEND_CSS = """
   box-shadow: 0 1px 5px rgba(0,0,0,0.35); font: 13px/1.35 sans-serif; max-width: min(46vw, calc(100cqw - 20px));
   box-sizing: border-box;}
 .plan-title-heading {font-size: 16px; font-weight: 600;}
+.team-layers {background: rgba(255,255,255,0.94); padding: 6px 10px; border-radius: 6px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35);}
+.team-layers-title {font-weight: 600; margin-bottom: 2px;}
+.team-layer {display: block; white-space: nowrap; cursor: pointer;}
 .plan-title-status {color: #444;}
 .plan-legend {background: rgba(255,255,255,0.94); padding: 6px 8px; border-radius: 6px;
   box-shadow: 0 1px 5px rgba(0,0,0,0.35); max-width: calc(100cqw - 20px); box-sizing: border-box;}

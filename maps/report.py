@@ -154,6 +154,18 @@ def _headline(summary: dict[str, Any]) -> str:
     geography = summary.get("geography")
     if geography:
         facts.append(("Units", f"{_number(geography.get('units'))} ({_text(geography.get('unit_source'))})"))
+        for layer in geography.get("team_layers") or []:
+            pieces = layer["territories_in_pieces"]
+            facts.append(
+                (
+                    f"{_text(layer['layer']).capitalize()} layer",
+                    f"{_number(len(layer['territories']))} territories, {_number(layer['units'])} units, "
+                    f"{_number(layer['accounts'])} accounts"
+                    + (
+                        f", <span class='over'>{_number(len(pieces))} in pieces</span>" if pieces else ", each one area"
+                    ),
+                )
+            )
     cells = "".join(f"<div class='fact'><div class='k'>{k}</div><div class='v'>{v}</div></div>" for k, v in facts)
     description = summary.get("description")
     return (

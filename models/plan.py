@@ -244,6 +244,45 @@ class Plan:
         ]
 
     @cached_property
+    def layer_of_account(self) -> np.ndarray | None:
+        """Team layer of every account (index into ``layer_names``; -1 for key accounts), or ``None`` with one layer."""
+        units = self.dataset.units
+        if units is None or len(units.layer_names) < 2:
+            return None
+        return units.unit_layer[units.unit_of_account]
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Names of the team layers (``units.team_layers``); one name when the plan has one layer."""
+        units = self.dataset.units
+        return units.layer_names if units is not None else ("general",)
+
+    @cached_property
+    def layer_shapes(self) -> list[list[Any]] | None:
+        """Each rep's territory on each team layer (``[layer][rep]``): dissolved unit polygons, or None.
+
+        ``None`` without team layers or without unit polygons.
+        """
+        units = self.dataset.units
+        if self.layer_of_account is None or units is None or units.geometry is None or self.unit_rep is None:
+            return None
+        import shapely
+
+        geoms = np.asarray(units.geometry.values, dtype=object)
+        out = []
+        for layer in range(len(units.layer_names)):
+            on_layer = units.unit_layer == layer
+            out.append(
+                [
+                    shapely.union_all(geoms[on_layer & (self.unit_rep == r)])
+                    if (on_layer & (self.unit_rep == r)).any()
+                    else None
+                    for r in range(len(self.dataset.reps))
+                ]
+            )
+        return out
+
+    @cached_property
     def shape_kpis(self) -> dict[str, np.ndarray]:
         """Area, Polsby-Popper compactness and diameter per territory (where unit polygons exist)."""
         units = self.dataset.units
@@ -324,6 +363,37 @@ class Plan:
         if "area_km2" in kpis:
             out["total_area_km2"] = round(float(kpis["area_km2"].sum()), 3)
             out["mean_polsby_popper"] = _finite(float(np.nanmean(kpis["polsby_popper"])))
+        if len(units.layer_names) > 1:
+            out["team_layers"] = self._layer_summary()
+        return out
+
+    def _layer_summary(self) -> list[dict[str, Any]]:
+        """Per team layer: its units and accounts, the territories on it and how many of them are one piece."""
+        import networkx as nx
+
+        units = self.dataset.units
+        assert units is not None and self.unit_rep is not None
+        graph = units.graph()
+        reps = self.dataset.reps["rep_id"].astype(str).to_numpy()
+        accounts = np.bincount(units.unit_of_account, minlength=units.num_units)
+        out = []
+        for number, name in enumerate(units.layer_names):
+            on_layer = units.unit_layer == number
+            holders = np.unique(self.unit_rep[on_layer])
+            split = [
+                str(reps[r])
+                for r in holders
+                if not nx.is_connected(graph.subgraph(np.flatnonzero(on_layer & (self.unit_rep == r)).tolist()))
+            ]
+            out.append(
+                {
+                    "layer": name,
+                    "units": int(on_layer.sum()),
+                    "accounts": int(accounts[on_layer].sum()),
+                    "territories": [str(reps[r]) for r in holders],
+                    "territories_in_pieces": split,
+                }
+            )
         return out
 
     @cached_property

@@ -1295,22 +1295,23 @@ def with_tolerance(problem: Problem, metric: str, tolerance_pct: float) -> Probl
     return replace(problem, metrics=tuple(changed))
 
 
-def best_centres(problem: Problem, unit_rep: np.ndarray) -> np.ndarray:
+def best_centres(problem: Problem, unit_rep: np.ndarray) -> np.ndarray | None:
     """Every territory's best centre: the member unit from which its workload-weighted distance is smallest.
 
     Parameters
     ----------
     problem
-        A centre-based problem (``centre_distance`` and ``unit_weight`` set).
+        The problem.
     unit_rep
         Rep row of every unit.
 
     Returns
     -------
-    numpy.ndarray
-        Unit row of every rep's centre (0 for a rep without units).
+    numpy.ndarray or None
+        Unit row of every rep's centre (0 for a rep without units); ``None`` unless compactness is centre-based.
     """
-    assert problem.centre_distance is not None and problem.unit_weight is not None
+    if problem.centre_distance is None or problem.unit_weight is None:
+        return None
     centres = np.zeros(problem.num_reps, dtype=np.int64)
     for r in range(problem.num_reps):
         members = np.flatnonzero(unit_rep == r)
