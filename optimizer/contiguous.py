@@ -1170,7 +1170,7 @@ def _split(
         as_a = np.all((sums >= low_s) & (sums <= high_s), axis=1)
         as_b = np.all((total - sums >= low_s) & (total - sums <= high_s), axis=1)
         as_a[0] = as_b[0] = False  # the root's subtree is everything
-        side = np.where(as_a, sums, total - sums)
+        side = np.where(as_a[:, None], sums, total - sums)
         off = np.abs(side - mid).max(axis=1) / width.max() if len(mid) else np.zeros(len(side))
         fits = np.flatnonzero(as_a | as_b)
         # nearest the share first, with some spread so that a map whose sides do not split draws other cuts
