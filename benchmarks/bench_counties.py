@@ -20,7 +20,8 @@ Islands are linked to their nearest area by the engine (``units.islands: connect
 exactly the graph the engine built, links included.
 
 In the same process, GerryChain's ``recursive_tree_part`` runs with 10 seeds (each capped at 60 s; a seed that
-raises or times out is no plan). One scorer (``peers.score_partition``) scores every plan: balance,
+raises or times out is no plan), except on instances the engine proves infeasible, where no plan exists to find.
+One scorer (``peers.score_partition``) scores every plan: balance,
 contiguity, compactness. The table per instance and the summary print the plans found, the time to our first
 plan, our compactness over GerryChain's best seed, and over the bound the engine proves.
 """
@@ -214,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
             graph = engine_graph(units)
             population = ours["problem"].metrics[0].real
             coords = np.column_stack([units.latitude, units.longitude])
-            peers = run_peers(graph, population, k, seeds, args.peer_cap)
+            # a proof of infeasibility (a unit above every share, or CP-SAT's) leaves GerryChain nothing to find
+            peers = (
+                [] if ours["outcome"] == "proven infeasible" else run_peers(graph, population, k, seeds, args.peer_cap)
+            )
             for peer in peers:
                 if "assignment" in peer:
                     peer["score"] = score_partition(peer["assignment"], population, coords, graph, k, TOLERANCE_PCT)

@@ -615,13 +615,13 @@ def cp_repair(
         # locked units are freed too: their only pair is with their rep, and the neighbourhood then holds every
         # unit of its reps, as modelling their contiguity needs
         free = reps[state.assign]
-        seconds = REPAIR_SECONDS
+        seconds: float | None = None  # no deadline: bounded by deterministic work, reproducible
         if deadline is not None:
             left = deadline - time.perf_counter()
             # the whole problem at once, last: CP-SAT's exact model may take longer, but it settles small maps
             seconds = min(max(REPAIR_SECONDS, WHOLE_SHARE * left) if reps.all() else REPAIR_SECONDS, left)
-        if seconds <= 0.1:
-            break
+            if seconds <= 0.1:
+                break
         candidate, _ = solve_neighbourhood(
             problem, state.assign, free, seconds, int(rng.integers(2**31 - 1)), workers, stop, reps=reps
         )
