@@ -156,6 +156,11 @@ AGGREGATE_PAIRS = 400_000
 #: Shares of the time left after the first plan that large problems spend on single-move descent, then
 #: (of what is left after it) on the Lagrangian bound; the LNS gets the rest.
 DESCENT_SHARE, BOUND_SHARE = 0.4, 0.7
+#: What the bound of a clustered solve is (``statistics["bound"]``, and so ``summary.json``).
+AGGREGATED_BOUND = (
+    "Lagrangian relaxation of the balance rows over every allowed unit-rep pair (optimizer.lagrange): "
+    "prices from the clustered LP's duals, improved by a cutting-plane search; a proven lower bound"
+)
 
 
 def solve(
@@ -226,7 +231,8 @@ def _solve_aggregated(
     """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), then LNS on the units.
 
     The bound is Lagrangian (:mod:`optimizer.lagrange`, given :data:`BOUND_SHARE` of the time left after the
-    first plan): the assignment LP, which bounds smaller problems, does not finish in time at this size.
+    first plan), starting from the clustered LP's prices: the assignment LP, which bounds smaller problems, does
+    not finish in time at this size.
     """
     from optimizer.aggregate import clustered_start
 
@@ -243,7 +249,7 @@ def _solve_aggregated(
         "clusters": first.clusters,
         "cluster_pairs": first.cluster_pairs,
         "cluster_lp_tolerance_factor": first.tolerance_factor,
-        "bound": "Lagrangian relaxation of the load rows (optimizer.lagrange)",
+        "bound": AGGREGATED_BOUND,
     }
     if start is None:
         logger.warning("no plan within tolerance found from the clustered problem")
@@ -266,7 +272,7 @@ def _solve_aggregated(
     remaining = None if deadline is None else deadline - time.perf_counter()
     bound = lagrangian_bound(
         problem,
-        None,
+        first.prices,
         upper=float(assignment_cost(problem, start)),
         seconds=BOUND_SHARE * (remaining if remaining is not None else 60.0),
     )
