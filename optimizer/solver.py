@@ -239,6 +239,8 @@ def _solve_aggregated(
     clock = time.perf_counter()
     limit = settings.time_limit_s
     deadline = None if limit is None else clock + limit
+    if progress is not None:
+        progress(ProgressEvent(0.0, None, 0.0, None, 0, phase="first plan: clustered LP"))
     # a plan within tolerance matters more than time left for the search: the repair may use most of the limit
     first = clustered_start(problem, None if limit is None else clock + 0.9 * limit)
     start = first.plan
@@ -270,6 +272,9 @@ def _solve_aggregated(
     now = time.perf_counter()
     start = descend(problem, start, deadline=None if deadline is None else now + DESCENT_SHARE * (deadline - now))
     remaining = None if deadline is None else deadline - time.perf_counter()
+    if progress is not None:
+        now = time.perf_counter() - clock
+        progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
     bound = lagrangian_bound(
         problem,
         first.prices,
