@@ -22,6 +22,14 @@ JavaScript here) on one canvas per map in one pass, with a tooltip built only
 for the account under the pointer: a 100,000-account plan is about ten
 megabytes and opens in a few seconds (``benchmarks/bench_render.py``).
 
+Above :data:`ACCOUNT_DOTS_UP_TO` accounts one dot per account would make a
+page too heavy to open (a million accounts: 99 MB): each territory's accounts
+are then drawn as hexagons (H3 cells, coarser until at most
+:data:`MAX_AGGREGATES` cell-territory pairs remain), one dot per hexagon in
+the territory colour at its accounts' mean position, sized by their summed
+potential, with the summed metrics in its tooltip (:class:`AggregateTable`);
+the legend says so. Below the threshold nothing changes.
+
 ``offline=True`` writes a page that needs no network: no base map tiles, and
 Leaflet and jQuery inlined from installed packages (see :mod:`maps.assets`).
 """
@@ -39,6 +47,7 @@ from typing import Any
 from urllib.parse import quote
 
 import folium
+import h3
 import numpy as np
 import pandas as pd
 import shapely
@@ -72,6 +81,15 @@ MIN_RADIUS_PX = 3.0
 MAX_RADIUS_PX = 9.0
 #: Outline of accounts that moved away from their current rep.
 MOVED_OUTLINE = {"color": "#000000", "weight": 2, "opacity": 1.0}
+#: Above this many accounts, accounts are drawn as hexagons of accounts (:class:`AggregateTable`): a
+#: 100,000-account map of dots (9.7 MB) rendered in 3.8-5.0 s in headless Chromium (benchmarks/bench_render.py),
+#: at the 5 s a map may take.
+ACCOUNT_DOTS_UP_TO = 100_000
+#: Most hexagon-territory dots of an aggregated map: the H3 resolution coarsens from :data:`FINEST_H3` until
+#: they fit.
+MAX_AGGREGATES = 40_000
+#: Finest H3 resolution of the hexagons (8: about 0.7 km2).
+FINEST_H3 = 8
 #: The layer control starts collapsed above this many territories (it would cover the map).
 LAYER_CONTROL_OPEN_UP_TO = 20
 #: Decimals of account coordinates in the page (5: about one metre).
@@ -227,11 +245,12 @@ def draw_plan(
     simplify = pad / _PAD_SHARE * _SIMPLIFY_SHARE
     cards = [_territory_card(plan, row, colors[i], labels[i]) for i, row in enumerate(territories.to_dict("records"))]
     members_of = _members_by_rep(plan.rep_index, len(reps))
+    aggregated = len(accounts) > ACCOUNT_DOTS_UP_TO
 
     shapes = plan.territory_shapes  # dissolved unit polygons, where the plan was built on geographic units
     AccountDots().add_to(fmap)
     if table is None or not table.serves(plan):
-        table = AccountTable(plan)
+        table = AggregateTable(plan) if aggregated else AccountTable(plan)
     if table._parent is None:  # sent with the first map that uses it, after L.AccountDots is defined
         table.add_to(fmap)
     bounds: list[list[list[float]] | None] = []
@@ -259,7 +278,14 @@ def draw_plan(
             else:
                 _area_layer(area, str(reps["rep_id"].iloc[r]), color, cards[r]).add_to(group)
                 areas.append(area)
-            if len(part):
+            if isinstance(table, AggregateTable):
+                # above the dot threshold: the territory's hexagon dots, drawn once with its home layer
+                rows = table.rows_of[r] if layer == home_layer else []
+                if len(rows):
+                    AccountLayer(
+                        table, rows, table.moved[rows] > 0, table.notes(rows), color=color, rep_label=label
+                    ).add_to(group)
+            elif len(part):
                 AccountLayer(
                     table,
                     part,
@@ -283,7 +309,9 @@ def draw_plan(
         else None
     )
     MapControl(_title_html(title or scenario.name, plan, status_note), position="topleft", css=_LEGEND_CSS).add_to(fmap)
-    MapControl(_legend_html(plan, territories, colors, labels, bounds, all_bounds), position="bottomright").add_to(fmap)
+    note = table.legend_note() if isinstance(table, AggregateTable) else ""
+    legend = _legend_html(plan, territories, colors, labels, bounds, all_bounds, note)
+    MapControl(legend, position="bottomright").add_to(fmap)
     if all_bounds is not None:
         fmap.fit_bounds(all_bounds, padding=(20, 20))
     logger.info("map of plan %r: %d territories, %d accounts", scenario.name, len(reps), len(accounts))
@@ -571,7 +599,8 @@ if (!L.AccountDots) {
                 return (v === null) ? "\\u2013" : v.toLocaleString("en-US",
                     {minimumFractionDigits: digits, maximumFractionDigits: digits});
             }
-            var lines = [["Account", t.name[row]], ["Id", t.id[row]], ["Segment", t.segments[t.segment[row]]]];
+            var head = t.labels || ["Account", "Id", "Segment"];
+            var lines = [[head[0], t.name[row]], [head[1], t.id[row]], [head[2], t.segments[t.segment[row]]]];
             t.values.forEach(function (v) { lines.push([v.label, fmt(v.data[row], v.digits)]); });
             lines.push(["Rep", d.rep], ["Baseline", d.notes[d.note[i]]]);
             return "<table class='account-card'>" + lines.map(function (r) {
@@ -699,6 +728,84 @@ class AccountTable(MacroElement):
         """Whether this table holds exactly the plan's accounts, in the plan's order."""
         ids = plan.dataset.accounts["account_id"].to_numpy(object)
         return len(ids) == len(self.account_ids) and bool((ids == self.account_ids).all())
+
+
+class AggregateTable(AccountTable):
+    """Hexagons of accounts by territory, in the columns of :class:`AccountTable`: the dots of a large plan.
+
+    Each row is one H3 cell's accounts held by one rep: its position is their mean, its radius follows their
+    summed potential, ``name`` says how many accounts it holds, ``id`` is the H3 cell and ``values`` the summed
+    metrics; ``labels`` renames the tooltip's first lines. ``rows_of[r]`` lists rep ``r``'s rows and ``moved``
+    how many of each row's accounts moved away from their current rep.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        MacroElement.__init__(self)
+        self._name = "AccountTable"
+        self.key = self.get_name()
+        accounts = plan.dataset.accounts
+        lat = accounts["latitude"].to_numpy(float)
+        lon = accounts["longitude"].to_numpy(float)
+        keep = np.isfinite(lat) & np.isfinite(lon)
+        self.resolution = FINEST_H3
+        cells = np.array([h3.latlng_to_cell(a, b, FINEST_H3) for a, b in zip(lat[keep], lon[keep], strict=True)])
+        rep = np.asarray(plan.rep_index)[keep]
+        while self.resolution > 0 and len(np.unique(np.char.add(cells.astype(str), rep.astype(str)))) > MAX_AGGREGATES:
+            self.resolution -= 1
+            distinct, inverse = np.unique(cells, return_inverse=True)
+            cells = np.array([h3.cell_to_parent(c, self.resolution) for c in distinct])[inverse]
+        frame = pd.DataFrame(
+            {
+                "cell": cells,
+                "rep": rep,
+                "lat": lat[keep],
+                "lon": lon[keep],
+                "moved": np.asarray(plan.moved, dtype=bool)[keep],
+                "dot_size": np.nan_to_num(pd.to_numeric(accounts["potential"], errors="coerce").to_numpy(float)[keep]),
+                "segment": accounts["segment"].astype("string").fillna("")[keep].to_numpy(),
+                **{m: np.nan_to_num(v[keep]) for m, v in _tooltip_values(plan, accounts).items()},
+            }
+        )
+        grouped = frame.groupby(["rep", "cell"], sort=True)
+        sums = grouped.sum(numeric_only=True)
+        means = grouped[["lat", "lon"]].mean()
+        count = grouped.size()
+        segments = grouped["segment"].agg(lambda s: ", ".join(sorted(set(s) - {""})))
+        reps = sums.index.get_level_values("rep").to_numpy()
+        self.rows_of = _members_by_rep(reps, len(plan.dataset.reps))
+        self.moved = sums["moved"].to_numpy(np.int64)
+        self.count = len(count)
+        self.accounts = int(keep.sum())
+        self.data = {
+            "labels": ["Accounts", "Hexagon (H3)", "Segments"],
+            "lat": [_compact(x, COORD_DECIMALS) for x in means["lat"].tolist()],
+            "lon": [_compact(x, COORD_DECIMALS) for x in means["lon"].tolist()],
+            "radius": _marker_radii(sums["dot_size"].to_numpy(float)).tolist(),
+            "id": sums.index.get_level_values("cell").astype(str).tolist(),
+            "name": [f"{n:,} accounts" if n != 1 else "1 account" for n in count.tolist()],
+            **_coded("segment", segments.tolist()),
+            "values": [
+                {
+                    "label": f"{metric.replace('_', ' ').capitalize()} (sum)",
+                    "digits": 0 if metric in ("accounts", "potential") else 1,
+                    "data": [_compact(x) for x in sums[metric].tolist()],
+                }
+                for metric in _tooltip_values(plan, accounts)
+            ],
+        }
+        self.account_ids = accounts["account_id"].to_numpy(object)
+
+    def notes(self, rows: np.ndarray) -> list[str]:
+        """The tooltip's "Baseline" line of each row: how many of its accounts moved."""
+        return [f"{n:,} moved" if n else "none moved" for n in self.moved[rows].tolist()]
+
+    def legend_note(self) -> str:
+        """What the dots are, for the legend."""
+        return (
+            f"{self.accounts:,} accounts (over {ACCOUNT_DOTS_UP_TO:,}): each dot is one rep's accounts in one "
+            f"hexagon (H3 resolution {self.resolution}, {self.count:,} dots), sized by their potential; "
+            "outlined where some moved."
+        )
 
 
 class AccountLayer(MacroElement):
@@ -918,8 +1025,12 @@ def _legend_html(
     labels: Sequence[str],
     bounds: Sequence[list[list[float]] | None],
     all_bounds: list[list[float]] | None,
+    note: str = "",
 ) -> str:
-    """Legend: one row per rep with its loads and largest deviation; a click on a row zooms to the territory."""
+    """Legend: one row per rep with its loads and largest deviation; a click on a row zooms to the territory.
+
+    ``note``: a line under the heading (how accounts are drawn, when not one dot each).
+    """
     balance = plan.dataset.scenario.balance
     metrics = plan.metrics
     rows = []
@@ -948,7 +1059,8 @@ def _legend_html(
     return (
         '<div class="plan-legend"><details open><summary>Territories'
         f'<span class="plan-legend-hint"> (click a rep to zoom)</span>{everything}</summary>'
-        '<div class="plan-legend-body"><table>'
+        + (f'<div class="plan-legend-note">{_text(note)}</div>' if note else "")
+        + '<div class="plan-legend-body"><table>'
         f'<thead><tr><th></th><th>Rep</th><th class="wide">Segment</th><th class="num wide">FTE</th>{headers}'
         '<th class="num" title="largest deviation from target among balanced metrics">Max dev.</th></tr>'
         "</thead><tbody>" + "".join(rows) + "</tbody></table></div></details></div>"
@@ -1004,6 +1116,7 @@ _LEGEND_CSS = """
   box-shadow: 0 1px 5px rgba(0,0,0,0.35); max-width: calc(100cqw - 20px); box-sizing: border-box;}
 .plan-legend summary {font-weight: 600; cursor: pointer;}
 .plan-legend-hint {font-weight: normal; color: #666;}
+.plan-legend-note {color: #444; max-width: 42em; white-space: normal; margin-top: 2px;}
 .plan-legend-body {max-height: 40vh; overflow-y: auto; margin-top: 4px;}
 .plan-legend table {border-collapse: collapse;}
 .plan-legend th {position: sticky; top: 0; background: #fff; text-align: left; padding: 1px 5px;}

@@ -72,7 +72,12 @@ def write_atomic(path: Path | str, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter] | None = None) -> Path:
+def write_plan(
+    plan: Plan,
+    out_dir: Path | str,
+    extra: Mapping[str, ExtraWriter] | None = None,
+    on_file: Callable[[str], None] | None = None,
+) -> Path:
     """Write a plan folder atomically.
 
     Parameters
@@ -85,6 +90,8 @@ def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter]
     extra
         File name -> writer for further files (e.g. the map); each is called
         with the temporary folder and the plan.
+    on_file
+        Called with each file's name before it is written (progress of a large plan's files).
 
     Returns
     -------
@@ -93,17 +100,26 @@ def write_plan(plan: Plan, out_dir: Path | str, extra: Mapping[str, ExtraWriter]
     """
 
     def fill(tmp: Path) -> None:
-        plan.assignments().to_csv(tmp / "assignments.csv", index=False)
-        plan.territories().to_csv(tmp / "territories.csv", index=False)
-        plan.dataset.set_aside.to_csv(tmp / "set_aside.csv", index=False)
-        plan.changes().to_csv(tmp / "changes.csv", index=False)
-        (tmp / "summary.json").write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
-        for name, writer in (extra or {}).items():
+        files: dict[str, ExtraWriter] = {
+            "assignments.csv": lambda path, plan: plan.assignments().to_csv(path, index=False),
+            "territories.csv": lambda path, plan: plan.territories().to_csv(path, index=False),
+            "set_aside.csv": lambda path, plan: plan.dataset.set_aside.to_csv(path, index=False),
+            "changes.csv": lambda path, plan: plan.changes().to_csv(path, index=False),
+            "summary.json": lambda path, plan: _write_summary(path, plan),
+            **(extra or {}),
+        }
+        for name, writer in files.items():
+            if on_file is not None:
+                on_file(name)
             writer(tmp / name, plan)
 
     out_dir = write_folder(out_dir, fill)
     logger.info("plan written to %s", out_dir)
     return out_dir
+
+
+def _write_summary(path: Path, plan: Plan) -> None:
+    path.write_text(json.dumps(plan.summary(), indent=2, default=_json_default) + "\n")
 
 
 def write_folder(out_dir: Path | str, fill: Callable[[Path], None]) -> Path:

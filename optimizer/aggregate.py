@@ -9,7 +9,11 @@ cannot be the first step. Instead:
    have a similar mix of metrics (:func:`optimizer.problem.metric_profile`) are
    ordered along a Morton (Z-order) curve of their coordinates and cut into
    consecutive clusters, each small against the balance window (every metric of
-   a cluster at most a fraction of the smallest rep's tolerance band);
+   a cluster at most a fraction of the smallest rep's tolerance band); where
+   every unit is offered every eligible rep, a few thousand such clusters come
+   first (their LP takes seconds), and only when their LP has no solution, or
+   units are offered their nearest reps only, are clusters also kept within
+   one cheapest rep's area (many more clusters, a slower LP);
 2. the clustered problem (a few thousand clusters, each allowed only the reps
    every member may go to) is an ordinary :class:`~optimizer.problem.Problem`
    whose LP GLOP solves in seconds;
@@ -28,6 +32,7 @@ rule.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -42,12 +47,20 @@ BAND_FRACTION = 0.5
 LP_TOLERANCE_FACTORS = (0.8, 1.0)
 #: Most clusters (caps grow until the clustered LP is at most this big).
 MAX_CLUSTERS = 12_000
+#: Most clusters of the first try, whose clusters are not kept within one cheapest rep's area: their LP is much
+#: smaller (100,000 accounts / 100 reps: 2,748 clusters, LP 1.3 s, against 10,615 clusters and 40-50 s), and
+#: :func:`refine` cuts the clusters it leaves fractional.
+FIRST_CLUSTERS = 2_000
 #: Most units in one cluster.
 MAX_MEMBERS = 400
 #: Each rep keeps its cheapest clusters until they hold this many times its mean load.
 REP_COVER = 3.0
 #: Rounds of :func:`refine` after the clustered LP (one took a 1M plan from 84 to 0.17 bands off; a second, none).
 REFINE_ROUNDS = 1
+#: Seconds the repair of the split plan always gets, past the deadline if need be: a plan a little after the
+#: time limit is worth more than none (1,000,000 accounts under load: the clustered LP took the whole 120 s limit,
+#: then 4 moves would have made a plan within tolerance).
+REPAIR_SECONDS = 30.0
 #: LP values this close to 0 or 1 count as 0 or 1.
 _LP_ZERO = 1e-6
 #: Candidate reps kept per cluster (cheapest per unit of workload), besides its current rep.
@@ -88,7 +101,14 @@ def cheapest_rep(problem: Problem) -> np.ndarray:
     return problem.pair_rep[first]
 
 
-def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+def cluster_units(
+    problem: Problem,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    *,
+    by_cheapest_rep: bool = True,
+    max_clusters: int = MAX_CLUSTERS,
+) -> np.ndarray:
     """Cluster of every unit: same hard class, metric profile, lock, cheapest rep and grid cell, consecutive
     along a Morton curve.
 
@@ -99,7 +119,7 @@ def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndar
     Sharing the metric profile (:func:`optimizer.problem.metric_profile`) lets the LP choose units by their mix
     of metrics: mixed clusters left the 1,000,000-account LP 1.8 % short of one enterprise rep's potential rule.
     Each cluster is small against the balance window (:data:`BAND_FRACTION`); when that makes more than
-    :data:`MAX_CLUSTERS` clusters, the caps double until it does not (the LP's time grows faster than its
+    ``max_clusters`` clusters, the caps double until it does not (the LP's time grows faster than its
     size: 48,600 clusters took GLOP over 3 minutes). The cut is vectorised: a cluster ends where the running
     sum of any metric (or the member count) crosses a multiple of its cap.
 
@@ -109,6 +129,11 @@ def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndar
         The problem.
     lat, lon
         A point of every unit (degrees).
+    by_cheapest_rep
+        Keep each cluster within one cheapest rep's area (needed where units are offered their nearest reps
+        only); without it, far fewer clusters.
+    max_clusters
+        Most clusters (unless the keys alone make more).
 
     Returns
     -------
@@ -119,7 +144,8 @@ def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndar
     cell_lat = np.floor(np.nan_to_num(lat) / COARSE_CELL_DEG).astype(np.int64)
     cell_lon = np.floor(np.nan_to_num(lon) / COARSE_CELL_DEG).astype(np.int64)
     profile = metric_profile([m.values for m in problem.metrics])
-    keys = (problem.unit_class, profile, problem.fixed_rep, cheapest_rep(problem), cell_lat, cell_lon)
+    nearest = cheapest_rep(problem) if by_cheapest_rep else np.zeros(n, dtype=np.int64)
+    keys = (problem.unit_class, profile, problem.fixed_rep, nearest, cell_lat, cell_lon)
     order = np.lexsort((_morton(lat, lon), *reversed(keys)))
     group = np.zeros(n, dtype=bool)
     group[0] = True
@@ -129,7 +155,7 @@ def cluster_units(problem: Problem, lat: np.ndarray, lon: np.ndarray) -> np.ndar
     caps, members = _caps(problem), MAX_MEMBERS
     while True:
         new = cut.starts(caps, members)
-        if int(new.sum()) <= MAX_CLUSTERS or int(new.sum()) == int(group.sum()):
+        if int(new.sum()) <= max_clusters or int(new.sum()) == int(group.sum()):
             break
         caps, members = 2 * caps, 2 * members
     cluster = np.empty(n, dtype=np.int64)
@@ -294,7 +320,7 @@ def _cheapest(
     starts = np.searchsorted(pair_unit[order], np.arange(k))
     rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
     keep = rank < CLUSTER_CANDIDATES
-    if len(problem.pair_unit) <= 2 * CLUSTER_CANDIDATES * problem.num_units:
+    if offered_few(problem):
         # units already offered few reps (a candidate limit): keep them all, since the costly far ones are the
         # reps a coarse plan added so that an over-full metro can hand accounts to another metro's reps
         keep[:] = True
@@ -314,6 +340,11 @@ def _cheapest(
     before = held - size[pair_unit[by_rep]] - np.concatenate([[0.0], held])[rep_start[pair_rep[by_rep]]]
     keep[by_rep[before < REP_COVER * len(problem.metrics)]] = True
     return keep
+
+
+def offered_few(problem: Problem) -> bool:
+    """Whether units are offered only a few reps each (a candidate limit), not every eligible rep."""
+    return len(problem.pair_unit) <= 2 * CLUSTER_CANDIDATES * problem.num_units
 
 
 def _aggregate_budget(budget: MoveBudget, cluster: np.ndarray, k: int) -> MoveBudget:
@@ -412,6 +443,9 @@ class ClusteredStart:
         Share of each tolerance the clustered LP kept (headroom for the split), ``None`` when the LP failed.
     repair_moves_needed
         Whether the split plan broke a tolerance that :func:`optimizer.repair.repair` then restored.
+    prices
+        The load rows' duals of every clustered LP solved on the way (metrics x reps, cost units per integer
+        metric unit): prices from which :func:`optimizer.lagrange.lagrangian_bound` starts.
     """
 
     plan: np.ndarray | None
@@ -419,6 +453,7 @@ class ClusteredStart:
     cluster_pairs: int
     tolerance_factor: float | None
     repair_moves_needed: bool
+    prices: tuple[np.ndarray, ...] = ()
 
 
 def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
@@ -433,7 +468,8 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     problem
         A problem with unit points (``unit_latitude``), without contiguity or centre-based compactness.
     deadline
-        ``time.perf_counter()`` value by which the repair must finish.
+        ``time.perf_counter()`` value by which the repair should finish (it always gets
+        :data:`REPAIR_SECONDS`).
 
     Returns
     -------
@@ -444,20 +480,32 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
 
     if problem.unit_latitude is None or problem.unit_longitude is None:
         raise ValueError("clustering needs a point of every unit")
-    cluster = cluster_units(problem, problem.unit_latitude, problem.unit_longitude)
-    coarse = aggregate(problem, cluster)
-    logger.info(
-        "clustered %d units into %d clusters (%d pairs)", problem.num_units, coarse.num_units, len(coarse.pair_unit)
-    )
-    start, used = None, None
-    for factor in LP_TOLERANCE_FACTORS:
-        try:
-            lp = solve_lp(shrink_tolerances(coarse, factor))
-        except LpInfeasibleError:
-            logger.info("clustered LP infeasible with %.0f %% of each tolerance", 100 * factor)
-            continue
-        if lp is not None:
+    # few large clusters first (an LP of seconds); clusters within one cheapest rep's area when units are offered
+    # their nearest reps only (large clusters then share too few reps: no LP solution at 1,000,000 accounts) or
+    # when the large clusters' LP has no solution
+    tries = [(True, MAX_CLUSTERS)] if offered_few(problem) else [(False, FIRST_CLUSTERS), (True, MAX_CLUSTERS)]
+    start, used, prices = None, None, []
+    for by_cheapest_rep, most in tries:
+        cluster = cluster_units(
+            problem, problem.unit_latitude, problem.unit_longitude, by_cheapest_rep=by_cheapest_rep, max_clusters=most
+        )
+        coarse = aggregate(problem, cluster)
+        logger.info(
+            "clustered %d units into %d clusters (%d pairs)",
+            problem.num_units,
+            coarse.num_units,
+            len(coarse.pair_unit),
+        )
+        for factor in LP_TOLERANCE_FACTORS:
+            try:
+                lp = solve_lp(shrink_tolerances(coarse, factor))
+            except LpInfeasibleError:
+                logger.info("clustered LP infeasible with %.0f %% of each tolerance", 100 * factor)
+                continue
+            if lp is None:
+                continue
             x = lp.x
+            prices.append(lp.link_duals)
             for _ in range(REFINE_ROUNDS):
                 pieces, refined = refine(problem, cluster, coarse, x)
                 if refined is coarse:
@@ -469,6 +517,8 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
                 cluster, coarse, x = pieces, refined, finer.x
             start, used = spread(problem, coarse, cluster, x), factor
             break
+        if start is not None:
+            break
     if start is None:
         # every unit with its current rep where allowed, else its cheapest (greedy_assignment's first step,
         # without its per-pair Python set, which took gigabytes at 1,000,000 units)
@@ -477,6 +527,8 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
         keep[keep] = problem.pairs_of(np.where(keep, problem.current_rep, 0))[keep] >= 0
         start[keep] = problem.current_rep[keep]
     broken = violation(problem, start) > 0
+    if deadline is not None:
+        deadline = max(deadline, time.perf_counter() + REPAIR_SECONDS)
     plan = repair(problem, start, deadline=deadline) if broken else start
     return ClusteredStart(
         plan=plan,
@@ -484,4 +536,5 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
         cluster_pairs=len(coarse.pair_unit),
         tolerance_factor=used,
         repair_moves_needed=broken,
+        prices=tuple(p for p in prices if p is not None),
     )

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -109,7 +110,7 @@ class _LoadSide:
 
 def lagrangian_bound(
     problem: Problem,
-    start: np.ndarray | None,
+    start: np.ndarray | Sequence[np.ndarray] | None,
     *,
     upper: float,
     seconds: float,
@@ -122,8 +123,11 @@ def lagrangian_bound(
     problem
         A problem without centre-based compactness or contiguity (both are outside the relaxation).
     start
-        Prices to start from (metrics x reps, cost units per integer metric unit), e.g. an LP's duals;
-        ``None``: zero prices (the bound is then at least every unit's cheapest pair).
+        Prices to start from (metrics x reps, cost units per integer metric unit), e.g. an LP's duals, or several
+        such arrays (the search starts from the best); each is tried with both signs, and so are zero prices (the
+        bound is then at least every unit's cheapest pair). The duals of an LP over clustered units price the
+        units well: at 200,000 accounts their exact Lagrangian was within 2 % of that LP, where 150 steps from
+        zero prices reached 14 % below it.
     upper
         Cost of a known plan (sets the step sizes; the search stops once the bound is within 0.01 % of it).
     seconds
@@ -147,7 +151,8 @@ def lagrangian_bound(
     search = LagrangianEvaluator(problem, loads_side, SEARCH_PAIRS) if len(problem.pair_unit) > SEARCH_FROM else every
 
     shape = (n_metrics, problem.num_reps)
-    candidates = [np.zeros(shape)] if start is None else [np.zeros(shape), start, -start]
+    starts = [] if start is None else [start] if isinstance(start, np.ndarray) else list(start)
+    candidates = [np.zeros(shape), *(sign * s for s in starts for sign in (1.0, -1.0))]
     centre, best, gradient = candidates[0], -np.inf, np.zeros(shape)
     for trial in candidates:
         value, grad = search.evaluate(trial)
@@ -161,7 +166,7 @@ def lagrangian_bound(
         return master.centre.reshape(shape) / scale[:, None]
 
     started = time.perf_counter()
-    proven = best if search is every else every.evaluate(np.zeros(shape))[0]  # the best exact value so far
+    proven = best if search is every else every.evaluate(centre)[0]  # the best exact value so far
     checked = time.perf_counter()
     wait = CHECK_GROWTH * (checked - started)  # the first check: after a few exact evaluations' time
     steps = 0

@@ -35,13 +35,14 @@ class SolveSettings:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """A new plan or a better bound during the search."""
+    """A new plan or a better bound during the search, or (``phase``) a long step starting before the first plan."""
 
     seconds: float
     objective: float | None
     bound: float
     gap: float | None
     solutions: int
+    phase: str = ""
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

@@ -191,6 +191,11 @@ AGGREGATE_PAIRS = 400_000
 #: Shares of the time left after the first plan that large problems spend on single-move descent, then
 #: (of what is left after it) on the Lagrangian bound; the LNS gets the rest.
 DESCENT_SHARE, BOUND_SHARE = 0.4, 0.7
+#: What the bound of a clustered solve is (``statistics["bound"]``, and so ``summary.json``).
+AGGREGATED_BOUND = (
+    "Lagrangian relaxation of the balance rows over every allowed unit-rep pair (optimizer.lagrange): "
+    "prices from the clustered LP's duals, improved by a cutting-plane search; a proven lower bound"
+)
 
 
 def solve(
@@ -265,13 +270,16 @@ def _solve_aggregated(
     """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), then LNS on the units.
 
     The bound is Lagrangian (:mod:`optimizer.lagrange`, given :data:`BOUND_SHARE` of the time left after the
-    first plan): the assignment LP, which bounds smaller problems, does not finish in time at this size.
+    first plan), starting from the clustered LP's prices: the assignment LP, which bounds smaller problems, does
+    not finish in time at this size.
     """
     from optimizer.aggregate import clustered_start
 
     clock = time.perf_counter()
     limit = settings.time_limit_s
     deadline = None if limit is None else clock + limit
+    if progress is not None:
+        progress(ProgressEvent(0.0, None, 0.0, None, 0, phase="first plan: clustered LP"))
     # a plan within tolerance matters more than time left for the search: the repair may use most of the limit
     first = clustered_start(problem, None if limit is None else clock + 0.9 * limit)
     start = first.plan
@@ -282,7 +290,7 @@ def _solve_aggregated(
         "clusters": first.clusters,
         "cluster_pairs": first.cluster_pairs,
         "cluster_lp_tolerance_factor": first.tolerance_factor,
-        "bound": "Lagrangian relaxation of the load rows (optimizer.lagrange)",
+        "bound": AGGREGATED_BOUND,
     }
     if start is None:
         logger.warning("no plan within tolerance found from the clustered problem")
@@ -303,9 +311,12 @@ def _solve_aggregated(
     now = time.perf_counter()
     start = descend(problem, start, deadline=None if deadline is None else now + DESCENT_SHARE * (deadline - now))
     remaining = None if deadline is None else deadline - time.perf_counter()
+    if progress is not None:
+        now = time.perf_counter() - clock
+        progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
     bound = lagrangian_bound(
         problem,
-        None,
+        first.prices,
         upper=float(assignment_cost(problem, start)),
         seconds=BOUND_SHARE * (remaining if remaining is not None else 60.0),
     )

@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -69,18 +70,56 @@ def _fail(code: int, title: str, message: str) -> typer.Exit:
 
 
 class _ProgressLine:
-    """One live line: elapsed time, best objective, bound and gap."""
+    """One live line during the search: time since the command started, the step or the best plan, bound, gap.
 
-    def __init__(self, live: Live) -> None:
+    It is re-drawn several times a second (``__rich__``), so the time moves on even while a long step (the
+    clustered LP of a million accounts) reports nothing.
+    """
+
+    def __init__(self, live: Live, started: float) -> None:
         self.live = live
+        self.started = started
+        self.text = "searching..."
+        live.update(self)
 
     def __call__(self, event: ProgressEvent) -> None:
-        if event.objective is None:
-            text = f"{event.seconds:6.1f}s  searching...  bound {event.bound:,.0f}"
+        if event.phase:
+            plan = "" if event.objective is None else f"  plan {event.objective:,.0f}"
+            self.text = f"{event.phase}...{plan}"
+        elif event.objective is None:
+            self.text = f"searching...  bound {event.bound:,.0f}"
         else:
             gap = "" if event.gap is None else f"  gap {100 * event.gap:.3f} %"
-            text = f"{event.seconds:6.1f}s  plan {event.objective:,.0f}  bound {event.bound:,.0f}{gap}"
-        self.live.update(f"[cyan]solving[/cyan] {text}  [dim](workload-hour x km; Ctrl-C keeps the best plan)[/dim]")
+            self.text = f"plan {event.objective:,.0f}  bound {event.bound:,.0f}{gap}"
+
+    def __rich__(self) -> str:
+        elapsed = time.perf_counter() - self.started
+        hint = "[dim](workload-hour x km; Ctrl-C keeps the best plan)[/dim]"
+        return f"[cyan]solving[/cyan] {elapsed:6.1f}s  {self.text}  {hint}"
+
+
+class _Steps:
+    """Long steps outside the search (loading, building, writing each file): one live line with the time since the
+    command started, and a log line per step (shown with --verbose)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.text = ""
+        self.live = Live(self, console=err_console, transient=True, refresh_per_second=4)
+
+    def __enter__(self) -> _Steps:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(*exc)
+
+    def __call__(self, text: str) -> None:
+        self.text = text
+        logging.getLogger("territory").info("%.1f s: %s", time.perf_counter() - self.started, text)
+
+    def __rich__(self) -> str:
+        return f"[cyan]{self.text}[/cyan] {time.perf_counter() - self.started:6.1f}s"
 
 
 def summary_table(plan: Plan, width: int) -> Table:
@@ -186,15 +225,19 @@ def solve(
     _check_time_limit(time_limit)
     out = out or Path("plans") / scenario.stem
 
+    started = time.perf_counter()
+
     def run() -> tuple[Plan, Path]:
-        prepared = prepare(
-            scenario,
-            time_limit_s=time_limit,
-            seed=seed,
-            workers=workers,
-            no_time_limit=no_time_limit,
-            baseline_plan=baseline,
-        )
+        with _Steps(started) as steps:
+            prepared = prepare(
+                scenario,
+                time_limit_s=time_limit,
+                seed=seed,
+                workers=workers,
+                no_time_limit=no_time_limit,
+                baseline_plan=baseline,
+                on_step=steps,
+            )
         if split_by is not None:
             from territory.regions import solve_by_regions
 
@@ -206,8 +249,9 @@ def solve(
             plan = split.plan
         else:
             with Live(console=err_console, transient=True, refresh_per_second=4) as live:
-                plan = solve_prepared(prepared, progress=_ProgressLine(live))
-        return plan, write_plan_folder(plan, out, offline=offline)
+                plan = solve_prepared(prepared, progress=_ProgressLine(live, started))
+        with _Steps(started) as steps:
+            return plan, write_plan_folder(plan, out, offline=offline, on_step=steps)
 
     plan, folder = _run_reporting_errors(run)
     out_console.print(summary_table(plan, out_console.width))

@@ -11,7 +11,7 @@ functions::
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -56,6 +56,7 @@ def prepare(
     baseline_plan: Path | str | None = None,
     baselines: dict[Path, Plan] | None = None,
     solve_baseline: bool = True,
+    on_step: Callable[[str], None] | None = None,
 ) -> Prepared:
     """Load a scenario and its data, apply solver overrides, build the problem.
 
@@ -72,6 +73,8 @@ def prepare(
         takes it from here, and a baseline solved on the way is added (``territory compare`` shares them).
     solve_baseline
         Whether a baseline scenario that is not in ``baselines`` is solved first (``validate`` does not solve).
+    on_step
+        Called with the name of each long step as it starts (``loading data``, ``building the problem``).
 
     Raises
     ------
@@ -102,7 +105,10 @@ def prepare(
             baseline = known.assignments()[["account_id", "rep_id"]].astype("string")
             label = f"plan of scenario {source.name}"
             source_of_reps = (loaded.path, "continuity.baseline.scenario")
+    step = on_step or (lambda text: None)
+    step("loading data")
     dataset = load_dataset(loaded, baseline=baseline, baseline_label=label, baseline_source=source_of_reps)
+    step(f"building the problem ({len(dataset.accounts):,} accounts, {len(dataset.reps):,} reps)")
     return Prepared(loaded=loaded, dataset=dataset, problem=build_problem(dataset))
 
 
@@ -225,7 +231,12 @@ def solve_scenario(
 
 
 def write_plan_folder(
-    plan: Plan, out_dir: Path | str, *, offline: bool = False, extra: Mapping[str, ExtraWriter] | None = None
+    plan: Plan,
+    out_dir: Path | str,
+    *,
+    offline: bool = False,
+    extra: Mapping[str, ExtraWriter] | None = None,
+    on_step: Callable[[str], None] | None = None,
 ) -> Path:
     """Write the plan folder atomically: assignments, territories, summary, map, report and workbook.
 
@@ -240,6 +251,8 @@ def write_plan_folder(
         without any network: no tiles, scripts inlined from installed packages.
     extra
         Further files by name and their writers (the workbench adds its pins and scenario).
+    on_step
+        Called with ``writing <file>`` before each file.
     """
     writers = {
         "map.html": partial(write_plan_map, offline=offline),
@@ -247,7 +260,8 @@ def write_plan_folder(
         "plan.xlsx": write_plan_excel,
         **(extra or {}),
     }
-    return write_plan(plan, out_dir, extra=writers)
+    on_file = None if on_step is None else (lambda name: on_step(f"writing {name}"))
+    return write_plan(plan, out_dir, extra=writers, on_file=on_file)
 
 
 __all__ = [

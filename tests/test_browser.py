@@ -186,3 +186,43 @@ def test_report_shows_charts_and_the_embedded_map(example_plan: Plan, browser: A
     (embedded,) = page.frames[1].evaluate(_MAPS)
     assert embedded["shapes"] == dict.fromkeys(map(str, example_plan.dataset.reps["rep_id"]), 1)
     page.context.close()
+
+
+def test_large_plan_map_draws_hexagons_of_accounts(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100,000-account plan with the dot threshold set low: the map draws every territory, and each
+    territory's accounts as hexagon dots (fewer than the accounts, holding all of them), says so in the legend,
+    and stays small."""
+    from maps import plan_map, write_plan_map
+    from models.dataset import load_dataset
+    from models.generate import write_instance
+    from models.plan import SolveReport
+    from models.scenario import load_scenario
+
+    dataset = load_dataset(load_scenario(write_instance(tmp_path / "instance", 100_000, 100, seed=3)))
+    rep_ids = dataset.reps["rep_id"].tolist()
+    report = SolveReport("feasible", math.nan, math.nan, math.nan, 0.0, None, 0, 1, len(dataset.accounts))
+    today = np.array([rep_ids.index(r) for r in dataset.accounts["current_rep"]])
+    today[::500] = (today[::500] + 1) % len(rep_ids)  # some accounts move
+    plan = Plan(dataset, today, report)
+    monkeypatch.setattr(plan_map, "ACCOUNT_DOTS_UP_TO", 1_000)
+    monkeypatch.setattr(plan_map, "MAX_AGGREGATES", 5_000)
+    path = tmp_path / "map.html"
+    write_plan_map(path, plan, offline=True)
+    assert path.stat().st_size < 4_000_000  # a map of 100,000 dots weighs about 10 MB
+    _, page = _open(browser, path, tmp_path / "large-map.png")
+    (drawn,) = page.evaluate(_MAPS)
+    assert drawn["shapes"] == dict.fromkeys(rep_ids, 1)
+    assert drawn["legend"] == _labels(plan)
+    held = page.evaluate(
+        """() => { const map = Object.values(window).find(v => v instanceof L.Map); let accounts = 0;
+        map.eachLayer(l => { if (l instanceof L.AccountDots) {
+            l._d.rows.forEach(row => { accounts += parseInt(l._t.name[row].replace(/,/g, ""), 10); }); } });
+        return accounts; }"""
+    )
+    assert 0 < drawn["markers"] <= 5_000 and held == len(dataset.accounts)
+    assert drawn["highlighted"] > 0  # hexagons holding moved accounts are outlined
+    note = page.locator(".plan-legend-note").inner_text()
+    assert "100,000 accounts" in note and "hexagon" in note
+    page.context.close()
