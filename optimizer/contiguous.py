@@ -1216,6 +1216,30 @@ def _subtree(tree: Adjacency, order: np.ndarray, parent: np.ndarray, top: int) -
     return np.array(below, dtype=np.int64)
 
 
+def plan_from_groups(rules: Rules, groups: np.ndarray) -> np.ndarray | None:
+    """A plan from a partition of the units (such as a p-median's), if it keeps every rule once given to reps.
+
+    The groups go to reps by the matching that tree splits use (home-base cost, locks and segment rules); the
+    plan is returned only when it is connected and within every tolerance.
+
+    Parameters
+    ----------
+    rules
+        The problem's rules.
+    groups
+        A group label per unit, at most one group per rep.
+
+    Returns
+    -------
+    numpy.ndarray or None
+    """
+    labels, assign = np.unique(groups, return_inverse=True)
+    if len(labels) != rules.k:
+        return None
+    plan = _match_to_reps(rules, assign.astype(np.int64), np.arange(rules.n))
+    return plan if plan is not None and _keeps_every_rule(rules.problem, plan) else None
+
+
 def _match_to_reps(rules: Rules, assign: np.ndarray, nodes: np.ndarray) -> np.ndarray | None:
     """Relabel the parts cut for reps of equal FTE so each goes to the rep it suits best.
 

@@ -239,8 +239,18 @@ CENTRE_BOUND_UNITS = 150
 CENTRE_BOUND_SECONDS = 10.0
 
 
-def centre_bound(problem: Problem, seconds: float = CENTRE_BOUND_SECONDS) -> float | None:
+def centre_bound(
+    problem: Problem,
+    seconds: float = CENTRE_BOUND_SECONDS,
+    *,
+    integer: bool = False,
+    sink: list[np.ndarray] | None = None,
+) -> float | None:
     """A lower bound for centre-based compactness: the LP of a balanced p-median over the units.
+
+    With ``integer``, SCIP solves the same p-median with whole assignments (units not split between centres)
+    and its dual bound, where the time runs out too, is the bound: on Florida's 67 counties in 4 territories it
+    closed the LP's 7.9 % gap to the plan in 8 s (the plan was optimal; the LP split large counties).
 
     Every plan gives each non-empty territory a centre unit among its members; relaxing which rep a territory
     belongs to leaves a p-median: ``x[u, c]`` (unit ``u`` is served by centre ``c``), ``y[c]`` (``c`` is a
@@ -253,6 +263,13 @@ def centre_bound(problem: Problem, seconds: float = CENTRE_BOUND_SECONDS) -> flo
     ----------
     problem
         A problem with ``centre_distance`` (``objective.compactness_measure: centre``).
+    seconds
+        Time GLOP or SCIP may take.
+    integer
+        Solve the p-median with whole assignments (SCIP) and return its dual bound.
+    sink
+        With ``integer``: SCIP's best solution is appended, as the centre serving each unit (a partition into at
+        most ``num_reps`` groups that keeps every fixed metric between the loosest bounds, not yet given to reps).
 
     Returns
     -------
@@ -263,9 +280,11 @@ def centre_bound(problem: Problem, seconds: float = CENTRE_BOUND_SECONDS) -> flo
     if problem.centre_distance is None or problem.unit_weight is None or problem.num_units > CENTRE_BOUND_UNITS:
         return None
     n = problem.num_units
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    y = [solver.NumVar(0.0, 1.0, "") for _ in range(n)]
-    x = [[solver.NumVar(0.0, 1.0, "") for _ in range(n)] for _ in range(n)]
+    solver = pywraplp.Solver.CreateSolver("SCIP" if integer else "GLOP")
+    if solver is None:
+        return None
+    y = [solver.IntVar(0.0, 1.0, "") if integer else solver.NumVar(0.0, 1.0, "") for _ in range(n)]
+    x = [[solver.IntVar(0.0, 1.0, "") if integer else solver.NumVar(0.0, 1.0, "") for _ in range(n)] for _ in range(n)]
     solver.Add(solver.Sum(y) <= problem.num_reps)
     for u in range(n):
         solver.Add(solver.Sum(x[u]) == 1)
@@ -288,8 +307,21 @@ def centre_bound(problem: Problem, seconds: float = CENTRE_BOUND_SECONDS) -> flo
                 objective.SetCoefficient(x[u][c], float(weighted[u, c]))
     objective.SetMinimization()
     solver.SetTimeLimit(max(int(seconds * 1000), 1))
-    if solver.Solve() != pywraplp.Solver.OPTIMAL:
+    status = solver.Solve()
+    if integer:
+        # SCIP's dual bound holds when stopped by the time limit too (every branch left open is bounded by it)
+        value = objective.BestBound()
+        if status not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE, pywraplp.Solver.NOT_SOLVED):
+            return None
+        if not np.isfinite(value) or value <= 0:
+            return None
+        if status in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE) and sink is not None:
+            served = np.array([[v.solution_value() for v in row] for row in x])
+            sink.append(served.argmax(axis=1))  # the centre each unit is served by
+    elif status != pywraplp.Solver.OPTIMAL:
         return None
+    else:
+        value = objective.Value()
     cheapest = np.full(n, np.inf)
     pair_real = (
         problem.preference_weight * problem.pair_penalty
@@ -298,4 +330,4 @@ def centre_bound(problem: Problem, seconds: float = CENTRE_BOUND_SECONDS) -> flo
     )
     np.minimum.at(cheapest, problem.pair_unit, pair_real)
     cheapest[~np.isfinite(cheapest)] = 0.0
-    return problem.compactness_weight * objective.Value() + float(cheapest.sum())
+    return problem.compactness_weight * value + float(cheapest.sum())

@@ -30,14 +30,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 from ortools.sat.python import cp_model
 
-from optimizer.contiguous import Rules, descend_contiguous, first_plan, relocate
+from optimizer.contiguous import Rules, descend_contiguous, first_plan, plan_from_groups, relocate
 from optimizer.diagnose import contiguity_verdict, explain_infeasible, presolve_checks
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, reproducible, run
 from optimizer.model import build_cp_model
 from optimizer.pmedian import pmedian_bound
 from optimizer.problem import Problem
-from optimizer.relaxation import CENTRE_BOUND_UNITS, LpInfeasibleError, centre_bound, lp_start, solve_lp
+from optimizer.relaxation import LpInfeasibleError, centre_bound, lp_start, solve_lp
 from optimizer.repair import descend
 from optimizer.result import Result, Status
 from optimizer.settings import ProgressCallback, ProgressEvent, SolveSettings
@@ -175,8 +175,9 @@ CANCEL_POLL_S = 0.1
 SMALL_SHAPED_PAIRS = 60
 #: Region-LNS steps in a row without improvement before restarting from a new contiguous plan.
 RESTART_PATIENCE = 40
-#: Seconds at most, and share of the time limit, that the centre-based bound may take after the first plan.
-BOUND_SECONDS, CENTRE_BOUND_SHARE = 20.0, 0.2
+#: Seconds at most, and share of the time limit, that the centre-based bound may take after the first plan (the
+#: LP, then SCIP on whole assignments: region moves seldom gain after the first seconds, the bound keeps rising).
+BOUND_SECONDS, CENTRE_BOUND_SHARE = 30.0, 0.4
 #: Share of the time limit the contiguous first-plan search may take before the analysis of what blocks it.
 FIRST_PLAN_SHARE = 0.6
 #: Contiguous problems with home-base compactness and at most this many pairs end with one CP-SAT model
@@ -420,11 +421,27 @@ def _solve_regions(
     report_cost(best)
     # bounds: valid with contiguity relaxed
     lp_bound = None
+    bound_kind = ""
     if problem.centre_distance is not None:
         seconds = BOUND_SECONDS if limit is None else min(BOUND_SECONDS, CENTRE_BOUND_SHARE * limit)
+        began = time.perf_counter()
         lp_bound = centre_bound(problem, seconds=seconds)
+        bound_kind = "LP of the balanced p-median (contiguity relaxed)"
         if lp_bound is None:
             lp_bound = pmedian_bound(problem, upper=best, seconds=seconds)
+            bound_kind = "Lagrangian of the balanced p-median (contiguity relaxed)"
+        elif lp_bound < best * (1 - max(settings.relative_gap, 1e-9)):
+            # whole assignments close much of the LP's gap on maps of large units (a split county costs nothing)
+            found: list[np.ndarray] = []
+            left = max(seconds - (time.perf_counter() - began), 1.0)
+            whole = centre_bound(problem, seconds=left, integer=True, sink=found)
+            if whole is not None and whole > lp_bound:
+                lp_bound, bound_kind = whole, "integer balanced p-median, SCIP's bound (contiguity relaxed)"
+            # SCIP's own partition is a plan when its groups happen to be connected and fit their reps
+            candidate = plan_from_groups(rules, found[0]) if found else None
+            if candidate is not None and problem.objective_of(candidate) < best - 1e-9:
+                plan, best = candidate, problem.objective_of(candidate)
+                report_cost(best)
     if home_lp is not None:
         lp_bound = _real_bound(problem, best, assignment_cost(problem, plan), home_lp.objective)
     small = len(problem.pair_unit) <= FULL_BOUND_PAIRS and problem.centre_distance is None
@@ -495,14 +512,10 @@ def _solve_regions(
     bound_source = "CP-SAT"
     if lp_bound is not None and result.unit_rep is not None and lp_bound > result.bound:
         bound = min(lp_bound, result.objective)
-        result = replace(result, bound=bound, gap=_gap(result.objective, bound))
-        bound_source = "LP of the assignment (contiguity relaxed)"
-        if problem.centre_distance is not None:
-            bound_source = (
-                "LP of the balanced p-median (contiguity relaxed)"
-                if problem.num_units <= CENTRE_BOUND_UNITS
-                else "Lagrangian of the balanced p-median (contiguity relaxed)"
-            )
+        gap = _gap(result.objective, bound)
+        status = Status.OPTIMAL if gap <= 1e-9 else result.status  # the bound proves the plan best
+        result = replace(result, bound=bound, gap=gap, status=status)
+        bound_source = bound_kind or "LP of the assignment (contiguity relaxed)"
     return replace(
         result,
         wall_seconds=time.perf_counter() - clock,
