@@ -503,7 +503,7 @@ def serve(
             with err_console.status(f"reading the plan {source}"):
                 return open_workbench(source)
         with Live(console=err_console, transient=True, refresh_per_second=4) as live:
-            return open_workbench(source, time_limit_s=time_limit, progress=_ProgressLine(live))
+            return open_workbench(source, time_limit_s=time_limit, progress=_ProgressLine(live, time.perf_counter()))
 
     bench = _run_reporting_errors(opened)
 
