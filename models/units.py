@@ -672,18 +672,24 @@ def _layer_ids(layer: pd.DataFrame, units: Units, path: Path) -> list[str]:
     return [str(i) for i in ids]
 
 
+def _unit_codes(accounts: pd.DataFrame, data: _Accounts, tops: np.ndarray, column: str, hint: str) -> pd.Series:
+    """The unit codes of the top accounts from ``units.account_column`` (the column must exist)."""
+    if column not in accounts.columns:
+        raise InputError.single(
+            f"the accounts have no column '{column}' holding their unit (units.account_column)",
+            file=data.file,
+            column=column,
+            hint=hint,
+        )
+    return _normalise_codes(accounts[column].iloc[tops])
+
+
 def _join_by_code(
     accounts: pd.DataFrame, data: _Accounts, tops: np.ndarray, ids: list[str], column: str, path: Path
 ) -> np.ndarray:
     """Unit of each top account from the code in ``column``; unknown or blank codes are errors."""
-    if column not in accounts.columns:
-        raise InputError.single(
-            f"the accounts have no column '{column}' to join them to the unit layer (units.account_column)",
-            file=data.file,
-            column=column,
-            hint="add the column to the accounts table, or unset units.account_column to join by location",
-        )
-    codes = _normalise_codes(accounts[column].iloc[tops])
+    hint = "add the column to the accounts table, or unset units.account_column to join by location"
+    codes = _unit_codes(accounts, data, tops, column, hint)
     unit_of_top = pd.Index(ids).get_indexer(codes.fillna("").to_numpy(dtype=object))
     issues = IssueCollector()
     for k in np.flatnonzero(unit_of_top < 0):
@@ -836,14 +842,8 @@ def _point_units(accounts: pd.DataFrame, data: _Accounts, units: Units, source: 
         return _Partition(ids, _spread_to_families(data, tops, unit_of_top), lat, lon, None, None, [])
     column = units.account_column
     assert column is not None  # the scenario schema asks for a table or a column
-    if column not in accounts.columns:
-        raise InputError.single(
-            f"the accounts have no column '{column}' holding their unit (units.account_column)",
-            file=data.file,
-            column=column,
-            hint="add the column to the accounts table, or set units.path to a table of unit points",
-        )
-    codes = _normalise_codes(accounts[column].iloc[tops])
+    hint = "add the column to the accounts table, or set units.path to a table of unit points"
+    codes = _unit_codes(accounts, data, tops, column, hint)
     issues = IssueCollector()
     for k in np.flatnonzero(codes.isna().to_numpy()):
         issues.add(

@@ -37,9 +37,17 @@ from fractions import Fraction
 
 import numpy as np
 
-from optimizer.graph import Adjacency, PatchTree, patch_labels, patch_tree, pieces, random_spanning_tree
+from optimizer.graph import (
+    Adjacency,
+    PatchTree,
+    patch_labels,
+    patch_tree,
+    pieces,
+    random_spanning_tree,
+    touching,
+)
 from optimizer.problem import Problem, best_centres, group_ratio, with_fixed_centres
-from optimizer.relaxation import LpInfeasibleError, LpSolution, solve_lp
+from optimizer.relaxation import LpSolution, solve_lp_or_none
 
 logger = logging.getLogger(__name__)
 
@@ -600,7 +608,7 @@ def cp_repair(
     bad = list(np.flatnonzero(state.viol.sum(axis=0) > EPS))
     if not bad:
         bad = list(range(rules.k))  # a move budget is exceeded: every rep may give back
-    touch = _touching(rules, state.assign)
+    touch = touching(rules.k, rules.adjacency.edges, state.assign)
     for size in (REPAIR_REPS, 2 * REPAIR_REPS, rules.k):
         if (stop is not None and stop.is_set()) or (deadline is not None and time.perf_counter() > deadline - 0.2):
             break
@@ -630,16 +638,6 @@ def cp_repair(
         if size >= rules.k:
             break
     return plan, state.violation
-
-
-def _touching(rules: Rules, assign: np.ndarray) -> np.ndarray:
-    """Shared border edges between every two territories."""
-    touch = np.zeros((rules.k, rules.k))
-    a, b = assign[rules.adjacency.edges[:, 0]], assign[rules.adjacency.edges[:, 1]]
-    keep = a != b
-    np.add.at(touch, (a[keep], b[keep]), 1.0)
-    np.add.at(touch, (b[keep], a[keep]), 1.0)
-    return touch
 
 
 def descend_contiguous(
@@ -757,10 +755,7 @@ def relocate(
         if (stop is not None and stop.is_set()) or (deadline is not None and time.perf_counter() > deadline):
             break
         fixed = with_fixed_centres(problem, best_centres(problem, best))
-        try:
-            lp = solve_lp(fixed)
-        except LpInfeasibleError:
-            break
+        lp = solve_lp_or_none(fixed)
         if lp is None:
             break
         fixed_rules = Rules(fixed)
@@ -938,14 +933,8 @@ def lp_rounded_start(
     problem: Problem, rules: Rules, rng: np.random.Generator, lp: LpSolution | None = None
 ) -> np.ndarray | None:
     """The assignment LP's plan, rounded and made connected (home-base compactness)."""
-    if lp is None:
-        try:
-            lp = solve_lp(problem)
-        except LpInfeasibleError:
-            return None
-    if lp is None:
-        return None
-    return make_connected(rules, lp.rounded(problem), rng)
+    lp = lp or solve_lp_or_none(problem)
+    return None if lp is None else make_connected(rules, lp.rounded(problem), rng)
 
 
 def seeded_start(rules: Rules, rng: np.random.Generator) -> np.ndarray | None:

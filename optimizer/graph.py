@@ -90,6 +90,31 @@ def split_patches(adjacency: Adjacency, unit_rep: np.ndarray, layer: np.ndarray)
     return [(int(x) // num_layers, int(x) % num_layers) for x in labels[count > 1]]
 
 
+def touching(num_reps: int, edges: np.ndarray, unit_rep: np.ndarray) -> np.ndarray:
+    """Border edges shared by every two territories (a symmetric ``num_reps x num_reps`` count).
+
+    Parameters
+    ----------
+    num_reps
+        Number of territories.
+    edges
+        Unit adjacency pairs.
+    unit_rep
+        Territory of every unit (-1 where none).
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    touch = np.zeros((num_reps, num_reps))
+    if len(edges):
+        a, b = unit_rep[edges[:, 0]], unit_rep[edges[:, 1]]
+        keep = (a >= 0) & (b >= 0) & (a != b)
+        np.add.at(touch, (a[keep], b[keep]), 1.0)
+        np.add.at(touch, (b[keep], a[keep]), 1.0)
+    return touch
+
+
 def random_spanning_tree(adjacency: Adjacency, nodes: np.ndarray, rng: np.random.Generator) -> Adjacency:
     """A random spanning tree (forest) of the units ``nodes``: the minimum spanning tree under random weights.
 

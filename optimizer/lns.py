@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from optimizer.graph import touching
 from optimizer.model import build_cp_model
 from optimizer.problem import Problem, best_centres, expand_ranges, first_minimum, with_fixed_centres
 
@@ -321,17 +322,6 @@ def _border_units(problem: Problem, current: np.ndarray, pool: np.ndarray, reps:
     return pool[np.argsort(extra, kind="stable")[:count]]
 
 
-def _touching_reps(problem: Problem, current: np.ndarray) -> np.ndarray:
-    """Pairs of reps whose territories share a unit border (count of shared edges)."""
-    touch = np.zeros((problem.num_reps, problem.num_reps))
-    if len(problem.unit_edges):
-        a, b = current[problem.unit_edges[:, 0]], current[problem.unit_edges[:, 1]]
-        keep = (a >= 0) & (b >= 0) & (a != b)
-        np.add.at(touch, (a[keep], b[keep]), 1)
-        np.add.at(touch, (b[keep], a[keep]), 1)
-    return touch
-
-
 def improve_regions(
     problem: Problem,
     start: np.ndarray,
@@ -372,7 +362,7 @@ def improve_regions(
             seconds = min(STEP_SECONDS, deadline - time.perf_counter())
             if seconds <= 0.05:
                 break
-        touch = _touching_reps(problem, current)
+        touch = touching(problem.num_reps, problem.unit_edges, current)
         chosen = [int(rng.integers(problem.num_reps))]
         for _ in range(int(rng.integers(1, 4))):
             weights = touch[chosen].sum(axis=0)

@@ -164,6 +164,15 @@ def solve_lp(problem: Problem) -> LpSolution | None:
     return LpSolution(x=np.clip(values, 0.0, 1.0), objective=objective.Value() * cost_factor, link_duals=duals)
 
 
+def solve_lp_or_none(problem: Problem) -> LpSolution | None:
+    """:func:`solve_lp`, with ``None`` both when GLOP fails and when the LP has no solution (callers that only
+    want a starting point, and learn of infeasibility elsewhere)."""
+    try:
+        return solve_lp(problem)
+    except LpInfeasibleError:
+        return None
+
+
 def shrink_tolerances(problem: Problem, factor: float) -> Problem:
     """Problem with every tolerance multiplied by ``factor`` (headroom for rounding)."""
     for metric in problem.metrics:

@@ -295,16 +295,7 @@ def _solve_aggregated(
     }
     if start is None:
         logger.warning("no plan within tolerance found from the clustered problem")
-        return Result(
-            status=Status.UNKNOWN,
-            unit_rep=None,
-            objective=float("nan"),
-            bound=0.0,
-            gap=float("inf"),
-            wall_seconds=time.perf_counter() - clock,
-            interrupted=stop.event.is_set(),
-            statistics=statistics,
-        )
+        return _no_plan(clock, stop, statistics)
     first_seconds = time.perf_counter() - clock
     if progress is not None:
         progress(ProgressEvent(first_seconds, problem.objective_of(start), 0.0, None, 1))
@@ -388,17 +379,7 @@ def _solve_regions(
                 problem, report.best, report.blockers, seconds=left, seed=settings.seed, workers=workers
             )
             if start is None:
-                return Result(
-                    status=Status.UNKNOWN,
-                    unit_rep=None,
-                    objective=float("nan"),
-                    bound=0.0,
-                    gap=float("inf"),
-                    wall_seconds=time.perf_counter() - clock,
-                    interrupted=stop.event.is_set(),
-                    statistics=statistics,
-                    advice=tuple(advice),
-                )
+                return _no_plan(clock, stop, statistics, advice)
     elif start is None:
         try:
             start, _ = lp_start(problem, seconds=None if limit is None else 0.3 * limit, seed=settings.seed)
@@ -631,6 +612,21 @@ def _improve_from(
         among_reps=among_reps,
     )
     return plan, cost, log
+
+
+def _no_plan(clock: float, stop: _Stop, statistics: dict[str, object], advice: list[str] | None = None) -> Result:
+    """Status UNKNOWN: no plan in time, with what the search found in the way."""
+    return Result(
+        status=Status.UNKNOWN,
+        unit_rep=None,
+        objective=float("nan"),
+        bound=0.0,
+        gap=float("inf"),
+        wall_seconds=time.perf_counter() - clock,
+        interrupted=stop.event.is_set(),
+        statistics=statistics,
+        advice=tuple(advice or ()),
+    )
 
 
 def _real_bound(problem: Problem, objective: float, cost: float, bound: float) -> float:

@@ -431,13 +431,10 @@ def rounded_lp_plan(problem: Problem) -> np.ndarray | None:
     numpy.ndarray or None
         Rep row of every unit, within every bound; ``None`` when the LP fails or the repair gets stuck.
     """
-    from optimizer.relaxation import LpInfeasibleError, solve_lp
+    from optimizer.relaxation import solve_lp_or_none
     from optimizer.repair import descend, repair
 
-    try:
-        lp = solve_lp(problem)
-    except LpInfeasibleError:
-        return None
+    lp = solve_lp_or_none(problem)
     if lp is None:
         return None
     plan = repair(problem, lp.rounded(problem))
