@@ -175,9 +175,10 @@ CANCEL_POLL_S = 0.1
 SMALL_SHAPED_PAIRS = 60
 #: Region-LNS steps in a row without improvement before restarting from a new contiguous plan.
 RESTART_PATIENCE = 40
-#: Seconds at most, and share of the time limit, that the centre-based bound may take after the first plan (the
-#: LP, then SCIP on whole assignments: region moves seldom gain after the first seconds, the bound keeps rising).
-BOUND_SECONDS, CENTRE_BOUND_SHARE = 30.0, 0.4
+#: Without a time limit, seconds the centre-based bounds may take; with one, the share of the limit left at the end
+#: for the stronger bound (SCIP on whole assignments, or the Lagrangian): region moves seldom gain much after the
+#: first seconds, while the bound keeps rising.
+BOUND_SECONDS, CENTRE_BOUND_SHARE = 30.0, 0.35
 #: Share of the time limit the contiguous first-plan search may take before the analysis of what blocks it.
 FIRST_PLAN_SHARE = 0.6
 #: Contiguous problems with home-base compactness and at most this many pairs end with one CP-SAT model
@@ -400,33 +401,18 @@ def _solve_regions(
     plan = relocate(rules, plan, rng, deadline=deadline, stop=stop.event)
     best = problem.objective_of(plan)
     report_cost(best)
-    # bounds: valid with contiguity relaxed
+    # bounds: valid with contiguity relaxed; the cheap LP now, a stronger centre-based bound after the search
     lp_bound = None
     bound_kind = ""
-    if problem.centre_distance is not None:
-        seconds = BOUND_SECONDS if limit is None else min(BOUND_SECONDS, CENTRE_BOUND_SHARE * limit)
-        began = time.perf_counter()
-        lp_bound = centre_bound(problem, seconds=seconds)
-        bound_kind = "LP of the balanced p-median (contiguity relaxed)"
-        if lp_bound is None:
-            lp_bound = pmedian_bound(problem, upper=best, seconds=seconds)
-            bound_kind = "Lagrangian of the balanced p-median (contiguity relaxed)"
-        elif lp_bound < best * (1 - max(settings.relative_gap, 1e-9)):
-            # whole assignments close much of the LP's gap on maps of large units (a split county costs nothing)
-            found: list[np.ndarray] = []
-            left = max(seconds - (time.perf_counter() - began), 1.0)
-            whole = centre_bound(problem, seconds=left, integer=True, sink=found)
-            if whole is not None and whole > lp_bound:
-                lp_bound, bound_kind = whole, "integer balanced p-median, SCIP's bound (contiguity relaxed)"
-            # SCIP's own partition is a plan when its groups happen to be connected and fit their reps
-            candidate = plan_from_groups(rules, found[0]) if found else None
-            if candidate is not None and problem.objective_of(candidate) < best - 1e-9:
-                plan, best = candidate, problem.objective_of(candidate)
-                report_cost(best)
+    stronger = problem.centre_distance is not None
+    if stronger:
+        lp_bound = centre_bound(problem, seconds=BOUND_SECONDS if limit is None else CENTRE_BOUND_SHARE * limit)
+        bound_kind = "LP of the balanced p-median (contiguity relaxed)" if lp_bound is not None else ""
     if home_lp is not None:
         lp_bound = _real_bound(problem, best, assignment_cost(problem, plan), home_lp.objective)
     small = len(problem.pair_unit) <= FULL_BOUND_PAIRS and problem.centre_distance is None
-    lns_deadline = None if limit is None else clock + (0.75 if small else 1.0) * limit
+    search_share = 0.75 if small else (1.0 - CENTRE_BOUND_SHARE if stronger else 1.0)
+    lns_deadline = None if limit is None else clock + search_share * limit
     log = SearchLog()
     for restart in range(4 if limit is None else 10**6):
         if restart:
@@ -468,6 +454,15 @@ def _solve_regions(
             plan, best = candidate, cost
         if lp_bound is not None and best <= lp_bound * (1 + max(settings.relative_gap, 1e-9)):
             break
+    if stronger and not stop.event.is_set() and (lp_bound is None or lp_bound < best * (1 - settings.relative_gap)):
+        seconds = BOUND_SECONDS if deadline is None else max(deadline - time.perf_counter(), 1.0)
+        found = _stronger_centre_bound(problem, rules, best, lp_bound, seconds)
+        if found.bound is not None and (lp_bound is None or found.bound > lp_bound):
+            lp_bound, bound_kind = found.bound, found.kind
+        # SCIP stops by the clock: its plan is taken only under a time limit (without one, plans are reproducible)
+        if found.plan is not None and limit is not None and problem.objective_of(found.plan) < best - 1e-9:
+            plan, best = found.plan, problem.objective_of(found.plan)
+            report_cost(best)
     result = None
     if small and not stop.event.is_set():
         remaining = SolveSettings(
@@ -612,6 +607,29 @@ def _improve_from(
         among_reps=among_reps,
     )
     return plan, cost, log
+
+
+@dataclass(frozen=True)
+class _CentreBound:
+    bound: float | None
+    kind: str
+    plan: np.ndarray | None
+
+
+def _stronger_centre_bound(
+    problem: Problem, rules: Rules, best: float, lp_bound: float | None, seconds: float
+) -> _CentreBound:
+    """After the search: SCIP on the integer balanced p-median where the LP was solved (its partition may also be a
+    plan), else the p-median's Lagrangian (too many units for the LP)."""
+    if lp_bound is None:
+        bound = pmedian_bound(problem, upper=best, seconds=seconds)
+        return _CentreBound(bound, "Lagrangian of the balanced p-median (contiguity relaxed)", None)
+    # whole assignments close much of the LP's gap on maps of large units (a split county costs the LP nothing)
+    found: list[np.ndarray] = []
+    bound = centre_bound(problem, seconds=seconds, integer=True, sink=found)
+    # SCIP's own partition is a plan when its groups happen to be connected and fit their reps
+    plan = plan_from_groups(rules, found[0]) if found else None
+    return _CentreBound(bound, "integer balanced p-median, SCIP's bound (contiguity relaxed)", plan)
 
 
 def _no_plan(clock: float, stop: _Stop, statistics: dict[str, object], advice: list[str] | None = None) -> Result:
