@@ -26,7 +26,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from optimizer.lns import solve_neighbourhood
-from optimizer.problem import Problem, group_ratio, with_tolerance
+from optimizer.problem import Problem, best_centres, group_ratio, with_tolerance
 
 logger = logging.getLogger(__name__)
 
@@ -254,6 +254,7 @@ def centre_bound(
     *,
     integer: bool = False,
     sink: list[np.ndarray] | None = None,
+    plan: np.ndarray | None = None,
 ) -> float | None:
     """A lower bound for centre-based compactness: the LP of a balanced p-median over the units.
 
@@ -276,6 +277,9 @@ def centre_bound(
         Time GLOP or SCIP may take.
     integer
         Solve the p-median with whole assignments (SCIP) and return its dual bound.
+    plan
+        With ``integer``: a plan to start from (rep row per unit). SCIP reports its dual bound only once it holds
+        a solution, which on contiguous maps it may not find by itself in the time given.
     sink
         With ``integer``: SCIP's best solution is appended, as the centre serving each unit (a partition into at
         most ``num_reps`` groups that keeps every fixed metric between the loosest bounds, not yet given to reps).
@@ -315,6 +319,15 @@ def centre_bound(
             if weighted[u, c] > 0:
                 objective.SetCoefficient(x[u][c], float(weighted[u, c]))
     objective.SetMinimization()
+    if integer and plan is not None:
+        centres = best_centres(problem, plan)
+        assert centres is not None
+        chosen = set(centres[np.unique(plan)].tolist())
+        variables = [y[c] for c in range(n)] + [x[u][c] for u in range(n) for c in range(n)]
+        values = [float(c in chosen) for c in range(n)] + [
+            float(c == centres[plan[u]]) for u in range(n) for c in range(n)
+        ]
+        solver.SetHint(variables, values)
     solver.SetTimeLimit(max(int(seconds * 1000), 1))
     status = solver.Solve()
     if integer:

@@ -456,7 +456,7 @@ def _solve_regions(
             break
     if stronger and not stop.event.is_set() and (lp_bound is None or lp_bound < best * (1 - settings.relative_gap)):
         seconds = BOUND_SECONDS if deadline is None else max(deadline - time.perf_counter(), 1.0)
-        found = _stronger_centre_bound(problem, rules, best, lp_bound, seconds)
+        found = _stronger_centre_bound(problem, rules, plan, lp_bound, seconds)
         if found.bound is not None and (lp_bound is None or found.bound > lp_bound):
             lp_bound, bound_kind = found.bound, found.kind
         # SCIP stops by the clock: its plan is taken only under a time limit (without one, plans are reproducible)
@@ -617,16 +617,16 @@ class _CentreBound:
 
 
 def _stronger_centre_bound(
-    problem: Problem, rules: Rules, best: float, lp_bound: float | None, seconds: float
+    problem: Problem, rules: Rules, plan: np.ndarray, lp_bound: float | None, seconds: float
 ) -> _CentreBound:
     """After the search: SCIP on the integer balanced p-median where the LP was solved (its partition may also be a
     plan), else the p-median's Lagrangian (too many units for the LP)."""
     if lp_bound is None:
-        bound = pmedian_bound(problem, upper=best, seconds=seconds)
+        bound = pmedian_bound(problem, upper=problem.objective_of(plan), seconds=seconds)
         return _CentreBound(bound, "Lagrangian of the balanced p-median (contiguity relaxed)", None)
     # whole assignments close much of the LP's gap on maps of large units (a split county costs the LP nothing)
     found: list[np.ndarray] = []
-    bound = centre_bound(problem, seconds=seconds, integer=True, sink=found)
+    bound = centre_bound(problem, seconds=seconds, integer=True, sink=found, plan=plan)
     # SCIP's own partition is a plan when its groups happen to be connected and fit their reps
     plan = plan_from_groups(rules, found[0]) if found else None
     return _CentreBound(bound, "integer balanced p-median, SCIP's bound (contiguity relaxed)", plan)
