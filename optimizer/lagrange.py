@@ -285,9 +285,9 @@ def _check(every: LagrangianEvaluator, search: LagrangianEvaluator, mu: np.ndarr
 class LagrangianEvaluator:
     """The Lagrangian at given prices, over every pair or over each unit's cheapest few."""
 
-    def __init__(self, problem: Problem, loads_side: _LoadSide, per_unit: int | None) -> None:
+    def __init__(self, problem: Problem, loads_side: _LoadSide | None = None, per_unit: int | None = None) -> None:
         self.problem = problem
-        self.loads_side = loads_side
+        self.loads_side = loads_side if loads_side is not None else _LoadSide(problem)
         pairs = np.arange(len(problem.pair_unit))
         if per_unit is not None:
             order = np.lexsort((problem.pair_cost, problem.pair_unit))

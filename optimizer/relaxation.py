@@ -74,13 +74,15 @@ class LpSolution:
         return out
 
 
-def solve_lp(problem: Problem) -> LpSolution | None:
+def solve_lp(problem: Problem, seconds: float | None = None) -> LpSolution | None:
     """Solve the LP relaxation with GLOP.
 
     Parameters
     ----------
     problem
         The problem (tolerances as they stand in it).
+    seconds
+        Time GLOP may take (``None``: no limit); past it, no solution.
 
     Returns
     -------
@@ -125,7 +127,7 @@ def solve_lp(problem: Problem) -> LpSolution | None:
         row = lp.rows(-np.inf, float(budget.limit) / row_scale, count=1)
         used = np.flatnonzero(moved)
         lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
-    answer = lp.solve()
+    answer = lp.solve(seconds=seconds)
     if answer.status is LpStatus.INFEASIBLE:
         raise LpInfeasibleError("the LP relaxation has no solution")
     if answer.status is not LpStatus.OPTIMAL:
