@@ -81,6 +81,7 @@ def disaggregation_rounds(
     on_round: Callable[[Rounds], None] | None = None,
     stop: threading.Event | None = None,
     max_rounds: int = MAX_ROUNDS,
+    expected_seconds: float = 0.0,
 ) -> Rounds:
     """Clustered LPs at the exact tolerances, each a bound (its duals' Lagrangian) and a plan, clusters split between.
 
@@ -103,6 +104,9 @@ def disaggregation_rounds(
         Set it to stop after the current step.
     max_rounds
         Most rounds.
+    expected_seconds
+        How long the first round is expected to take (e.g. the first plan's clustered LP): it starts only if
+        :data:`ROUND_GROWTH` times that is left before the deadline.
 
     Returns
     -------
@@ -110,7 +114,7 @@ def disaggregation_rounds(
     """
     evaluator = LagrangianEvaluator(problem)
     found = Rounds(-np.inf, None, plan, assignment_cost(problem, plan), 0, int(cluster.max()) + 1)
-    last = 0.0
+    last = expected_seconds
     for k in range(max_rounds):
         began = time.perf_counter()
         if stop is not None and stop.is_set():

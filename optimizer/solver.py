@@ -194,6 +194,8 @@ AGGREGATE_PAIRS = 400_000
 #: plans, :mod:`optimizer.disaggregation`), then (of what is left each time) on single-move descent and on the
 #: Lagrangian search; the LNS gets the rest.
 ROUNDS_SHARE, DESCENT_SHARE, BOUND_SHARE = 0.8, 0.4, 0.7
+#: Seconds the Lagrangian search needs to be worth starting after clustered LP rounds gave a bound.
+MIN_SEARCH_SECONDS = 10.0
 #: What the bound of a clustered solve is (``statistics["bound"]``, and so ``summary.json``).
 AGGREGATED_BOUND = (
     "Lagrangian relaxation of the balance rows over every allowed unit-rep pair (optimizer.lagrange): "
@@ -338,24 +340,27 @@ def _solve_aggregated(
             relative_gap=settings.relative_gap,
             on_round=on_round,
             stop=stop.event,
+            expected_seconds=first.lp_seconds,
         )
         start = rounds.plan
     # single moves: on a clustered plan they save more per second than CP-SAT neighbourhoods
     now = time.perf_counter()
     start = descend(problem, start, deadline=None if deadline is None else now + DESCENT_SHARE * (deadline - now))
     remaining = None if deadline is None else deadline - time.perf_counter()
-    if progress is not None:
-        now = time.perf_counter() - clock
-        progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
     best_prices = () if rounds is None or rounds.prices is None else (rounds.prices,)
-    bound = lagrangian_bound(
-        problem,
-        best_prices or first.prices,
-        upper=float(assignment_cost(problem, start)),
-        seconds=BOUND_SHARE * (remaining if remaining is not None else 60.0),
-    )
-    if rounds is not None:
-        bound = max(bound, rounds.bound)
+    seconds = BOUND_SHARE * (remaining if remaining is not None else 60.0)
+    bound = rounds.bound if rounds is not None else -np.inf
+    if not np.isfinite(bound) or seconds >= MIN_SEARCH_SECONDS:
+        # (the search first sorts every pair and prices its starts: seconds at 100,000 accounts)
+        if progress is not None:
+            now = time.perf_counter() - clock
+            progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
+        bound = max(
+            bound,
+            lagrangian_bound(
+                problem, best_prices or first.prices, upper=float(assignment_cost(problem, start)), seconds=seconds
+            ),
+        )
 
     plan, cost, log = _improve_from(problem, settings, start, bound, clock, deadline, progress, stop, among_reps=True)
     objective = problem.real_cost(problem.pairs_of(plan))
