@@ -158,7 +158,8 @@ def disaggregation_rounds(
 def _plan_from(
     problem: Problem, cluster: np.ndarray, coarse: Problem, x: np.ndarray, deadline: float | None
 ) -> np.ndarray | None:
-    """A plan within every tolerance from a clustered LP solution: fractional clusters cut finer, split, repaired."""
+    """A plan within every tolerance and move budget from a clustered LP solution (fractional clusters cut finer,
+    split, repaired), or ``None``."""
     pieces, refined = refine(problem, cluster, coarse, x)
     if refined is not coarse:
         try:
@@ -169,4 +170,10 @@ def _plan_from(
             return None
         cluster, coarse, x = pieces, refined, finer.x
     start = spread(problem, coarse, cluster, x)
-    return repair(problem, start, deadline=deadline) if violation(problem, start) > 0 else start
+    plan = repair(problem, start, deadline=deadline) if violation(problem, start) > 0 else start
+    return plan if plan is not None and _within_budgets(problem, plan) else None
+
+
+def _within_budgets(problem: Problem, plan: np.ndarray) -> bool:
+    """Whether a plan keeps every move budget (the repair moves units without looking at them)."""
+    return all(budget.moved_by(plan) <= budget.limit for budget in problem.budgets)
