@@ -271,7 +271,7 @@ def _join(*pieces: str | pa.Array, skip_nulls: bool = False) -> pa.Array:
     the result null, or (``skip_nulls``) counts as empty."""
     typed = [pa.scalar(p, pa.large_string()) if isinstance(p, str) else p.cast(pa.large_string()) for p in pieces]
     options = {"null_handling": "replace", "null_replacement": ""} if skip_nulls else {}
-    return pc.binary_join_element_wise(*typed, pa.scalar("", pa.large_string()), **options)
+    return _one_chunk(pc.binary_join_element_wise(*typed, pa.scalar("", pa.large_string()), **options))
 
 
 def _style_attribute(style: int) -> str:
@@ -289,5 +289,9 @@ def _style_attributes(styles: np.ndarray) -> pa.Array | str:
 
 
 def text_of(values: pd.Series) -> pa.Array:
-    """A text column as an Arrow array (nulls for missing values)."""
-    return pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True)
+    """A text column as an Arrow array (nulls for missing values), in one chunk whatever backs it."""
+    return _one_chunk(pa.array(values.astype("string"), type=pa.large_string(), from_pandas=True))
+
+
+def _one_chunk(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
