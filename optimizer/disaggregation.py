@@ -136,7 +136,8 @@ def disaggregation_rounds(
         )
         bound, prices = (value, sign * lp.link_duals) if value > found.bound else (found.bound, found.prices)
         best, cost = found.plan, found.cost
-        if deadline is None or time.perf_counter() < deadline:
+        if lp.objective < cost and (deadline is None or time.perf_counter() < deadline):
+            # (a plan from this LP seldom costs less than the LP: none is tried when that is no better)
             candidate = _plan_from(problem, cluster, coarse, lp.x, deadline)
             if candidate is not None and assignment_cost(problem, candidate) < cost:
                 best, cost = candidate, assignment_cost(problem, candidate)
