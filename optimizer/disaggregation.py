@@ -112,7 +112,7 @@ def disaggregation_rounds(
     -------
     Rounds
     """
-    evaluator = LagrangianEvaluator(problem)
+    evaluator = None  # made when a round runs (over every pair: a gigabyte at 1,000,000 accounts)
     found = Rounds(-np.inf, None, plan, assignment_cost(problem, plan), 0, int(cluster.max()) + 1)
     last = expected_seconds
     for k in range(max_rounds):
@@ -130,6 +130,7 @@ def disaggregation_rounds(
         if lp is None or lp.link_duals is None:
             break
         # the Lagrangian at the duals (either sign: conventions differ) and the pair each unit takes there
+        evaluator = evaluator or LagrangianEvaluator(problem)
         value, sign, chosen = max(
             ((*evaluator.evaluate(sign * lp.link_duals)[:1], sign, evaluator.last_chosen) for sign in (1.0, -1.0)),
             key=lambda tried: tried[0],
