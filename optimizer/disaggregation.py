@@ -112,7 +112,8 @@ def disaggregation_rounds(
     -------
     Rounds
     """
-    evaluator = None  # made when a round runs (over every pair: a gigabyte at 1,000,000 accounts)
+    # made when a round runs (over every pair: a gigabyte at 1,000,000 accounts)
+    evaluator: LagrangianEvaluator | None = None
     found = Rounds(-np.inf, None, plan, assignment_cost(problem, plan), 0, int(cluster.max()) + 1)
     last = expected_seconds
     for k in range(max_rounds):
