@@ -40,7 +40,9 @@ def main() -> None:
     print(f"load + build {built:.1f} s, {len(problem.pair_unit):,} pairs, peak {peak_gb():.2f} GB")
 
     def progress(event) -> None:
-        print(f"  {event.seconds:.1f} s into the solve: objective {event.objective:,.0f}, gap {event.gap}", flush=True)
+        plan = "no plan yet" if event.objective is None else f"objective {event.objective:,.0f}, gap {event.gap}"
+        step = f"{event.phase}: " if event.phase else ""
+        print(f"  {event.seconds:.1f} s into the solve: {step}{plan}", flush=True)
 
     result = solve(problem, SolveSettings(time_limit_s=args.time_limit), progress=progress)
     print(f"{result.status.value}: objective {result.objective:,.0f}, bound {result.bound:,.0f}, gap {result.gap:.4f}")

@@ -446,6 +446,11 @@ class ClusteredStart:
     prices
         The load rows' duals of every clustered LP solved on the way (metrics x reps, cost units per integer
         metric unit): prices from which :func:`optimizer.lagrange.lagrangian_bound` starts.
+    cluster
+        Cluster of every unit in the clustered LP that gave the plan (before :func:`refine`), ``None`` when none
+        did: where :func:`optimizer.disaggregation.disaggregation_rounds` start.
+    lp_seconds
+        How long that LP took (a round's LP over the same clusters takes about as long).
     """
 
     plan: np.ndarray | None
@@ -454,6 +459,8 @@ class ClusteredStart:
     tolerance_factor: float | None
     repair_moves_needed: bool
     prices: tuple[np.ndarray, ...] = ()
+    cluster: np.ndarray | None = None
+    lp_seconds: float = 0.0
 
 
 def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
@@ -484,7 +491,7 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     # their nearest reps only (large clusters then share too few reps: no LP solution at 1,000,000 accounts) or
     # when the large clusters' LP has no solution
     tries = [(True, MAX_CLUSTERS)] if offered_few(problem) else [(False, FIRST_CLUSTERS), (True, MAX_CLUSTERS)]
-    start, used, prices = None, None, []
+    start, used, prices, base, lp_seconds = None, None, [], None, 0.0
     for by_cheapest_rep, most in tries:
         cluster = cluster_units(
             problem, problem.unit_latitude, problem.unit_longitude, by_cheapest_rep=by_cheapest_rep, max_clusters=most
@@ -497,6 +504,7 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
             len(coarse.pair_unit),
         )
         for factor in LP_TOLERANCE_FACTORS:
+            began = time.perf_counter()
             try:
                 lp = solve_lp(shrink_tolerances(coarse, factor))
             except LpInfeasibleError:
@@ -504,7 +512,7 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
                 continue
             if lp is None:
                 continue
-            x = lp.x
+            x, base, lp_seconds = lp.x, cluster, time.perf_counter() - began
             prices.append(lp.link_duals)
             for _ in range(REFINE_ROUNDS):
                 pieces, refined = refine(problem, cluster, coarse, x)
@@ -537,4 +545,6 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
         tolerance_factor=used,
         repair_moves_needed=broken,
         prices=tuple(p for p in prices if p is not None),
+        cluster=base,
+        lp_seconds=lp_seconds,
     )

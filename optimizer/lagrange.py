@@ -9,8 +9,8 @@ metric and rep. What is left splits in two easy parts:
 * **loads**: the loads minimise ``-sum mu[m, r] * load[m, r]`` under the
   balance rules and ``sum_r load[m, r] = total[m]`` (which every plan meets):
   a continuous knapsack per metric; for metrics balanced within segment
-  groups, one knapsack per group at unit scale, the whole total going to the
-  cheapest group.
+  groups, one knapsack per group at unit scale, then one over the groups'
+  totals, each within what its reps can hold in any plan (:func:`group_ranges`).
 
 For any prices the sum of both parts is at most the cost of every plan, so it
 is a proven lower bound. The prices improve by a trust-region cutting-plane
@@ -45,7 +45,7 @@ from fractions import Fraction
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from optimizer.problem import Problem, first_minimum
+from optimizer.problem import MetricData, Problem, first_minimum
 
 logger = logging.getLogger(__name__)
 
@@ -71,22 +71,29 @@ def _knapsack(coef: np.ndarray, lo: np.ndarray, hi: np.ndarray, total: float) ->
 
 
 class _LoadSide:
-    """The loads' part of the Lagrangian: balance rules without the units."""
+    """The loads' part of the Lagrangian: balance rules without the units.
+
+    For a metric balanced within segment groups, each group's total lies in a range every plan keeps
+    (:func:`group_ranges`); without it the whole total went to the group whose priced unit load was cheapest,
+    and prices that differ between groups (an LP's over clusters) lost most of the bound.
+    """
 
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         self.totals = [float(m.values.sum()) for m in problem.metrics]
         self.shares: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
+        self.ranges: list[tuple[np.ndarray, np.ndarray] | None] = []
         for metric in problem.metrics:
             groups = []
             if metric.grouped:
-                for g in np.unique(metric.groups):
+                for g in range(int(metric.groups.max()) + 1):
                     members = np.flatnonzero(metric.groups == g)
                     group_fte = sum((problem.fte_exact[r] for r in members), Fraction(0))
                     share = np.array([float(problem.fte_exact[r] / group_fte) for r in members])
                     tol = float(metric.tolerance_exact)
                     groups.append((members, (1 - tol) * share, (1 + tol) * share))
             self.shares.append(groups)
+            self.ranges.append(group_ranges(problem, metric) if metric.grouped else None)
 
     def solve(self, mu: np.ndarray) -> tuple[float, np.ndarray]:
         """Minimum of ``-sum mu * loads`` over the balance rules, and the loads that reach it."""
@@ -95,17 +102,77 @@ class _LoadSide:
             total = self.totals[m]
             if metric.lo is not None and metric.hi is not None:
                 loads[m] = _knapsack(-mu[m], metric.lo.astype(float), metric.hi.astype(float), total)
-            if self.shares[m]:
-                best = None
-                for members, low, high in self.shares[m]:
-                    unit = _knapsack(-mu[m, members], low, high, 1.0)
-                    value = float(-mu[m, members] @ unit)
-                    if best is None or value < best[0]:
-                        best = (value, members, unit)
-                assert best is not None
+            ranges = self.ranges[m]
+            if ranges is not None:
+                # each group's loads per unit of its total, then the totals: cheapest groups fill first
+                units = [_knapsack(-mu[m, members], low, high, 1.0) for members, low, high in self.shares[m]]
+                per_unit = np.array([float(-mu[m, g[0]] @ unit) for g, unit in zip(self.shares[m], units, strict=True)])
+                group_totals = _knapsack(per_unit, ranges[0], ranges[1], total)
                 loads[m] = 0.0
-                loads[m, best[1]] = total * best[2]
+                for (members, _, _), unit, group_total in zip(self.shares[m], units, group_totals, strict=True):
+                    loads[m, members] = group_total * unit
         return float(-(mu * loads).sum()), loads
+
+
+def group_ranges(problem: Problem, metric: MetricData) -> tuple[np.ndarray, np.ndarray]:
+    """Least and most of a metric balanced within segment groups that each group can hold in any plan.
+
+    A group holds at least the units that have pairs with its reps only and at most those that have any; and
+    against every metric with fixed bounds (workload across all reps), at most what the richest units in this
+    metric per unit of the other fill up to the group's upper bounds, at least what the poorest fill up to its
+    lower bounds (fractional knapsacks: relaxations, so every plan's totals lie in between).
+
+    Parameters
+    ----------
+    problem
+        The problem.
+    metric
+        One of its grouped metrics.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(low, high)`` per group, in the metric's integer units (widened by a hair against rounding).
+    """
+    n_groups = int(metric.groups.max()) + 1
+    value = metric.values.astype(np.float64)
+    pairs = np.bincount(problem.pair_unit, minlength=problem.num_units)
+    pair_group = metric.groups[problem.pair_rep]
+    low, high = np.zeros(n_groups), np.zeros(n_groups)
+    for g in range(n_groups):
+        members = metric.groups == g
+        inside = np.bincount(problem.pair_unit[pair_group == g], minlength=problem.num_units)
+        forced, free = (inside == pairs) & (pairs > 0), (inside > 0) & (inside < pairs)
+        low[g], high[g] = value[forced].sum(), value[forced | free].sum()
+        if value.min(initial=0) < 0:
+            continue
+        for other in problem.metrics:
+            weight = other.values.astype(np.float64)
+            if other.lo is None or other.hi is None or weight.min(initial=0) < 0:
+                continue
+            room = float(other.hi[members].sum()) - weight[forced].sum()
+            need = float(other.lo[members].sum()) - weight[forced].sum()
+            high[g] = min(high[g], value[forced].sum() + _fill(value[free], weight[free], room, most=True))
+            low[g] = max(low[g], value[forced].sum() + _fill(value[free], weight[free], need, most=False))
+    slack = 1e-9 * max(float(value.sum()), 1.0)
+    return low - slack, np.maximum(high, low) + slack
+
+
+def _fill(value: np.ndarray, weight: np.ndarray, amount: float, *, most: bool) -> float:
+    """Most value of items (fractions allowed) weighing at most ``amount``, or least value weighing at least it.
+
+    Items of non-negative value and weight; weightless items are all taken for the most and none for the least.
+    When the items cannot weigh ``amount`` (no plan exists), every item counts.
+    """
+    weightless = weight <= 0
+    taken = float(value[weightless].sum()) if most else 0.0
+    value, weight = value[~weightless], weight[~weightless]
+    order = np.argsort(-value / weight if most else value / weight, kind="stable")
+    before = np.cumsum(weight[order]) - weight[order]
+    fraction = np.clip((max(amount, 0.0) - before) / weight[order], 0.0, 1.0)
+    if not most and before[-1:].sum() + weight[order][-1:].sum() < amount:
+        fraction[:] = 1.0
+    return taken + float(value[order] @ fraction)
 
 
 def lagrangian_bound(
@@ -218,9 +285,9 @@ def _check(every: LagrangianEvaluator, search: LagrangianEvaluator, mu: np.ndarr
 class LagrangianEvaluator:
     """The Lagrangian at given prices, over every pair or over each unit's cheapest few."""
 
-    def __init__(self, problem: Problem, loads_side: _LoadSide, per_unit: int | None) -> None:
+    def __init__(self, problem: Problem, loads_side: _LoadSide | None = None, per_unit: int | None = None) -> None:
         self.problem = problem
-        self.loads_side = loads_side
+        self.loads_side = loads_side if loads_side is not None else _LoadSide(problem)
         pairs = np.arange(len(problem.pair_unit))
         if per_unit is not None:
             order = np.lexsort((problem.pair_cost, problem.pair_unit))

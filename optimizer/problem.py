@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
-from ortools.linear_solver import pywraplp
 
 from models.balance import balance_groups
 from models.dataset import Dataset, metric_values
 from models.geo import distance_matrix_km
 from models.scenario import ANY_SEGMENT, Scenario
 from optimizer.graph import Adjacency
+from optimizer.sparse_lp import LpStatus, SparseLp
 
 logger = logging.getLogger(__name__)
 
@@ -948,51 +948,34 @@ def _coarse_lp(cells: _CoarseLp, tolerance_factor: float) -> np.ndarray | None:
     data, free, cell_of_free, n_cells = cells.data, cells.free, cells.cell_of_free, cells.n_cells
     pair_cell, pair_rep, cost = cells.pair_cell, cells.pair_rep, cells.cost
     n_reps = len(data.rep_latitude)
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    solver.SetSolverSpecificParametersAsString("use_dual_simplex: true")
-    x = [solver.NumVar(0.0, 1.0, "") for _ in range(len(pair_cell))]
-    one = [solver.Constraint(1.0, 1.0) for _ in range(n_cells)]
-    for p, c in enumerate(pair_cell):
-        one[c].SetCoefficient(x[p], 1.0)
+    lp = SparseLp()
+    factor = max(float(cost.max(initial=1.0)), 1.0) / 1000.0
+    x = lp.columns(0.0, 1.0, cost[pair_cell, pair_rep] / factor, count=len(pair_cell))
+    lp.coefficients(lp.rows(1.0, 1.0, count=n_cells)[pair_cell], x, 1.0)
     locked = ~free
     for metric in data.metrics:
         values = np.bincount(cell_of_free, weights=metric.values[free], minlength=n_cells)
         held = np.bincount(data.fixed_rep[locked], weights=metric.values[locked], minlength=n_reps)
         scale = max(float(values.max(initial=1.0)), 1.0)  # rows of unit magnitude (as optimizer.relaxation)
-        # every rep's load (locked units included) is a variable: bounded, or tied to its group's total
-        load = [solver.NumVar(0.0, solver.infinity(), "") for _ in range(n_reps)]
-        rows = [solver.Constraint(float(held[r]) / scale, float(held[r]) / scale) for r in range(n_reps)]
-        for r in range(n_reps):
-            rows[r].SetCoefficient(load[r], 1.0)
-            if metric.lo is not None and metric.hi is not None:
-                load[r].SetBounds(float(metric.lo[r]) / scale, max(float(metric.hi[r]), float(metric.lo[r])) / scale)
-        for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
-            rows[r].SetCoefficient(x[p], -float(values[c]) / scale)
+        # every rep's load (locked units included) is a column: bounded, or tied to its group's total
+        if metric.lo is not None and metric.hi is not None:
+            load = lp.columns(metric.lo / scale, np.maximum(metric.hi, metric.lo) / scale)
+        else:
+            load = lp.columns(0.0, np.inf, count=n_reps)
+        rows = lp.rows(held / scale, held / scale)
+        lp.coefficients(rows, load, 1.0)
+        lp.coefficients(rows[pair_rep], x, -values[pair_cell] / scale)
         if metric.lo is None or metric.hi is None:
             tolerance = min(tolerance_factor * float(metric.tolerance_exact), 0.99)
             for group in np.unique(metric.groups):
                 members = np.flatnonzero(metric.groups == group)
                 shares = data.fte[members] / data.fte[members].sum()
-                total = solver.NumVar(0.0, solver.infinity(), "")  # the group's total load
-                sums = solver.Constraint(0.0, 0.0)
-                sums.SetCoefficient(total, -1.0)
-                for r, share in zip(members, shares, strict=True):
-                    sums.SetCoefficient(load[r], 1.0)
-                    # (1 - tolerance) x share x total <= load_r <= (1 + tolerance) x share x total
-                    for lower, factor in ((0.0, 1.0 - tolerance), (-solver.infinity(), 1.0 + tolerance)):
-                        row = solver.Constraint(lower, solver.infinity() if lower == 0.0 else 0.0)
-                        row.SetCoefficient(load[r], 1.0)
-                        row.SetCoefficient(total, -factor * float(share))
-    objective = solver.Objective()
-    factor = max(float(cost.max(initial=1.0)), 1.0) / 1000.0
-    for p, (c, r) in enumerate(zip(pair_cell, pair_rep, strict=True)):
-        objective.SetCoefficient(x[p], float(cost[c, r]) / factor)
-    objective.SetMinimization()
-    status = solver.Solve()
-    if status != pywraplp.Solver.OPTIMAL:
-        logger.info("coarse plan LP status %d", status)
+                lp.group_rows(load[members], (1.0 + tolerance) * shares, (1.0 - tolerance) * shares)
+    answer = lp.solve()
+    if answer.status is not LpStatus.OPTIMAL:
+        logger.info("coarse plan LP: %s", answer.status.value)
         return None
-    return np.array([v.solution_value() for v in x])
+    return answer.values[x]
 
 
 def smallest_per_row(key: np.ndarray, k: int) -> np.ndarray:

@@ -27,6 +27,7 @@ from ortools.linear_solver import pywraplp
 
 from optimizer.lns import solve_neighbourhood
 from optimizer.problem import Problem, best_centres, group_ratio, with_tolerance
+from optimizer.sparse_lp import LpStatus, SparseLp
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +74,15 @@ class LpSolution:
         return out
 
 
-def solve_lp(problem: Problem) -> LpSolution | None:
+def solve_lp(problem: Problem, seconds: float | None = None) -> LpSolution | None:
     """Solve the LP relaxation with GLOP.
 
     Parameters
     ----------
     problem
         The problem (tolerances as they stand in it).
+    seconds
+        Time GLOP may take (``None``: no limit); past it, no solution.
 
     Returns
     -------
@@ -91,77 +94,51 @@ def solve_lp(problem: Problem) -> LpSolution | None:
     LpInfeasibleError
         When the LP is infeasible: then so is the problem.
     """
-    solver = pywraplp.Solver.CreateSolver("GLOP")
-    # dual simplex: about 10x faster than primal on these assignment LPs (0.5 s vs 4.3 s on the example)
-    solver.SetSolverSpecificParametersAsString("use_dual_simplex: true")
-    n_pairs = len(problem.pair_unit)
-    x = [solver.NumVar(0.0, 1.0, "") for _ in range(n_pairs)]
-    order = np.argsort(problem.pair_unit, kind="stable")
-    starts = np.searchsorted(problem.pair_unit[order], np.arange(problem.num_units + 1))
-    for u in range(problem.num_units):
-        row = solver.Constraint(1.0, 1.0)
-        for p in order[starts[u] : starts[u + 1]]:
-            row.SetCoefficient(x[p], 1.0)
-    by_rep = [np.flatnonzero(problem.pair_rep == r) for r in range(problem.num_reps)]
-    links: list[tuple[int, int, pywraplp.Constraint, float]] = []
-    for m, metric in enumerate(problem.metrics):
+    n_reps = problem.num_reps
+    lp = SparseLp()
+    cost_factor = max(float(problem.pair_cost.max(initial=1)), 1.0) / 1000.0
+    x = lp.columns(0.0, 1.0, problem.pair_cost / cost_factor, count=len(problem.pair_unit))
+    lp.coefficients(lp.rows(1.0, 1.0, count=problem.num_units)[problem.pair_unit], x, 1.0)
+    links: list[tuple[np.ndarray, float]] = []
+    for metric in problem.metrics:
         # rows scaled so the largest unit is 1: GLOP ended ABNORMAL on 100k-account problems whose metrics
         # run to 1e10 (scaling a row and its bounds together leaves the feasible set unchanged)
         row_scale = max(float(metric.values.max(initial=1)), 1.0)
-        values = metric.values.astype(float) / row_scale
-        loads = []
-        for r in range(problem.num_reps):
-            pairs = by_rep[r]
-            load = solver.NumVar(0.0, solver.infinity(), "")
-            row = solver.Constraint(0.0, 0.0)
-            links.append((m, r, row, row_scale))
-            row.SetCoefficient(load, -1.0)
-            for p, v in zip(pairs, values[problem.pair_unit[pairs]], strict=True):
-                row.SetCoefficient(x[p], float(v))
-            if metric.lo is not None and metric.hi is not None:
-                load.SetBounds(float(metric.lo[r]) / row_scale, float(metric.hi[r]) / row_scale)
-            loads.append(load)
+        if metric.lo is not None and metric.hi is not None:
+            loads = lp.columns(metric.lo / row_scale, metric.hi / row_scale)
+        else:
+            loads = lp.columns(0.0, np.inf, count=n_reps)
+        link = lp.rows(0.0, 0.0, count=n_reps)
+        lp.coefficients(link, loads, -1.0)
+        lp.coefficients(link[problem.pair_rep], x, metric.values[problem.pair_unit] / row_scale)
+        links.append((link, row_scale))
         if metric.grouped:
             for g in np.unique(metric.groups):
                 members = np.flatnonzero(metric.groups == g)
                 group_fte = sum((problem.fte_exact[r] for r in members), Fraction(0))
-                # the group's total as a variable: two sparse rows per rep, not rows over every member (a
+                # the group's total as a column: two sparse rows per rep, not rows over every member (a
                 # 333-rep group made 220,000 nonzeros per metric, and GLOP minutes at 1M accounts)
-                total = solver.NumVar(0.0, solver.infinity(), "")
-                row = solver.Constraint(0.0, 0.0)
-                row.SetCoefficient(total, -1.0)
-                for q in members:
-                    row.SetCoefficient(loads[q], 1.0)
-                for r in members:
-                    share = problem.fte_exact[r] / group_fte
-                    for sign, upper in ((1, True), (-1, False)):
-                        num, den = group_ratio(metric, share, upper=upper)
-                        row = solver.Constraint(-solver.infinity(), 0.0)
-                        row.SetCoefficient(loads[r], float(sign))
-                        row.SetCoefficient(total, -sign * num / den)
+                shares = [problem.fte_exact[r] / group_fte for r in members]
+                upper, lower = ([_ratio(group_ratio(metric, s, upper=up)) for s in shares] for up in (True, False))
+                lp.group_rows(loads[members], np.array(upper), np.array(lower))
     for budget in problem.budgets:
         moved = budget.moved(problem.pair_unit, problem.pair_rep)
         row_scale = max(float(moved.max(initial=1)), 1.0)
-        row = solver.Constraint(-solver.infinity(), float(budget.limit) / row_scale)
-        for p, w in enumerate(moved):
-            if w:
-                row.SetCoefficient(x[p], float(w) / row_scale)
-    objective = solver.Objective()
-    cost_factor = max(float(problem.pair_cost.max(initial=1)), 1.0) / 1000.0
-    for p, c in enumerate(problem.pair_cost):
-        objective.SetCoefficient(x[p], float(c) / cost_factor)
-    objective.SetMinimization()
-    status = solver.Solve()
-    if status == pywraplp.Solver.INFEASIBLE:
+        row = lp.rows(-np.inf, float(budget.limit) / row_scale, count=1)
+        used = np.flatnonzero(moved)
+        lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
+    answer = lp.solve(seconds=seconds)
+    if answer.status is LpStatus.INFEASIBLE:
         raise LpInfeasibleError("the LP relaxation has no solution")
-    if status != pywraplp.Solver.OPTIMAL:
-        logger.warning("LP relaxation ended with status %d; continuing without it", status)
+    if answer.status is not LpStatus.OPTIMAL:
+        logger.warning("LP relaxation ended without an optimal solution; continuing without it")
         return None
-    values = np.array([v.solution_value() for v in x])
-    duals = np.zeros((len(problem.metrics), problem.num_reps))
-    for m, r, row, row_scale in links:
-        duals[m, r] = row.dual_value() * cost_factor / row_scale
-    return LpSolution(x=np.clip(values, 0.0, 1.0), objective=objective.Value() * cost_factor, link_duals=duals)
+    duals = np.stack([answer.duals[link] * cost_factor / row_scale for link, row_scale in links]).reshape(-1, n_reps)
+    return LpSolution(x=np.clip(answer.values[x], 0.0, 1.0), objective=answer.objective * cost_factor, link_duals=duals)
+
+
+def _ratio(fraction: tuple[int, int]) -> float:
+    return fraction[0] / fraction[1]
 
 
 def solve_lp_or_none(problem: Problem) -> LpSolution | None:

@@ -32,6 +32,7 @@ from ortools.sat.python import cp_model
 
 from optimizer.contiguous import Rules, descend_contiguous, first_plan, plan_from_groups, relocate
 from optimizer.diagnose import contiguity_verdict, explain_infeasible, presolve_checks
+from optimizer.disaggregation import Rounds, disaggregation_rounds
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, reproducible, run
 from optimizer.model import build_cp_model
@@ -190,13 +191,17 @@ FULL_MODEL_PAIRS = 5_000
 #: Above this many pairs the first plan comes from clustered units (:mod:`optimizer.aggregate`): the LP over
 #: every pair takes minutes (about 9 M pairs at 100,000 accounts and 100 reps).
 AGGREGATE_PAIRS = 400_000
-#: Shares of the time left after the first plan that large problems spend on single-move descent, then
-#: (of what is left after it) on the Lagrangian bound; the LNS gets the rest.
-DESCENT_SHARE, BOUND_SHARE = 0.4, 0.7
+#: Shares of the time left after the first plan that very large problems spend on clustered LP rounds (bounds and
+#: plans, :mod:`optimizer.disaggregation`), then (of what is left each time) on single-move descent and on the
+#: Lagrangian search; the LNS gets the rest.
+ROUNDS_SHARE, DESCENT_SHARE, BOUND_SHARE = 0.8, 0.4, 0.7
+#: Seconds the Lagrangian search needs to be worth starting after clustered LP rounds gave a bound.
+MIN_SEARCH_SECONDS = 10.0
 #: What the bound of a clustered solve is (``statistics["bound"]``, and so ``summary.json``).
 AGGREGATED_BOUND = (
     "Lagrangian relaxation of the balance rows over every allowed unit-rep pair (optimizer.lagrange): "
-    "prices from the clustered LP's duals, improved by a cutting-plane search; a proven lower bound"
+    "prices from the duals of clustered LPs split where units part from their cluster (optimizer.disaggregation), "
+    "improved by a cutting-plane search; a proven lower bound"
 )
 
 
@@ -269,10 +274,11 @@ def _solve_aggregated(
     hint: np.ndarray | None,
     stop: _Stop,
 ) -> Result:
-    """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), then LNS on the units.
+    """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), clustered LP rounds
+    (:mod:`optimizer.disaggregation`: bounds and better plans), then descent and LNS on the units.
 
-    The bound is Lagrangian (:mod:`optimizer.lagrange`, given :data:`BOUND_SHARE` of the time left after the
-    first plan), starting from the clustered LP's prices: the assignment LP, which bounds smaller problems, does
+    The bound is Lagrangian (:mod:`optimizer.lagrange`): at the duals of the rounds' LPs, then searched from the
+    best of them for :data:`BOUND_SHARE` of the time left: the assignment LP, which bounds smaller problems, does
     not finish in time at this size.
     """
     from optimizer.aggregate import clustered_start
@@ -287,7 +293,10 @@ def _solve_aggregated(
     start = first.plan
     start = _cheaper_start(problem, start, hint)
     statistics: dict[str, object] = {
-        "method": "clustered LP start + balance repair + single-move descent + CP-SAT large-neighbourhood search",
+        "method": (
+            "clustered LP start + balance repair + clustered LP rounds at the exact tolerances + single-move descent"
+            " + CP-SAT large-neighbourhood search"
+        ),
         "pairs": len(problem.pair_unit),
         "clusters": first.clusters,
         "cluster_pairs": first.cluster_pairs,
@@ -300,19 +309,50 @@ def _solve_aggregated(
     first_seconds = time.perf_counter() - clock
     if progress is not None:
         progress(ProgressEvent(first_seconds, problem.objective_of(start), 0.0, None, 1))
-    # single moves first: on the clustered start they save more per second than CP-SAT neighbourhoods
+    rounds = None
+    if first.cluster is not None:
+        # clustered LPs at the exact tolerances, split where units part from their cluster: bounds and plans
+        if progress is not None:
+            phase = "bound and plans: clustered LP rounds"
+            progress(ProgressEvent(first_seconds, problem.objective_of(start), 0.0, None, 1, phase=phase))
+
+        def on_round(found: Rounds) -> None:
+            if progress is not None:
+                event_bound = found.bound / problem.cost_scale
+                gap = _gap(found.cost, found.bound)
+                seconds = time.perf_counter() - clock
+                progress(ProgressEvent(seconds, found.cost / problem.cost_scale, event_bound, gap, found.rounds + 1))
+
+        now = time.perf_counter()
+        rounds = disaggregation_rounds(
+            problem,
+            first.cluster,
+            start,
+            deadline=None if deadline is None else now + ROUNDS_SHARE * (deadline - now),
+            relative_gap=settings.relative_gap,
+            on_round=on_round,
+            stop=stop.event,
+            expected_seconds=first.lp_seconds,
+        )
+        start = rounds.plan
+    # single moves: on a clustered plan they save more per second than CP-SAT neighbourhoods
     now = time.perf_counter()
     start = descend(problem, start, deadline=None if deadline is None else now + DESCENT_SHARE * (deadline - now))
     remaining = None if deadline is None else deadline - time.perf_counter()
-    if progress is not None:
-        now = time.perf_counter() - clock
-        progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
-    bound = lagrangian_bound(
-        problem,
-        first.prices,
-        upper=float(assignment_cost(problem, start)),
-        seconds=BOUND_SHARE * (remaining if remaining is not None else 60.0),
-    )
+    best_prices = () if rounds is None or rounds.prices is None else (rounds.prices,)
+    seconds = BOUND_SHARE * (remaining if remaining is not None else 60.0)
+    bound = rounds.bound if rounds is not None else -np.inf
+    if not np.isfinite(bound) or seconds >= MIN_SEARCH_SECONDS:
+        # (the search first sorts every pair and prices its starts: seconds at 100,000 accounts)
+        if progress is not None:
+            now = time.perf_counter() - clock
+            progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
+        bound = max(
+            bound,
+            lagrangian_bound(
+                problem, best_prices or first.prices, upper=float(assignment_cost(problem, start)), seconds=seconds
+            ),
+        )
 
     plan, cost, log = _improve_from(problem, settings, start, bound, clock, deadline, progress, stop, among_reps=True)
     objective = problem.real_cost(problem.pairs_of(plan))
@@ -329,6 +369,8 @@ def _solve_aggregated(
             "first_solution_seconds": first_seconds,
             "lns_steps": log.steps,
             "lns_improvements": log.improvements,
+            "rounds": 0 if rounds is None else rounds.rounds,
+            "round_clusters": None if rounds is None else rounds.clusters,
         },
     )
 

@@ -10,10 +10,13 @@ import pytest
 from optimizer import SolveSettings, solve
 from optimizer import solver as solver_module
 from optimizer.aggregate import clustered_start
-from optimizer.lagrange import lagrangian_bound
+from optimizer.disaggregation import disaggregation_rounds
+from optimizer.lagrange import group_ranges, lagrangian_bound
 from optimizer.lns import assignment_cost
 from optimizer.problem import Problem
+from optimizer.relaxation import solve_lp
 from optimizer.result import Status
+from optimizer.score import score
 from territory.pipeline import prepare
 from tests.conftest import ScenarioWriter
 
@@ -77,6 +80,11 @@ def test_bounds_never_exceed_a_proven_optimum(
 
     first = clustered_start(problem, deadline=None)
     assert first.plan is not None and first.prices
+    for plan in (full.unit_rep, first.plan):
+        assert_group_totals_in_range(problem, plan)
+    rounds = disaggregation_rounds(problem, first.cluster, first.plan, deadline=None, max_rounds=3)
+    assert rounds.bound <= optimum and rounds.cost >= optimum
+    assert score(problem, rounds.plan).feasible and rounds.cost == assignment_cost(problem, rounds.plan)
     from_zero = lagrangian_bound(problem, None, upper=optimum, seconds=5, max_steps=100)
     from_prices = lagrangian_bound(problem, first.prices, upper=optimum, seconds=5, max_steps=0)
     searched = lagrangian_bound(problem, first.prices, upper=optimum, seconds=5, max_steps=100)
@@ -90,3 +98,32 @@ def test_bounds_never_exceed_a_proven_optimum(
     assert clustered.statistics["bound"] == solver_module.AGGREGATED_BOUND
     assert clustered.bound <= full.objective * (1 + 1e-9)
     assert clustered.objective >= full.objective * (1 - 1e-9)
+
+
+def assert_group_totals_in_range(problem: Problem, plan: np.ndarray) -> None:
+    """Every group's total of a metric balanced within segment groups lies in :func:`group_ranges`; segment
+    rules are soft here, so any unit may go to any group, and only the workload bounds narrow the ranges."""
+    for metric in problem.metrics:
+        if not metric.grouped:
+            continue
+        low, high = group_ranges(problem, metric)
+        held = np.bincount(metric.groups[plan], weights=metric.values, minlength=len(low))
+        assert np.all(low <= held) and np.all(held <= high), (metric.name, low, held, high)
+        assert np.all(low > 0) and np.all(high < metric.values.sum()), (metric.name, low, high)
+
+
+def test_rounds_end_at_the_units_lp(scenario_writer: ScenarioWriter) -> None:
+    """Split until no cluster's members part ways, the rounds' bound is the LP relaxation over the units, and each
+    round's bound is at least the one before."""
+    problem = three_towns(scenario_writer, seed=4)
+    first = clustered_start(problem, deadline=None)
+    assert first.cluster is not None
+    lp = solve_lp(problem)
+    assert lp is not None
+    bounds: list[float] = []
+    rounds = disaggregation_rounds(
+        problem, first.cluster, first.plan, deadline=None, max_rounds=50, on_round=lambda r: bounds.append(r.bound)
+    )
+    assert rounds.rounds < 50 and bounds == sorted(bounds)
+    assert rounds.bound == pytest.approx(lp.objective, rel=1e-6)
+    assert rounds.cost >= lp.objective - 1e-6

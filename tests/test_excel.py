@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
 
+from models import plan_excel, xlsx
 from models.plan_excel import SUMMARY_SHEET, TOTAL_LABEL, sheet_names, write_plan_excel
 from models.plan_io import write_plan
 from tests.test_maps import custom_metric_plan, three_cities_plan
@@ -73,3 +75,51 @@ def test_sheet_names_are_valid_and_unique() -> None:
     assert names[5] == "summary (2)"  # the summary sheet's name is taken, whatever the case
     assert names[6] == "Territory"
     assert len({n.lower() for n in names}) == len(names)
+
+
+def test_territories_written_in_blocks_give_the_same_workbook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Account rows are made a block of territories at a time; blocks of any size give the same cells."""
+    plan = three_cities_plan()
+    whole = write_plan_excel(tmp_path / "whole.xlsx", plan)
+    monkeypatch.setattr(plan_excel, "BLOCK_ROWS", 3)
+    blocks = write_plan_excel(tmp_path / "blocks.xlsx", plan)
+    first, second = openpyxl.load_workbook(whole), openpyxl.load_workbook(blocks)
+    assert first.sheetnames == second.sheetnames
+    for name in first.sheetnames:
+        cells = [[(c.value, c.number_format, c.font.b) for c in row] for row in first[name].iter_rows()]
+        assert cells == [[(c.value, c.number_format, c.font.b) for c in row] for row in second[name].iter_rows()]
+        assert first[name].freeze_panes == second[name].freeze_panes
+
+
+def test_cells_keep_text_numbers_and_booleans(tmp_path: Path) -> None:
+    """Text is escaped (``&``, ``<``, leading spaces kept), empty text and non-finite numbers leave the cell
+    empty, numbers keep their display format, and the sheet name may hold ``&`` and quotes."""
+    book = xlsx.Workbook(tmp_path / "cells.xlsx")
+    bold, tenths = book.style(xlsx.CellStyle(bold=True)), book.style(xlsx.CellStyle("#,##0.0"))
+    # a pyarrow-backed column in two chunks (as pandas makes by concatenating), written as one
+    halves = [pd.Series(part, dtype="string[pyarrow]") for part in (["a & b <c>", " padded "], ["", None, "é ü 日本"])]
+    texts = pd.concat(halves, ignore_index=True)
+    rows = xlsx.row_text(np.arange(len(texts)) + 1)
+    cells = [
+        xlsx.text_cells(xlsx.text_of(texts), bold, 0, rows),
+        xlsx.number_cells(np.array([1.5, np.nan, np.inf, 1e20, 0.1]), np.full(len(texts), tenths), 1, rows),
+        xlsx.bool_cells(np.array([True, False, True, False, True]), np.array([0, 0, 0, 0, 1], dtype=bool), 0, 2, rows),
+    ]
+    sheet = xlsx.Sheet("R&D 'north'", freeze=(1, 0), widths={0: 12})
+    sheet.skip()
+    sheet.add(xlsx.joined_bytes(xlsx.row_xml(rows, cells)), len(texts), 3)
+    book.write(sheet)
+    book.close()
+    read = openpyxl.load_workbook(tmp_path / "cells.xlsx")
+    assert read.sheetnames == ["R&D 'north'"]
+    values = [row for row in read.worksheets[0].iter_rows(values_only=True)]
+    assert values == [
+        (None, None, None),
+        ("a & b <c>", 1.5, True),
+        (" padded ", None, False),
+        (None, None, True),
+        (None, 1e20, False),
+        ("é ü 日本", 0.1, None),
+    ]
+    assert read.worksheets[0]["B2"].number_format == "#,##0.0" and read.worksheets[0]["A2"].font.b
+    assert read.worksheets[0].freeze_panes == "A2"

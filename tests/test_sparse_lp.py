@@ -1,0 +1,41 @@
+"""LPs assembled from arrays (optimizer.sparse_lp): optima, duals and statuses known by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from optimizer.sparse_lp import LpStatus, SparseLp
+
+
+def test_a_two_column_lp_has_its_hand_optimum_and_duals() -> None:
+    """min x + 2y with x + y = 3 and x - y <= 0: x = y = 1.5, cost 4.5; duals 1.5 and -0.5 (coefficients given
+    twice add up)."""
+    lp = SparseLp()
+    x = lp.columns(0.0, 10.0, np.array([1.0, 2.0]))
+    rows = lp.rows(np.array([3.0, -np.inf]), np.array([3.0, 0.0]))
+    lp.coefficients(np.array([0, 0, 1, 1]), x[[0, 1, 0, 1]], np.array([0.5, 1.0, 1.0, -1.0]))
+    lp.coefficients(rows[:1], x[:1], 0.5)
+    answer = lp.solve()
+    assert answer.status is LpStatus.OPTIMAL
+    assert answer.objective == pytest.approx(4.5)
+    assert answer.values == pytest.approx([1.5, 1.5])
+    assert answer.duals == pytest.approx([1.5, -0.5])
+
+
+def test_group_rows_keep_each_load_within_its_share_of_the_total() -> None:
+    """Two loads whose sum is free, each within 40-60 % of it; the first costs more: 40/60 split of 10."""
+    lp = SparseLp()
+    loads = lp.columns(0.0, 100.0, np.array([2.0, 1.0]))
+    lp.coefficients(lp.rows(10.0, 10.0, count=1).repeat(2), loads, 1.0)
+    lp.group_rows(loads, np.array([0.6, 0.6]), np.array([0.4, 0.4]))
+    answer = lp.solve()
+    assert answer.status is LpStatus.OPTIMAL
+    assert answer.values[loads] == pytest.approx([4.0, 6.0])
+
+
+def test_an_infeasible_lp_says_so() -> None:
+    lp = SparseLp()
+    x = lp.columns(0.0, 1.0, 1.0, count=1)
+    lp.coefficients(lp.rows(2.0, 3.0, count=1), x, 1.0)
+    assert lp.solve().status is LpStatus.INFEASIBLE
