@@ -664,7 +664,7 @@ def _stronger_centre_bound(
     """After the search: SCIP on the integer balanced p-median where the LP was solved (its partition may also be a
     plan), else the p-median's Lagrangian (too many units for the LP)."""
     if lp_bound is None:
-        bound = pmedian_bound(problem, upper=problem.objective_of(plan), seconds=seconds)
+        bound = pmedian_bound(problem, upper=problem.objective_of(plan), seconds=seconds, plan=plan)
         return _CentreBound(bound, "Lagrangian of the balanced p-median (contiguity relaxed)", None)
     # whole assignments close much of the LP's gap on maps of large units (a split county costs the LP nothing)
     found: list[np.ndarray] = []
