@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from optimizer import SolveSettings, build_problem, score, solve
+from optimizer.problem import Problem
 from optimizer.score import disconnected
 from territory.pipeline import prepare
 
@@ -127,19 +128,10 @@ def test_locked_units_that_cannot_be_joined_are_named(strip_with_far_rep: Path) 
     assert "a00" in str(error.value) and "a05" in str(error.value)
 
 
-def test_centre_bound_is_below_every_feasible_plan_and_tight_on_clusters(scenario_writer) -> None:
-    """The balanced p-median LP bounds centre-based compactness from below: checked against every assignment.
-
-    Eight accounts with uneven workloads on a small random-looking map, three open territories, accounts within
-    ±40 %: every one of the 3^8 assignments within tolerance costs at least the bound, and the bound is positive
-    (CP-SAT's own bound for the centre model stays near zero on instances like North Carolina's).
-    """
-    import itertools
-
-    from optimizer.relaxation import centre_bound
-    from optimizer.score import score
-
-    rng = np.random.default_rng(5)
+def _eight_accounts_three_territories(scenario_writer, seed: int, weightless: tuple[int, ...] = ()) -> Problem:
+    """Eight accounts with uneven workloads (none for ``weightless``) on a small random map, three open
+    territories, accounts within ±40 %, centre-based compactness."""
+    rng = np.random.default_rng(seed)
     accounts = [
         {
             "id": f"a{i}",
@@ -147,7 +139,7 @@ def test_centre_bound_is_below_every_feasible_plan_and_tight_on_clusters(scenari
             "longitude": -90.0 + float(rng.uniform(0, 1)),
             "segment": "smb",
             "potential": 1.0,
-            "workload": float(rng.integers(1, 5)),
+            "workload": 0.0 if i in weightless else float(rng.integers(1, 5)),
         }
         for i in range(8)
     ]
@@ -158,14 +150,34 @@ def test_centre_bound_is_below_every_feasible_plan_and_tight_on_clusters(scenari
         balance={"accounts": {"tolerance_pct": 40}},
         objective={"compactness": 1.0, "compactness_measure": "centre"},
     )
-    problem = build_problem(prepare(path).dataset)
+    return build_problem(prepare(path).dataset)
+
+
+def _best_by_enumeration(problem: Problem) -> tuple[float, np.ndarray | None]:
+    """The cheapest assignment within tolerance, by trying all of them."""
+    import itertools
+
+    best, plan = np.inf, None
+    for combo in itertools.product(range(problem.num_reps), repeat=problem.num_units):
+        unit_rep = np.array(combo)
+        if score(problem, unit_rep).feasible and problem.objective_of(unit_rep) < best:
+            best, plan = problem.objective_of(unit_rep), unit_rep
+    return best, plan
+
+
+def test_centre_bound_is_below_every_feasible_plan_and_tight_on_clusters(scenario_writer) -> None:
+    """The balanced p-median LP bounds centre-based compactness from below: checked against every assignment.
+
+    Eight accounts with uneven workloads on a small random-looking map, three open territories, accounts within
+    ±40 %: every one of the 3^8 assignments within tolerance costs at least the bound, and the bound is positive
+    (CP-SAT's own bound for the centre model stays near zero on instances like North Carolina's).
+    """
+    from optimizer.relaxation import centre_bound
+
+    problem = _eight_accounts_three_territories(scenario_writer, seed=5)
     bound = centre_bound(problem)
     assert bound is not None and bound > 0
-    best = np.inf
-    for combo in itertools.product(range(3), repeat=problem.num_units):
-        unit_rep = np.array(combo)
-        if score(problem, unit_rep).feasible:
-            best = min(best, problem.objective_of(unit_rep))
+    best, _ = _best_by_enumeration(problem)
     assert np.isfinite(best)
     assert bound <= best + 1e-6
     result = solve(problem, SolveSettings(time_limit_s=10, workers=2))
@@ -178,38 +190,12 @@ def test_pmedian_lagrangian_is_below_every_feasible_plan(scenario_writer, monkey
     """The Lagrangian p-median bound never exceeds the best plan, checked against every assignment, with short
     candidate lists (every centre then needs the exact check beyond its list) and with whole lists; two
     accounts without workload (weightless units made every centre look unsure once, and stalled the search)."""
-    import itertools
-
     from optimizer import pmedian
-    from optimizer.score import score
 
     monkeypatch.setattr(pmedian, "NEAR_FACTOR", near[0])
     monkeypatch.setattr(pmedian, "NEAR_MARGIN", near[1])
-    rng = np.random.default_rng(11)
-    accounts = [
-        {
-            "id": f"a{i}",
-            "latitude": 40.0 + float(rng.uniform(0, 1)),
-            "longitude": -90.0 + float(rng.uniform(0, 1)),
-            "segment": "smb",
-            "potential": 1.0,
-            "workload": 0.0 if i in (2, 6) else float(rng.integers(1, 5)),
-        }
-        for i in range(8)
-    ]
-    reps = [{"id": f"T{r}", "latitude": "", "longitude": "", "fte": 1.0} for r in range(3)]
-    path = scenario_writer(
-        accounts,
-        reps,
-        balance={"accounts": {"tolerance_pct": 40}},
-        objective={"compactness": 1.0, "compactness_measure": "centre"},
-    )
-    problem = build_problem(prepare(path).dataset)
-    best, plan = np.inf, None
-    for combo in itertools.product(range(3), repeat=problem.num_units):
-        unit_rep = np.array(combo)
-        if score(problem, unit_rep).feasible and problem.objective_of(unit_rep) < best:
-            best, plan = problem.objective_of(unit_rep), unit_rep
+    problem = _eight_accounts_three_territories(scenario_writer, seed=11, weightless=(2, 6))
+    best, plan = _best_by_enumeration(problem)
     assert plan is not None
     for start in (None, plan):  # from zero prices and from the best plan's
         bound = pmedian.pmedian_bound(problem, upper=best, seconds=5.0, iterations=300, plan=start)
