@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                 row["gerrychain_best_seconds"] = best["seconds"]
                 if "compactness" in row:
                     row["ratio_peer"] = row["compactness"] / best["score"]["compactness"]
+            # one table cell: the engine's message lines joined by "; " (a "|" would end the cell)
+            note = note.replace(" | ", "; ").replace("|", "/")
+            row["note"] = note
             rows.append(row)
             print(
                 f"| {name} | {row['areas']:,} | {row['outcome']} | {_fmt(row.get('first_seconds'), 2)} | "
