@@ -3,6 +3,8 @@
 Usage::
 
     python benchmarks/bench_counties.py ../shared/benchmarks/counties                 # every instance, 60 s each
+    python benchmarks/bench_counties.py ../shared/benchmarks/counties --peer-cap 10   # GerryChain seeds that fail on
+                                                                                      # counties stop at 10 s
     python benchmarks/bench_counties.py ../shared/benchmarks/counties --time-limit 20 --only NC,OH
     python benchmarks/bench_counties.py ../shared/benchmarks/counties --skip-tracts --json /tmp/counties.json
 
@@ -184,7 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=60.0, help="our time limit per instance, s (default 60)")
     parser.add_argument("--seed", type=int, default=0, help="our solver's seed (default 0)")
     parser.add_argument("--seeds", default="0-9", help="GerryChain seeds (default 0-9)")
-    parser.add_argument("--peer-cap", type=float, default=60.0, help="GerryChain's time per seed, s (default 60)")
+    parser.add_argument(
+        "--peer-cap", type=float, default=60.0, help="GerryChain's time per seed on county graphs, s (default 60)"
+    )
+    parser.add_argument(
+        "--tract-peer-cap", type=float, default=60.0, help="GerryChain's time per seed on tract graphs, s (default 60)"
+    )
     parser.add_argument("--only", help="states to run, e.g. NC,OH (default: all)")
     parser.add_argument("--skip-tracts", action="store_true", help="county graphs only")
     parser.add_argument("--skip-peers", action="store_true", help="ours only")
@@ -197,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Limits: ours {args.time_limit:g} s per instance (seed {args.seed}, all cores); GerryChain "
         f"recursive_tree_part, seeds {args.seeds if seeds else 'none'}, epsilon {TOLERANCE_PCT / 100:g}, "
-        f"{args.peer_cap:g} s per seed; population within ±{TOLERANCE_PCT:g} %, contiguous"
+        f"{args.peer_cap:g} s per seed on counties, {args.tract_peer_cap:g} s on tracts; "
+        f"population within ±{TOLERANCE_PCT:g} %, contiguous"
     )
     print()
     print(
@@ -217,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             coords = np.column_stack([units.latitude, units.longitude])
             # a proof of infeasibility (a unit above every share, or CP-SAT's) leaves GerryChain nothing to find
             peers = (
-                [] if ours["outcome"] == "proven infeasible" else run_peers(graph, population, k, seeds, args.peer_cap)
+                []
+                if ours["outcome"] == "proven infeasible"
+                else run_peers(graph, population, k, seeds, args.tract_peer_cap if "tracts" in name else args.peer_cap)
             )
             for peer in peers:
                 if "assignment" in peer:
