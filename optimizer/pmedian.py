@@ -87,7 +87,7 @@ def pmedian_bound(
     steps = 0
     while steps < iterations and time.perf_counter() - clock <= seconds:
         steps += 1
-        value_l, served = _lagrangian(lam, lists, value, lo, hi, p)
+        value_l, served = _lagrangian(lam, lists, lo, hi, p)
         if not np.isfinite(best) or value_l > best + 1e-9 * max(abs(best), 1.0):
             best, stale = value_l, 0
         else:
@@ -133,8 +133,8 @@ class _Lists:
     """Every centre's candidate units (columns of ``order``, the centre first) and what lies beyond them.
 
     ``ignored`` units (no weight, no load) take part nowhere; ``anywhere`` units (no weight, some load) are on
-    every list; the rest are listed nearest first, up to the list's size, and ``reach[c]`` is the distance of
-    the farthest one listed (``inf`` when every unit is listed).
+    every list; the rest are listed nearest first, up to the list's size; ``listed[u, c]`` says whether unit
+    ``u`` is on centre ``c``'s list.
     """
 
     def __init__(self, distance: np.ndarray, weight: np.ndarray, value: np.ndarray, p: int) -> None:
@@ -146,54 +146,53 @@ class _Lists:
         regular = int(self.regular.sum())
         near = min(regular, int(NEAR_FACTOR * n / max(p, 1)) + NEAR_MARGIN)
         self.size = 1 + near + int(anywhere.sum())
-        self.order, self.reach = self.columns(np.arange(n), self.size)
-        self.complete = self.size >= 1 + regular + int(anywhere.sum())
-        self.cost = weight[self.order] * np.take_along_axis(distance, self.order, axis=0)
+        self.order = self.columns(np.arange(n), self.size)
+        self.complete = near >= regular
+        self.cost = self.costs(self.order, np.arange(n))
         self.listed = np.zeros((n, n), dtype=bool)
         np.put_along_axis(self.listed, self.order, True, axis=0)
 
-    def columns(self, centres: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``size`` candidates of each centre, and the distance of the farthest regular one listed."""
+    def columns(self, centres: np.ndarray, size: int) -> np.ndarray:
+        """The first ``size`` candidates of each centre (a column per centre, the centre first)."""
         key = np.where(self.regular[:, None], self.distance[:, centres], np.inf)
         key[np.flatnonzero(~self.regular & ~self.ignored), :] = -1.0
         key[centres, np.arange(len(centres))] = -2.0
-        order = np.argsort(key, axis=0, kind="stable")[:size]
-        listed = np.take_along_axis(key, order, axis=0)
-        reach = np.where(np.isfinite(listed), listed, -np.inf).max(axis=0, initial=0.0)
-        return order, reach
+        return np.argsort(key, axis=0, kind="stable")[:size]
+
+    def costs(self, order: np.ndarray, centres: np.ndarray) -> np.ndarray:
+        """``w[u] d[u, c]`` of every listed unit ``u = order[i, j]`` and its centre ``c = centres[j]``."""
+        return self.weight[order] * self.distance[order, centres[None, :]]
 
 
-def _lagrangian(
-    lam: np.ndarray, lists: _Lists, value: np.ndarray, lo: float, hi: float, p: int
-) -> tuple[float, np.ndarray]:
+def _lagrangian(lam: np.ndarray, lists: _Lists, lo: float, hi: float, p: int) -> tuple[float, np.ndarray]:
     """``L(lambda)`` and how much of every unit the chosen centres serve (the subgradient's part)."""
     n = len(lam)
+    value = lists.value
     knapsacks = _centres(lists.order, lists.cost - lam[lists.order], value[lists.order], lo, hi)
     rho = knapsacks.rho
     exact: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if not lists.complete:
-        extras = _beyond(lam, lists, value, knapsacks.last)
+        extras = _beyond(lam, lists, knapsacks.last)
         short = np.flatnonzero(~np.isfinite(rho))  # the list cannot reach the smallest load: every unit
         if len(short):
-            order, _ = lists.columns(short, n)
-            cost = lists.weight[order] * np.take_along_axis(lists.distance[:, short], order, axis=0)
-            full = _centres(order, cost - lam[order], value[order], lo, hi)
+            order = lists.columns(short, n)
+            full = _centres(order, lists.costs(order, short) - lam[order], value[order], lo, hi)
             rho[short] = full.rho
             exact.update({int(c): full.members(i) for i, c in enumerate(short.tolist())})
         grown = [c for c in extras if np.isfinite(knapsacks.rho[c]) and c not in exact]
         if grown:
             # a knapsack over its list and every unit beyond it priced below what it paid is the knapsack over
             # all units: the sorted prefix that reaches its load never goes past that price
+            # padded with the centre itself at no price and no load, which no knapsack takes
             width = lists.size + max(len(extras[c]) for c in grown)
             order = np.repeat(np.array(grown)[None, :], width, axis=0)
-            price = np.zeros(order.shape)
-            load = np.zeros(order.shape)
+            padding = np.ones(order.shape, dtype=bool)
             for j, c in enumerate(grown):
                 units = np.concatenate([lists.order[:, c], extras[c]])
                 order[: len(units), j] = units
-                price[: len(units), j] = lists.weight[units] * lists.distance[units, c] - lam[units]
-                load[: len(units), j] = value[units]
-            more = _centres(order, price, load, lo, hi)
+                padding[: len(units), j] = False
+            price = np.where(padding, 0.0, lists.costs(order, np.array(grown)) - lam[order])
+            more = _centres(order, price, np.where(padding, 0.0, value[order]), lo, hi)
             rho[grown] = more.rho
             exact.update({c: more.members(j) for j, c in enumerate(grown)})
     count = min(p, int(np.isfinite(rho).sum()))
@@ -211,14 +210,14 @@ def _lagrangian(
 CHECK_CHUNK = 256
 
 
-def _beyond(lam: np.ndarray, lists: _Lists, value: np.ndarray, last: np.ndarray) -> dict[int, np.ndarray]:
+def _beyond(lam: np.ndarray, lists: _Lists, last: np.ndarray) -> dict[int, np.ndarray]:
     """For every centre whose knapsack a unit beyond its list could change, those units: each one priced per
     load below the highest price the knapsack paid (or below zero, where it would join for its own sake), and
     each one without load at a negative price."""
     n = len(lam)
     found: dict[int, np.ndarray] = {}
     regular = np.flatnonzero(lists.regular)
-    w, v, lam_r = lists.weight[regular, None], value[regular], lam[regular, None]
+    w, v, lam_r = lists.weight[regular, None], lists.value[regular], lam[regular, None]
     loaded = v > 0
     per_load = np.where(loaded, 1.0 / np.where(loaded, v, 1.0), 0.0)[:, None]
     for start in range(0, n, CHECK_CHUNK):
