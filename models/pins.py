@@ -307,19 +307,3 @@ def _check_rules(
             column="rep_id",
             hint="pin it to a nearer rep, or raise territories.max_distance_km",
         )
-
-
-def pins_table(rows: list[dict[str, str]]) -> pd.DataFrame:
-    """A pins table from records (``account_id`` or ``unit_id``, ``rep_id``, ``note``), as :func:`read_pins` gives.
-
-    Parameters
-    ----------
-    rows
-        One mapping per pin.
-    """
-    out = pd.DataFrame(rows, columns=list(PIN_COLUMNS)).astype(
-        {"account_id": "string", "unit_id": "string", "rep_id": "string"}
-    )
-    out["note"] = out["note"].fillna("").astype("string")
-    out["row"] = [spreadsheet_row(i) for i in range(len(out))]
-    return out
