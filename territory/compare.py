@@ -359,7 +359,7 @@ def write_comparison(plans: Sequence[ComparedPlan], out_dir: Path | str, *, offl
             quotas.to_csv(tmp / "quota_changes.csv", index=False)
         shown = plans[:MAP_PLANS]
         write_compare_map([p.plan for p in shown], [p.label for p in shown], tmp / "compare_map.html", offline=offline)
-        shown_kpis = kpis.assign(source=[relative_to(p.source, out_dir).as_posix() for p in plans])
+        shown_kpis = kpis.assign(source=[shown_path(p.source, out_dir) for p in plans])
         page = compare_page(shown_kpis, reps, changes, links)
         write_atomic(tmp / "compare.html", lambda path: path.write_text(page, encoding="utf-8"))
 
@@ -377,6 +377,18 @@ def relative_to(path: Path | str, folder: Path | str) -> Path:
         return Path(os.path.relpath(Path(path).resolve(), Path(folder).resolve()))
     except ValueError:
         return Path(path).resolve()
+
+
+def shown_path(path: Path | str, folder: Path | str, climb: int = 2) -> str:
+    """``path`` as a planner reads it on a page written in ``folder``.
+
+    Relative to the page when it is near (at most ``climb`` folders up); otherwise the file with its
+    folder's name (``example/scenario.yaml``), never an absolute path that tells of the machine it ran on.
+    """
+    shown = relative_to(path, folder)
+    if shown.is_absolute() or shown.parts.count("..") > climb:
+        return Path(*Path(path).resolve().parts[-2:]).as_posix()
+    return shown.as_posix()
 
 
 def compare_page(kpis: pd.DataFrame, reps: pd.DataFrame, changes: pd.DataFrame, links: dict[str, Path]) -> str:
