@@ -1193,7 +1193,9 @@ def first_minimum(values: np.ndarray, pair_unit: np.ndarray, starts: np.ndarray)
     """
     minimum = np.minimum.reduceat(values, starts)
     hits = np.flatnonzero(values <= minimum[pair_unit])
-    _, first = np.unique(pair_unit[hits], return_index=True)
+    hit_unit = pair_unit[hits]
+    first = np.ones(len(hits), dtype=bool)  # the hits are in unit order: each unit's first one
+    first[1:] = hit_unit[1:] != hit_unit[:-1]
     return minimum, hits[first]
 
 
