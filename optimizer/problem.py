@@ -27,7 +27,7 @@ import numpy as np
 
 from models.balance import balance_groups
 from models.dataset import Dataset, metric_values
-from models.geo import distance_matrix_km
+from models.geo import distance_matrix_km, haversine_km
 from models.scenario import ANY_SEGMENT, Scenario
 from optimizer.graph import Adjacency
 from optimizer.sparse_lp import LpStatus, SparseLp
@@ -755,6 +755,27 @@ def _pairs(rules: _PairRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+class _UnitAccounts:
+    """The accounts of consecutive units (``local``: unit of each account, from 0), unit by unit in table order."""
+
+    def __init__(self, local: np.ndarray, n_units: int) -> None:
+        self.local, self.n_units = local, n_units
+        self.counts = np.bincount(local, minlength=n_units)
+        first = np.cumsum(self.counts) - self.counts
+        place = np.arange(len(local)) - first[local]
+        order = np.argsort(place, kind="stable")
+        # ``levels[j]`` holds the j-th account of every unit that has one
+        self.levels = np.split(order, np.flatnonzero(np.diff(place[order])) + 1) if len(order) else []
+
+    def reduce(self, ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
+        """``ufunc`` over each unit's accounts in table order, as the sum ``0 + a + b ...`` (0 without accounts)."""
+        out = np.zeros((self.n_units, *values.shape[1:]))
+        for j, level in enumerate(self.levels):
+            rows = self.local[level]
+            out[rows] = values[level] if j == 0 else ufunc(out[rows], values[level])
+        return out
+
+
 def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Allowed-pair mask and compactness of units ``u0 .. u1 - 1`` (``accounts``: their rows, by unit).
 
@@ -762,62 +783,114 @@ def _chunk_pairs(rules: _PairRules, u0: int, u1: int, accounts: np.ndarray) -> t
     """
     shape = (u1 - u0, len(rules.rep_latitude))
     lat, lon = rules.latitude[accounts], rules.longitude[accounts]
+    units = _UnitAccounts(rules.unit_of_account[accounts] - u0, shape[0])
+    nearest_only = rules.candidates is not None and rules.home_base and rules.max_distance_km is None
+    if nearest_only and not (np.isnan(lat).any() or np.isnan(lon).any() or _reps_unplaced(rules)):
+        return _nearest_pairs(rules, u0, u1, accounts, units)
     dist = distance_matrix_km(lat, lon, rules.rep_latitude, rules.rep_longitude)
     # reps without a home base (allowed only when compactness does not count) cost nothing to reach
     missing = bool(np.isnan(dist[:1]).any() or np.isnan(lat).any() or np.isnan(lon).any())
-    # each unit's accounts by their place in it (``accounts`` lists them unit by unit, in table order):
-    # ``level[j]`` holds the j-th account of every unit that has one
-    local = rules.unit_of_account[accounts] - u0
-    counts = np.bincount(local, minlength=shape[0])
-    first = np.cumsum(counts) - counts
-    place = np.arange(len(accounts)) - first[local]
-    order = np.argsort(place, kind="stable")
-    levels = np.split(order, np.flatnonzero(np.diff(place[order])) + 1) if len(order) else []
-
-    def per_unit(ufunc: np.ufunc, values: np.ndarray) -> np.ndarray:
-        """``ufunc`` over each unit's accounts in table order, as the sum ``0 + a + b ...`` (0 without accounts)."""
-        out = np.zeros(shape)
-        for j, level in enumerate(levels):
-            rows = local[level]
-            out[rows] = values[level] if j == 0 else ufunc(out[rows], values[level])
-        return out
-
-    compact = per_unit(np.add, dist * rules.weight[accounts, None])
+    compact = units.reduce(np.add, dist * rules.weight[accounts, None])
     reach = dist  # distances with 0 for reps without a home base
     if missing:
         compact = np.nan_to_num(compact, nan=0.0)
         reach = np.nan_to_num(dist, nan=0.0)
-    allowed = rules.class_allowed[rules.unit_class[u0:u1]]
-    fixed = rules.fixed_rep[u0:u1]
-    locked = np.flatnonzero(fixed >= 0)
-    # a lock keeps the current rep only where the hard segment rules allow it; a lock to a rep the rules
-    # exclude leaves the unit no pair at all, which the presolve checks report
-    lock_fits = allowed[locked, fixed[locked]]
-    allowed[locked, :] = False
-    allowed[locked, fixed[locked]] = lock_fits
+    allowed = _hard_allowed(rules, u0, u1)
     beyond = 0
     if rules.max_distance_km is not None:
-        farthest = per_unit(np.maximum, reach)
+        farthest = units.reduce(np.maximum, reach)
         beyond = int((farthest > rules.max_distance_km).sum())
         allowed &= farthest <= rules.max_distance_km
     if not rules.home_base:
         compact = np.zeros(shape)
-    k = rules.candidates
-    if k is not None:
+    if rules.candidates is not None:
         # rank by distance of the unit's workload-weighted position (compactness per hour)
         hours = rules.hours[u0:u1]
         # a unit without workload has zero compactness everywhere: rank its reps by plain distance instead
-        plain = per_unit(np.add, dist) if (hours <= 0).any() else 0.0
+        plain = units.reduce(np.add, dist) if (hours <= 0).any() else 0.0
         per_hour = np.where((hours > 0)[:, None], compact / np.maximum(hours, 1e-9)[:, None], plain)
-        keep = smallest_per_row(np.where(allowed, per_hour, np.inf), k)
-        current = rules.current_rep[u0:u1]
-        has_current = np.flatnonzero(current >= 0)
-        keep[has_current, current[has_current]] = True
-        if rules.coarse is not None:
-            rows, reps = rules.coarse.pairs(u0, u1)
-            keep[rows, reps] = True
-        allowed &= keep
+        allowed &= _offered(rules, u0, u1, np.where(allowed, per_hour, np.inf))
     return allowed, compact, beyond
+
+
+def _reps_unplaced(rules: _PairRules) -> bool:
+    """Whether some rep lacks a home base."""
+    return bool(np.isnan(rules.rep_latitude).any() or np.isnan(rules.rep_longitude).any())
+
+
+def _hard_allowed(rules: _PairRules, u0: int, u1: int) -> np.ndarray:
+    """Pairs the hard segment rules and locks allow, for units ``u0 .. u1 - 1`` (a units x reps mask).
+
+    A lock keeps the current rep only where the hard segment rules allow it; a lock to a rep the rules exclude
+    leaves the unit no pair at all, which the presolve checks report.
+    """
+    allowed = rules.class_allowed[rules.unit_class[u0:u1]]
+    fixed = rules.fixed_rep[u0:u1]
+    locked = np.flatnonzero(fixed >= 0)
+    lock_fits = allowed[locked, fixed[locked]]
+    allowed[locked, :] = False
+    allowed[locked, fixed[locked]] = lock_fits
+    return allowed
+
+
+def _offered(rules: _PairRules, u0: int, u1: int, key: np.ndarray) -> np.ndarray:
+    """The pairs offered to units ``u0 .. u1 - 1``: each unit's ``candidates`` smallest by ``key`` (``inf``: not
+    allowed), its current rep, and the reps the coarse plan gives its cell."""
+    keep = smallest_per_row(key, rules.candidates)
+    current = rules.current_rep[u0:u1]
+    has_current = np.flatnonzero(current >= 0)
+    keep[has_current, current[has_current]] = True
+    if rules.coarse is not None:
+        rows, reps = rules.coarse.pairs(u0, u1)
+        keep[rows, reps] = True
+    return keep
+
+
+def _nearest_pairs(
+    rules: _PairRules, u0: int, u1: int, accounts: np.ndarray, units: _UnitAccounts
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`_chunk_pairs` when each unit is offered its nearest reps and every place is known.
+
+    A unit of one account ranks the reps by the chord between unit vectors (one matrix product; the same order
+    as great-circle distance), and only the pairs kept get their distance; units of several accounts rank by
+    their compactness per hour, as in :func:`_chunk_pairs`. At 1,000,000 accounts and 500 reps the distances of
+    every account-rep pair took 17 of the build's 69 s.
+    """
+    n_units = u1 - u0
+    local = units.local
+    lat, lon = rules.latitude[accounts], rules.longitude[accounts]
+    single = units.counts[local] == 1  # accounts alone in their unit
+    key = np.zeros((n_units, len(rules.rep_latitude)))  # units without accounts: every rep alike
+    key[local[single]] = -(_unit_vectors(lat[single], lon[single]) @ _unit_vectors(rules.rep_latitude,
+                                                                                   rules.rep_longitude).T)  # fmt: skip
+    several = np.flatnonzero(~single)
+    shared_rows = np.unique(local[several])
+    compact_shared = None
+    if len(shared_rows):
+        grouped = _UnitAccounts(np.searchsorted(shared_rows, local[several]), len(shared_rows))
+        dist = distance_matrix_km(lat[several], lon[several], rules.rep_latitude, rules.rep_longitude)
+        compact_shared = grouped.reduce(np.add, dist * rules.weight[accounts[several], None])
+        hours = rules.hours[u0 + shared_rows]
+        plain = grouped.reduce(np.add, dist) if (hours <= 0).any() else 0.0
+        key[shared_rows] = np.where((hours > 0)[:, None], compact_shared / np.maximum(hours, 1e-9)[:, None], plain)
+    allowed = _hard_allowed(rules, u0, u1)
+    allowed &= _offered(rules, u0, u1, np.where(allowed, key, np.inf))
+    compact = np.zeros(allowed.shape)
+    rows, reps = np.nonzero(allowed[local[single]])
+    alone = accounts[single][rows]
+    # the same operations as distance_matrix_km, so the same values
+    distance = haversine_km(rules.latitude[alone], rules.longitude[alone], rules.rep_latitude[reps],
+                            rules.rep_longitude[reps])  # fmt: skip
+    compact[local[single][rows], reps] = distance * rules.weight[alone]
+    if compact_shared is not None:
+        compact[shared_rows] = compact_shared
+    return allowed, compact, 0
+
+
+def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Points on the unit sphere (n x 3) of latitudes and longitudes in degrees."""
+    phi, lam = np.radians(np.asarray(lat, dtype=float)), np.radians(np.asarray(lon, dtype=float))
+    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
 
 
 @dataclass(frozen=True)
