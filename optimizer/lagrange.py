@@ -201,7 +201,7 @@ def lagrangian_bound(
     upper
         Cost of a known plan (sets the step sizes; the search stops once the bound is within 0.01 % of it).
     seconds
-        Wall-clock budget.
+        Wall-clock budget; at zero or less, the bound at zero prices only (every unit's cheapest pair).
     max_steps
         Most steps (the time budget usually ends the search first).
 
@@ -211,6 +211,12 @@ def lagrangian_bound(
         The best bound found.
     """
     clock = time.perf_counter()
+    if seconds <= 0 and len(problem.pair_unit):
+        # no time at all: zero prices, whose Lagrangian is every unit's cheapest pair (one pass)
+        cheapest = float(np.minimum.reduceat(problem.pair_cost, problem.unit_start[:-1]).astype(np.float64).sum())
+        bound = cheapest - _MARGIN * abs(cheapest)
+        logger.info("Lagrangian bound %.6g at zero prices: every unit's cheapest pair (no time left)", bound)
+        return bound
     n_metrics = len(problem.metrics)
     loads_side = _LoadSide(problem)
     # measure each metric in mean loads per rep: prices of accounts and of revenue then move alike

@@ -90,6 +90,9 @@ def test_bounds_never_exceed_a_proven_optimum(
     searched = lagrangian_bound(problem, first.prices, upper=optimum, seconds=5, max_steps=100)
     print(f"optimum {optimum}, bounds: zero prices + 100 steps {from_zero:.0f}, clustered LP prices {from_prices:.0f}")
     assert 0 < from_zero <= optimum
+    no_time = lagrangian_bound(problem, first.prices, upper=optimum, seconds=0)
+    cheapest = sum(int(problem.pair_cost[problem.pair_unit == u].min()) for u in range(problem.num_units))
+    assert no_time == pytest.approx(cheapest, rel=1e-8) and no_time <= from_zero
     assert 0 < from_prices <= searched <= optimum
 
     monkeypatch.setattr(solver_module, "FULL_MODEL_PAIRS", 0)
