@@ -39,3 +39,39 @@ def test_an_infeasible_lp_says_so() -> None:
     x = lp.columns(0.0, 1.0, 1.0, count=1)
     lp.coefficients(lp.rows(2.0, 3.0, count=1), x, 1.0)
     assert lp.solve().status is LpStatus.INFEASIBLE
+
+
+def test_column_generation_reaches_the_whole_lps_optimum_and_duals() -> None:
+    """Transportation LPs (sources of random supply, sinks each within 90-110 % of an equal share, random costs)
+    started from each source's three cheapest sinks: the generation ends at the whole LP's optimum, its duals
+    price every column at zero or above, and it took columns in beyond the first ones."""
+    rng = np.random.default_rng(7)
+    grown = 0
+    for trial in range(5):
+        sources, sinks = 40, 6
+        lp = SparseLp()
+        supply = rng.integers(1, 20, size=sources).astype(float)
+        cost = rng.uniform(1.0, 100.0, size=(sources, sinks))
+        source, sink = np.divmod(np.arange(sources * sinks), sinks)
+        x = lp.columns(0.0, np.inf, cost.ravel())
+        lp.coefficients(lp.rows(supply, supply)[source], x, 1.0)
+        share = supply.sum() / sinks
+        lp.coefficients(lp.rows(0.9 * share, 1.1 * share, count=sinks)[sink], x, 1.0)
+        whole = lp.solve()
+        first = (np.argsort(cost, axis=1)[:, :3] + np.arange(sources)[:, None] * sinks).ravel()
+        answer = lp.solve_by_columns(first)
+        assert answer.status is LpStatus.OPTIMAL, trial
+        assert answer.objective == pytest.approx(whole.objective, rel=1e-9), trial
+        _, _, column_cost, _, _, matrix = lp.arrays()
+        reduced = column_cost - matrix.T @ answer.duals
+        assert reduced.min() >= -1e-6 * column_cost.max(), trial
+        grown += int((answer.values[np.setdiff1d(np.arange(len(column_cost)), first)] > 1e-9).any())
+    assert grown > 0  # some optimum needed a column the start left out
+
+
+def test_column_generation_says_infeasible_as_the_whole_lp_does() -> None:
+    """Demand the columns cannot meet: the first columns have no solution, nor has the whole LP."""
+    lp = SparseLp()
+    x = lp.columns(0.0, 1.0, np.array([1.0, 2.0]))
+    lp.coefficients(lp.rows(3.0, 3.0, count=1).repeat(2), x, 1.0)
+    assert lp.solve_by_columns(np.array([0])).status is LpStatus.INFEASIBLE
