@@ -270,10 +270,12 @@ class _Book:
     ) -> pa.Array:
         size = np.where(np.abs(numbers) >= 100, 2, np.where(np.abs(numbers) >= 10, 1, 0))
         whole = np.isfinite(numbers) & (numbers == np.floor(np.nan_to_num(numbers)))
-        code = integral.astype(np.int64) * 100 + whole.astype(np.int64) * 10 + size
-        unique, inverse = np.unique(code, return_inverse=True)
-        ids = np.array([self.style(self.number_format(key, c >= 100, c % 100 >= 10, c % 10), style) for c in unique])
-        return xlsx.number_cells(numbers, ids[inverse].reshape(-1), column, rows)
+        # one of 12 formats per cell, looked up by code (np.unique sorted every column of every territory sheet)
+        code = integral.astype(np.int64) * 6 + whole.astype(np.int64) * 3 + size
+        ids = np.zeros(12, dtype=np.int64)
+        for c in np.flatnonzero(np.bincount(code, minlength=12)):
+            ids[c] = self.style(self.number_format(key, c >= 6, c % 6 >= 3, c % 3), style)
+        return xlsx.number_cells(numbers, ids[code], column, rows)
 
     def _mixed(self, values: pd.Series, key: str, column: int, rows: pa.Array, style: str) -> pa.Array:
         """Cells of a column of Python objects: each a number, a boolean, text or nothing (:func:`_cell`)."""
