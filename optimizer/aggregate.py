@@ -43,8 +43,13 @@ logger = logging.getLogger(__name__)
 
 #: A cluster's metric may be at most this fraction of the smallest rep's tolerance band.
 BAND_FRACTION = 0.5
-#: Shares of each tolerance the clustered LP keeps, tried in turn (the rest is headroom for splitting clusters).
-LP_TOLERANCE_FACTORS = (0.8, 1.0)
+#: Shares of each tolerance the clustered LP keeps (the rest is headroom for splitting clusters), tried in turn:
+#: the next when the split plan's repair fails, the looser ones only when the LP has no solution. Headroom costs:
+#: at 1,000,000 accounts the LP at 80 % of each tolerance cost 14 % more than at 100 %, the first plan from 90 %
+#: 7 % less than from 80 % (repaired in 24 moves); from 100 % the repair got stuck 2.96 bands off.
+LP_TOLERANCE_FACTORS = (0.9, 0.8, 1.0)
+#: Share of :data:`REPAIR_SECONDS` the repair gets while a factor with more headroom is left to try.
+EARLY_REPAIR_SHARE = 0.5
 #: Most clusters (caps grow until the clustered LP is at most this big).
 MAX_CLUSTERS = 12_000
 #: Most clusters of the first try, whose clusters are not kept within one cheapest rep's area: their LP is much
@@ -463,12 +468,19 @@ class ClusteredStart:
     lp_seconds: float = 0.0
 
 
+def deadline_or(deadline: float | None, seconds: float) -> float:
+    """``deadline``, but at least ``seconds`` from now (``None``: exactly that)."""
+    now = time.perf_counter()
+    return now + seconds if deadline is None else max(deadline, now + seconds)
+
+
 def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     """A plan within tolerance from the clustered LP, split back to units and repaired.
 
-    The LP keeps :data:`LP_TOLERANCE_FACTORS` of each tolerance in turn (the first that has a solution wins),
-    leaving room for the split; if no clustered LP is feasible (clusters too coarse for the rules), the plan that
-    keeps every unit with its current rep (else its cheapest) is repaired instead.
+    The LP keeps :data:`LP_TOLERANCE_FACTORS` of each tolerance in turn, leaving room for the split: the next
+    factor when the split plan's repair fails, a looser one only when the LP has no solution. If no clustered LP
+    is feasible (clusters too coarse for the rules), the plan that keeps every unit with its current rep (else
+    its cheapest) is repaired instead.
 
     Parameters
     ----------
@@ -492,6 +504,7 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     # when the large clusters' LP has no solution
     tries = [(True, MAX_CLUSTERS)] if offered_few(problem) else [(False, FIRST_CLUSTERS), (True, MAX_CLUSTERS)]
     start, used, prices, base, lp_seconds = None, None, [], None, 0.0
+    repaired: np.ndarray | None = None
     for by_cheapest_rep, most in tries:
         cluster = cluster_units(
             problem, problem.unit_latitude, problem.unit_longitude, by_cheapest_rep=by_cheapest_rep, max_clusters=most
@@ -503,30 +516,47 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
             coarse.num_units,
             len(coarse.pair_unit),
         )
-        for factor in LP_TOLERANCE_FACTORS:
+        infeasible_at = 0.0  # the LP has no solution at this share of the tolerances, nor at any smaller one
+        factors = list(LP_TOLERANCE_FACTORS)
+        for i, factor in enumerate(factors):
+            if factor <= infeasible_at:
+                continue
             began = time.perf_counter()
             try:
                 lp = solve_lp(shrink_tolerances(coarse, factor))
             except LpInfeasibleError:
                 logger.info("clustered LP infeasible with %.0f %% of each tolerance", 100 * factor)
+                infeasible_at = max(infeasible_at, factor)
                 continue
             if lp is None:
                 continue
-            x, base, lp_seconds = lp.x, cluster, time.perf_counter() - began
+            x, pieces_of, pieces, lp_seconds = lp.x, cluster, coarse, time.perf_counter() - began
             prices.append(lp.link_duals)
             for _ in range(REFINE_ROUNDS):
-                pieces, refined = refine(problem, cluster, coarse, x)
-                if refined is coarse:
+                cut, refined = refine(problem, pieces_of, pieces, x)
+                if refined is pieces:
                     break
                 finer = solve_lp(shrink_tolerances(refined, factor))  # the last solution is one of its own
                 if finer is None:
                     break
                 logger.info("refined the clustered LP's fractional clusters: %d pieces", refined.num_units)
-                cluster, coarse, x = pieces, refined, finer.x
-            start, used = spread(problem, coarse, cluster, x), factor
-            break
+                pieces_of, pieces, x = cut, refined, finer.x
+            start, used, base = spread(problem, pieces, pieces_of, x), factor, cluster
+            coarse_size = (pieces.num_units, len(pieces.pair_unit))
+            more = [f for f in factors[i + 1 :] if f > infeasible_at]
+            if violation(problem, start) <= 0:
+                repaired = start
+                break
+            # with a factor left to try: a short repair, then that factor if it fails
+            until = time.perf_counter() + EARLY_REPAIR_SHARE * REPAIR_SECONDS if more else None
+            repaired = repair(problem, start, deadline=until or deadline_or(deadline, REPAIR_SECONDS))
+            if repaired is not None or not more:
+                break
+            logger.info("the split plan at %.0f %% of each tolerance could not be repaired; trying %.0f %%",
+                        100 * factor, 100 * more[0])  # fmt: skip
         if start is not None:
             break
+    broken = start is None or bool(violation(problem, start) > 0)
     if start is None:
         # every unit with its current rep where allowed, else its cheapest (greedy_assignment's first step,
         # without its per-pair Python set, which took gigabytes at 1,000,000 units)
@@ -534,14 +564,13 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
         keep = problem.current_rep >= 0
         keep[keep] = problem.pairs_of(np.where(keep, problem.current_rep, 0))[keep] >= 0
         start[keep] = problem.current_rep[keep]
-    broken = violation(problem, start) > 0
-    if deadline is not None:
-        deadline = max(deadline, time.perf_counter() + REPAIR_SECONDS)
-    plan = repair(problem, start, deadline=deadline) if broken else start
+        repaired = repair(problem, start, deadline=deadline_or(deadline, REPAIR_SECONDS))
+        coarse_size = (coarse.num_units, len(coarse.pair_unit))
+    plan = repaired
     return ClusteredStart(
         plan=plan,
-        clusters=coarse.num_units,
-        cluster_pairs=len(coarse.pair_unit),
+        clusters=coarse_size[0],
+        cluster_pairs=coarse_size[1],
         tolerance_factor=used,
         repair_moves_needed=broken,
         prices=tuple(p for p in prices if p is not None),

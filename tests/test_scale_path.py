@@ -183,6 +183,30 @@ def test_clustered_path_finds_a_plan_within_tolerance(generated: Problem, monkey
     assert integer_model_accepts(problem, result.unit_rep)
 
 
+def test_clustered_start_takes_more_headroom_when_the_split_plan_cannot_be_repaired(
+    generated: Problem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first factor's split plan breaks a tolerance and its repair fails (forced): the start solves the LP
+    again with the next factor's headroom and returns that plan, within every tolerance."""
+    import optimizer.repair as repair_module
+
+    monkeypatch.setattr(aggregate_module, "LP_TOLERANCE_FACTORS", (0.97, 0.6))
+    calls: list[float] = []
+    real_repair = repair_module.repair
+
+    def first_fails(problem: Problem, unit_rep: np.ndarray, **kwargs: object) -> np.ndarray | None:
+        calls.append(violation(problem, unit_rep))
+        return None if len(calls) == 1 else real_repair(problem, unit_rep, **kwargs)
+
+    monkeypatch.setattr(repair_module, "repair", first_fails)
+    start = aggregate_module.clustered_start(generated, deadline=None)
+    # the split plan at 97 % broke a tolerance (this instance, seed 5: 0.48 bands), its repair failed (forced),
+    # and the LP at 60 % gave the plan (its split needed no repair)
+    assert len(calls) == 1 and calls[0] > 0
+    assert start.tolerance_factor == 0.6 and len(start.prices) == 2
+    assert start.plan is not None and score(generated, start.plan).feasible
+
+
 def test_lagrangian_bound_reaches_the_lp_and_stays_below_plans(generated: Problem) -> None:
     """The Lagrangian bound: the LP's own duals give the LP optimum; from zero prices the bundle method gets
     within 5 % of it; and no bound exceeds the cost of a plan within tolerance."""
