@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -27,7 +26,7 @@ import numpy as np
 from ortools.linear_solver import pywraplp
 
 from optimizer.lns import solve_neighbourhood
-from optimizer.problem import MetricData, Problem, best_centres, group_ratio, with_tolerance
+from optimizer.problem import Problem, best_centres, group_ratio, with_tolerance
 from optimizer.sparse_lp import LpStatus, SparseLp
 
 logger = logging.getLogger(__name__)
@@ -75,9 +74,7 @@ class LpSolution:
         return out
 
 
-def solve_lp(
-    problem: Problem, seconds: float | None = None, group_totals: Sequence[np.ndarray | None] | None = None
-) -> LpSolution | None:
+def solve_lp(problem: Problem, seconds: float | None = None) -> LpSolution | None:
     """Solve the LP relaxation with GLOP.
 
     Parameters
@@ -86,11 +83,6 @@ def solve_lp(
         The problem (tolerances as they stand in it).
     seconds
         Time GLOP may take (``None``: no limit); past it, no solution.
-    group_totals
-        Per metric (``None`` for a metric, or for all: free), each segment group's total of a metric balanced
-        within groups, fixed: every rep's share bounds become bounds of its load, and the LP a restriction of the
-        relaxation (its plans keep the rules; its objective is no bound). GLOP takes seconds where the free
-        totals, which tie every rep of a group to one column, took minutes (1,000,000 accounts).
 
     Returns
     -------
@@ -108,27 +100,19 @@ def solve_lp(
     x = lp.columns(0.0, 1.0, problem.pair_cost / cost_factor, count=len(problem.pair_unit))
     lp.coefficients(lp.rows(1.0, 1.0, count=problem.num_units)[problem.pair_unit], x, 1.0)
     links: list[tuple[np.ndarray, float]] = []
-    for m, metric in enumerate(problem.metrics):
-        fixed = None if group_totals is None or not metric.grouped else group_totals[m]
+    for metric in problem.metrics:
         # rows scaled so the largest unit is 1: GLOP ended ABNORMAL on 100k-account problems whose metrics
         # run to 1e10 (scaling a row and its bounds together leaves the feasible set unchanged)
         row_scale = max(float(metric.values.max(initial=1)), 1.0)
         if metric.lo is not None and metric.hi is not None:
             loads = lp.columns(metric.lo / row_scale, metric.hi / row_scale)
-        elif fixed is not None:
-            lower, upper = _group_bounds(problem, metric, np.asarray(fixed, dtype=np.float64))
-            loads = lp.columns(lower / row_scale, upper / row_scale)
-            for g in np.unique(metric.groups):
-                members = np.flatnonzero(metric.groups == g)
-                total = float(fixed[g]) / row_scale
-                lp.coefficients(np.repeat(lp.rows(total, total, count=1), len(members)), loads[members], 1.0)
         else:
             loads = lp.columns(0.0, np.inf, count=n_reps)
         link = lp.rows(0.0, 0.0, count=n_reps)
         lp.coefficients(link, loads, -1.0)
         lp.coefficients(link[problem.pair_rep], x, metric.values[problem.pair_unit] / row_scale)
         links.append((link, row_scale))
-        if metric.grouped and fixed is None:
+        if metric.grouped:
             for g in np.unique(metric.groups):
                 members = np.flatnonzero(metric.groups == g)
                 group_fte = sum((problem.fte_exact[r] for r in members), Fraction(0))
@@ -151,54 +135,6 @@ def solve_lp(
         return None
     duals = np.stack([answer.duals[link] * cost_factor / row_scale for link, row_scale in links]).reshape(-1, n_reps)
     return LpSolution(x=np.clip(answer.values[x], 0.0, 1.0), objective=answer.objective * cost_factor, link_duals=duals)
-
-
-def _group_bounds(problem: Problem, metric: MetricData, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least and most load of every rep of a metric balanced within segment groups, at the groups' ``totals``."""
-    lower, upper = np.zeros(problem.num_reps), np.zeros(problem.num_reps)
-    for g in np.unique(metric.groups):
-        members = np.flatnonzero(metric.groups == g)
-        group_fte = sum((problem.fte_exact[r] for r in members), Fraction(0))
-        for r in members:
-            share = problem.fte_exact[r] / group_fte
-            lower[r] = _ratio(group_ratio(metric, share, upper=False)) * totals[g]
-            upper[r] = _ratio(group_ratio(metric, share, upper=True)) * totals[g]
-    return lower, upper
-
-
-def group_totals_of(problem: Problem, unit_rep: np.ndarray) -> list[np.ndarray | None]:
-    """Each grouped metric's total per segment group in a plan (``None`` for other metrics).
-
-    Parameters
-    ----------
-    problem
-        The problem.
-    unit_rep
-        Rep row per unit, or an LP's fractional plan as ``(pair weights)``: see :func:`lp_group_totals`.
-
-    Returns
-    -------
-    list
-        Per metric, the totals by group index, or ``None``.
-    """
-    return [
-        np.bincount(m.groups[unit_rep], weights=m.values.astype(np.float64), minlength=int(m.groups.max()) + 1)
-        if m.grouped
-        else None
-        for m in problem.metrics
-    ]
-
-
-def lp_group_totals(problem: Problem, x: np.ndarray) -> list[np.ndarray | None]:
-    """Each grouped metric's total per segment group in an LP solution ``x`` (a value per pair)."""
-    return [
-        np.bincount(
-            m.groups[problem.pair_rep], weights=x * m.values[problem.pair_unit], minlength=int(m.groups.max()) + 1
-        )
-        if m.grouped
-        else None
-        for m in problem.metrics
-    ]
 
 
 def _ratio(fraction: tuple[int, int]) -> float:
