@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.problem import COARSE_CELL_DEG, MoveBudget, Problem, first_minimum, metric_profile
+from optimizer.problem import COARSE_CELL_DEG, MoveBudget, Problem, first_minimum, metric_profile, smallest_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -320,11 +320,8 @@ def _cheapest(
     that a rep whose neighbours are all closer to every account (many reps in one metro) can still fill its
     territory.
     """
-    order = np.lexsort((cost, pair_unit))
-    rank = np.empty(len(order), dtype=np.int64)
-    starts = np.searchsorted(pair_unit[order], np.arange(k))
-    rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.append(starts, len(order))))
-    keep = rank < CLUSTER_CANDIDATES
+    keep = np.zeros(len(pair_unit), dtype=bool)
+    keep[smallest_pairs(pair_unit, cost, CLUSTER_CANDIDATES)] = True
     if offered_few(problem):
         # units already offered few reps (a candidate limit): keep them all, since the costly far ones are the
         # reps a coarse plan added so that an over-full metro can hand accounts to another metro's reps
@@ -505,6 +502,7 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
     tries = [(True, MAX_CLUSTERS)] if offered_few(problem) else [(False, FIRST_CLUSTERS), (True, MAX_CLUSTERS)]
     start, used, prices, base, lp_seconds = None, None, [], None, 0.0
     repaired: np.ndarray | None = None
+    broken = False
     for by_cheapest_rep, most in tries:
         cluster = cluster_units(
             problem, problem.unit_latitude, problem.unit_longitude, by_cheapest_rep=by_cheapest_rep, max_clusters=most
@@ -517,8 +515,7 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
             len(coarse.pair_unit),
         )
         infeasible_at = 0.0  # the LP has no solution at this share of the tolerances, nor at any smaller one
-        factors = list(LP_TOLERANCE_FACTORS)
-        for i, factor in enumerate(factors):
+        for i, factor in enumerate(LP_TOLERANCE_FACTORS):
             if factor <= infeasible_at:
                 continue
             began = time.perf_counter()
@@ -541,10 +538,10 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
                     break
                 logger.info("refined the clustered LP's fractional clusters: %d pieces", refined.num_units)
                 pieces_of, pieces, x = cut, refined, finer.x
-            start, used, base = spread(problem, pieces, pieces_of, x), factor, cluster
-            coarse_size = (pieces.num_units, len(pieces.pair_unit))
-            more = [f for f in factors[i + 1 :] if f > infeasible_at]
-            if violation(problem, start) <= 0:
+            start, used, base, clustered = spread(problem, pieces, pieces_of, x), factor, cluster, pieces
+            more = [f for f in LP_TOLERANCE_FACTORS[i + 1 :] if f > infeasible_at]
+            broken = bool(violation(problem, start) > 0)
+            if not broken:
                 repaired = start
                 break
             # with a factor left to try: a short repair, then that factor if it fails
@@ -556,21 +553,20 @@ def clustered_start(problem: Problem, deadline: float | None) -> ClusteredStart:
                         100 * factor, 100 * more[0])  # fmt: skip
         if start is not None:
             break
-    broken = start is None or bool(violation(problem, start) > 0)
     if start is None:
+        clustered = coarse
         # every unit with its current rep where allowed, else its cheapest (greedy_assignment's first step,
         # without its per-pair Python set, which took gigabytes at 1,000,000 units)
         start = cheapest_rep(problem)
         keep = problem.current_rep >= 0
         keep[keep] = problem.pairs_of(np.where(keep, problem.current_rep, 0))[keep] >= 0
         start[keep] = problem.current_rep[keep]
-        repaired = repair(problem, start, deadline=deadline_or(deadline, REPAIR_SECONDS))
-        coarse_size = (coarse.num_units, len(coarse.pair_unit))
-    plan = repaired
+        broken = bool(violation(problem, start) > 0)
+        repaired = repair(problem, start, deadline=deadline_or(deadline, REPAIR_SECONDS)) if broken else start
     return ClusteredStart(
-        plan=plan,
-        clusters=coarse_size[0],
-        cluster_pairs=coarse_size[1],
+        plan=repaired,
+        clusters=clustered.num_units,
+        cluster_pairs=len(clustered.pair_unit),
         tolerance_factor=used,
         repair_moves_needed=broken,
         prices=tuple(p for p in prices if p is not None),

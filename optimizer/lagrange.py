@@ -45,7 +45,7 @@ from fractions import Fraction
 import numpy as np
 from ortools.linear_solver import pywraplp
 
-from optimizer.problem import MetricData, Problem, first_minimum
+from optimizer.problem import MetricData, Problem, first_minimum, smallest_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -305,9 +305,7 @@ class LagrangianEvaluator:
         self.loads_side = loads_side if loads_side is not None else _LoadSide(problem)
         pairs = np.arange(len(problem.pair_unit))
         if per_unit is not None:
-            order = np.lexsort((problem.pair_cost, problem.pair_unit))
-            first = np.searchsorted(problem.pair_unit[order], problem.pair_unit[order])
-            pairs = np.sort(order[np.arange(len(order)) - first < per_unit])
+            pairs = smallest_pairs(problem.pair_unit, problem.pair_cost, per_unit)
         self._use(pairs)
         self.last_chosen = np.zeros(0, dtype=np.int64)
 
