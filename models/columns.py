@@ -135,6 +135,12 @@ def normalise_ids(series: pd.Series) -> pd.Series:
         ``string`` dtype, stripped, NA where blank.
     """
 
+    if pd.api.types.infer_dtype(series, skipna=True) in {"string", "empty"}:
+        # text only (CSV, Parquet): the same rules column-wise; value by value took 4 s of 1,000,000 accounts
+        text = series.astype("string").str.strip()
+        blank = text.isna() | (text == "") | text.str.lower().isin(["nan", "none"])
+        return text.mask(blank, pd.NA)
+
     def one(value: object) -> object:
         if value is None or (isinstance(value, float) and np.isnan(value)):
             return pd.NA

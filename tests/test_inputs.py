@@ -14,6 +14,7 @@ import geopandas as gpd
 import pandas as pd
 import pytest
 
+from models.columns import normalise_ids
 from models.dataset import Dataset, load_dataset
 from models.errors import InputError, InputIssue
 from models.scenario import load_scenario
@@ -660,3 +661,15 @@ def test_ids_are_trimmed_and_non_integral_numbers_kept(scenario_writer: Scenario
     dataset = _load(scenario_writer(frame, reps, accounts_file="accounts.xlsx"))
     assert dataset.accounts["account_id"].tolist()[:3] == ["a0", "12.5", "a2"]
     assert dataset.accounts["current_rep"].tolist()[2] == "RA"
+
+
+def test_ids_read_as_text_and_as_mixed_values_normalise_alike() -> None:
+    """Text columns (CSV, Parquet) take the column-wise path, mixed ones (Excel numbers) go value by value: both
+    strip, blank out '', 'nan' and 'None', and give the same ids for the same text."""
+    text = pd.Series([" a1 ", "", "nan", "None", None, "7", "B 2"], dtype=object)
+    mixed = pd.Series([" a1 ", "", "NaN", "none", float("nan"), 7.0, "B 2"], dtype=object)
+    expected = ["a1", None, None, None, None, "7", "B 2"]
+    for series in (text, mixed, text.astype("string")):
+        got = normalise_ids(series)
+        assert str(got.dtype) == "string"
+        assert [None if value is pd.NA else value for value in got] == expected
