@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -531,47 +532,44 @@ def build_problem(dataset: Dataset) -> Problem:
     # ------------------------------------------- pairs, built chunk by chunk
     unit_lat, unit_lon = _unit_points(dataset, unit_of_account, n_units)
     k = candidate_limit(scenario, n_units, n_reps)
-    coarse = None
-    if k is not None and scenario.solver.candidate_reps is None:
+    rules = _PairRules(
+        unit_of_account=unit_of_account,
+        latitude=acc["latitude"].to_numpy(float),
+        longitude=acc["longitude"].to_numpy(float),
+        weight=weight,
+        hours=np.bincount(unit_of_account, weights=workload, minlength=n_units),
+        rep_latitude=reps["latitude"].to_numpy(float),
+        rep_longitude=reps["longitude"].to_numpy(float),
+        unit_class=unit_class,
+        class_allowed=class_allowed,
+        fixed_rep=fixed_rep,
+        current_rep=current_rep,
+        max_distance_km=scenario.territories.max_distance_km,
+        candidates=k,
+        # the territory centre, not the home base, measures compactness by diameter
+        home_base=scenario.objective.compactness_measure != "diameter",
+    )
+    if k is None or scenario.solver.candidate_reps is not None:
+        pair_unit, pair_rep, pair_compactness = _pairs(rules)
+    else:
         # nearest reps alone can leave a plan impossible: where a metro holds more accounts than its reps'
         # share, its outer accounts must go to another metro's reps, which are never among their nearest
-        coarse = coarse_plan(
-            CoarseInput(
-                metrics=metrics,
-                latitude=unit_lat,
-                longitude=unit_lon,
-                weight=np.bincount(unit_of_account, weights=weight, minlength=n_units),
-                soft=soft,
-                unit_class=unit_class,
-                class_allowed=class_allowed,
-                fixed_rep=fixed_rep,
-                rep_latitude=reps["latitude"].to_numpy(float),
-                rep_longitude=reps["longitude"].to_numpy(float),
-                fte=fte,
-                compactness_weight=scenario.objective.compactness,
-                preference_weight=scenario.objective.preference,
-            )
-        )
-    pair_unit, pair_rep, pair_compactness = _pairs(
-        _PairRules(
-            unit_of_account=unit_of_account,
-            latitude=acc["latitude"].to_numpy(float),
-            longitude=acc["longitude"].to_numpy(float),
-            weight=weight,
-            hours=np.bincount(unit_of_account, weights=workload, minlength=n_units),
-            rep_latitude=reps["latitude"].to_numpy(float),
-            rep_longitude=reps["longitude"].to_numpy(float),
+        coarse_input = CoarseInput(
+            metrics=metrics,
+            latitude=unit_lat,
+            longitude=unit_lon,
+            weight=np.bincount(unit_of_account, weights=weight, minlength=n_units),
+            soft=soft,
             unit_class=unit_class,
             class_allowed=class_allowed,
             fixed_rep=fixed_rep,
-            current_rep=current_rep,
-            max_distance_km=scenario.territories.max_distance_km,
-            candidates=k,
-            coarse=coarse,
-            # the territory centre, not the home base, measures compactness by diameter
-            home_base=scenario.objective.compactness_measure != "diameter",
+            rep_latitude=rules.rep_latitude,
+            rep_longitude=rules.rep_longitude,
+            fte=fte,
+            compactness_weight=scenario.objective.compactness,
+            preference_weight=scenario.objective.preference,
         )
-    )
+        pair_unit, pair_rep, pair_compactness = _pairs_with_coarse_plan(rules, coarse_input)
     pair_penalty = np.zeros(len(pair_unit))
     for hours, misfit, penalty_km in soft:
         pair_penalty += np.where(misfit[pair_rep], hours[pair_unit] * penalty_km, 0.0)
@@ -755,6 +753,53 @@ def _pairs(rules: _PairRules) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         np.concatenate(out_rep).astype(np.int64, copy=False),
         np.concatenate(out_compact),
     )
+
+
+def _pairs_with_coarse_plan(rules: _PairRules, data: CoarseInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_pairs` with the reps of the coarse plan (:func:`coarse_plan`) offered too.
+
+    Where every unit takes the nearest-pairs path (:func:`_nearest_pairs`: every place known, no distance
+    limit), the coarse plan's LP runs in a thread while the nearest reps are ranked (GLOP releases the GIL; at
+    1,000,000 accounts each takes about 20 s), and its reps join afterwards; the pairs are the same either way.
+    """
+    places = (rules.latitude, rules.longitude, rules.rep_latitude, rules.rep_longitude)
+    if not (rules.home_base and rules.max_distance_km is None and not any(np.isnan(v).any() for v in places)):
+        return _pairs(replace(rules, coarse=coarse_plan(data)))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="coarse-plan") as pool:
+        future = pool.submit(coarse_plan, data)
+        pair_unit, pair_rep, pair_compactness = _pairs(rules)
+        coarse = future.result()
+    if coarse is None:
+        return pair_unit, pair_rep, pair_compactness
+    return _add_coarse_pairs(rules, coarse, pair_unit, pair_rep, pair_compactness)
+
+
+def _add_coarse_pairs(
+    rules: _PairRules, coarse: CoarsePlan, pair_unit: np.ndarray, pair_rep: np.ndarray, compactness: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs with those the coarse plan offers (and the hard rules allow) merged in, in unit-then-rep order,
+    their compactness summed over each unit's accounts in table order as :func:`_nearest_pairs` does."""
+    n_units, n_reps = len(rules.unit_class), len(rules.rep_latitude)
+    unit, rep = coarse.pairs(0, n_units)
+    allowed = rules.class_allowed[rules.unit_class[unit], rep]
+    allowed &= (rules.fixed_rep[unit] < 0) | (rules.fixed_rep[unit] == rep)
+    unit, rep = unit[allowed], rep[allowed]
+    key, new_key = pair_unit * n_reps + pair_rep, unit * n_reps + rep
+    at = np.searchsorted(key, new_key)
+    known = at < len(key)
+    known[known] = key[at[known]] == new_key[known]
+    unit, rep, at = unit[~known], rep[~known], at[~known]
+    order = np.argsort(rules.unit_of_account, kind="stable")  # accounts by unit, in table order within a unit
+    counts = np.bincount(rules.unit_of_account, minlength=n_units)
+    first = np.concatenate([[0], np.cumsum(counts)])
+    added = np.zeros(len(unit))
+    for j in range(int(counts[unit].max(initial=0))):  # j-th account of every unit that has one: 0 + a + b ...
+        rows = np.flatnonzero(counts[unit] > j)
+        account = order[first[unit[rows]] + j]
+        distance = haversine_km(rules.latitude[account], rules.longitude[account], rules.rep_latitude[rep[rows]],
+                                rules.rep_longitude[rep[rows]])  # fmt: skip
+        added[rows] = distance * rules.weight[account] if j == 0 else added[rows] + distance * rules.weight[account]
+    return np.insert(pair_unit, at, unit), np.insert(pair_rep, at, rep), np.insert(compactness, at, added)
 
 
 class _UnitAccounts:

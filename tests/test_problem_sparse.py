@@ -279,6 +279,38 @@ def test_default_candidate_limit_prunes_a_built_problem(
         assert len(keys) < 2 * len(nearest["pair_unit"])
 
 
+def test_coarse_plan_reps_joining_after_the_nearest_give_the_same_pairs(
+    generated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The coarse plan's LP runs in a thread while the nearest reps are ranked, and its reps join afterwards:
+    the pairs and their compactness equal, exactly, those of offering its reps with the nearest."""
+    dataset = load_dataset(load_scenario(generated))
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1000)
+    monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 3)
+    seen: dict[str, Any] = {}
+    original, original_plan = problem_module._pairs_with_coarse_plan, problem_module.coarse_plan
+
+    def spy(rules: Any, data: Any) -> Any:
+        seen["rules"], seen["out"] = rules, original(rules, data)
+        return seen["out"]
+
+    def plan_spy(data: Any) -> Any:
+        seen["coarse"] = original_plan(data)
+        return seen["coarse"]
+
+    monkeypatch.setattr(problem_module, "_pairs_with_coarse_plan", spy)
+    monkeypatch.setattr(problem_module, "coarse_plan", plan_spy)
+    build_problem(dataset)
+    rules, (unit, rep, compactness), coarse = seen["rules"], seen["out"], seen["coarse"]
+    assert coarse is not None and rules.coarse is None
+    nearest_unit, _, _ = problem_module._pairs(rules)
+    assert len(unit) > len(nearest_unit)  # the coarse plan added reps
+    assert np.bincount(rules.unit_of_account).max() > 1  # units of several accounts among them
+    expected = problem_module._pairs(replace(rules, coarse=coarse))
+    for got, want in zip((unit, rep, compactness), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def two_metros(reps_in_a: int = 4, accounts_in_a: int = 60, accounts_in_b: int = 10) -> tuple[list, list]:
     """Metro A (lat 40) with 60 accounts and 4 reps at one home base, metro B (lat 42) with 10 accounts and 1 rep.
 
