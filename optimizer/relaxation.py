@@ -74,15 +74,19 @@ class LpSolution:
         return out
 
 
-def solve_lp(problem: Problem, seconds: float | None = None) -> LpSolution | None:
-    """Solve the LP relaxation with GLOP.
+def solve_lp(problem: Problem, seconds: float | None = None, *, approximate: bool = False) -> LpSolution | None:
+    """Solve the LP relaxation with GLOP (or approximately, with PDLP).
 
     Parameters
     ----------
     problem
         The problem (tolerances as they stand in it).
     seconds
-        Time GLOP may take (``None``: no limit); past it, no solution.
+        Time the solver may take (``None``: no limit); past it, no solution.
+    approximate
+        Solve with PDLP to :data:`~optimizer.sparse_lp.PDLP_TOLERANCE` instead
+        (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`): values and objective are then approximate,
+        but its duals, off a simplex vertex, price units far better in :mod:`optimizer.lagrange`.
 
     Returns
     -------
@@ -127,7 +131,7 @@ def solve_lp(problem: Problem, seconds: float | None = None) -> LpSolution | Non
         row = lp.rows(-np.inf, float(budget.limit) / row_scale, count=1)
         used = np.flatnonzero(moved)
         lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
-    answer = lp.solve(seconds=seconds)
+    answer = lp.solve_approximately(seconds=seconds) if approximate else lp.solve(seconds=seconds)
     if answer.status is LpStatus.INFEASIBLE:
         raise LpInfeasibleError("the LP relaxation has no solution")
     if answer.status is not LpStatus.OPTIMAL:

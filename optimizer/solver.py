@@ -24,6 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -197,10 +198,14 @@ AGGREGATE_PAIRS = 400_000
 ROUNDS_SHARE, DESCENT_SHARE, BOUND_SHARE = 0.8, 0.4, 0.7
 #: Seconds the Lagrangian search needs to be worth starting after clustered LP rounds gave a bound.
 MIN_SEARCH_SECONDS = 10.0
+#: Share of the bound's time spent waiting, at most, for PDLP's prices of the exact clustered LP
+#: (:func:`optimizer.aggregate.exact_cluster_prices`) when they are not ready yet.
+EXACT_PRICES_WAIT = 0.5
 #: What the bound of a clustered solve is (``statistics["bound"]``, and so ``summary.json``).
 AGGREGATED_BOUND = (
     "Lagrangian relaxation of the balance rows over every allowed unit-rep pair (optimizer.lagrange): "
-    "prices from the duals of clustered LPs split where units part from their cluster (optimizer.disaggregation), "
+    "prices from the duals of clustered LPs split where units part from their cluster (optimizer.disaggregation) "
+    "and from PDLP's duals of the clustered LP at the exact tolerances (optimizer.aggregate), the best of them "
     "improved by a cutting-plane search; a proven lower bound"
 )
 
@@ -277,9 +282,10 @@ def _solve_aggregated(
     """Very large problems: a first plan from clustered units (:mod:`optimizer.aggregate`), clustered LP rounds
     (:mod:`optimizer.disaggregation`: bounds and better plans), then descent and LNS on the units.
 
-    The bound is Lagrangian (:mod:`optimizer.lagrange`): at the duals of the rounds' LPs, then searched from the
-    best of them for :data:`BOUND_SHARE` of the time left: the assignment LP, which bounds smaller problems, does
-    not finish in time at this size.
+    The bound is Lagrangian (:mod:`optimizer.lagrange`): at the duals of the rounds' LPs and at PDLP's duals of
+    the exact clustered LP (solved beside the first plan's LP, on the second core), then searched from the best
+    of them for :data:`BOUND_SHARE` of the time left: the assignment LP, which bounds smaller problems, does not
+    finish in time at this size.
     """
     from optimizer.aggregate import clustered_start
 
@@ -289,7 +295,7 @@ def _solve_aggregated(
     if progress is not None:
         progress(ProgressEvent(0.0, None, 0.0, None, 0, phase="first plan: clustered LP"))
     # a plan within tolerance matters more than time left for the search: the repair may use most of the limit
-    first = clustered_start(problem, None if limit is None else clock + 0.9 * limit)
+    first = clustered_start(problem, None if limit is None else clock + 0.9 * limit, exact_prices=True)
     start = first.plan
     start = _cheaper_start(problem, start, hint)
     statistics: dict[str, object] = {
@@ -347,10 +353,15 @@ def _solve_aggregated(
         if progress is not None:
             now = time.perf_counter() - clock
             progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
+        began = time.perf_counter()
+        prices = (*(best_prices or first.prices), *_ready(first.exact_prices, EXACT_PRICES_WAIT * seconds))
         bound = max(
             bound,
             lagrangian_bound(
-                problem, best_prices or first.prices, upper=float(assignment_cost(problem, start)), seconds=seconds
+                problem,
+                prices,
+                upper=float(assignment_cost(problem, start)),
+                seconds=seconds - (time.perf_counter() - began),
             ),
         )
 
@@ -373,6 +384,18 @@ def _solve_aggregated(
             "round_clusters": None if rounds is None else rounds.clusters,
         },
     )
+
+
+def _ready(pending: Future[np.ndarray | None] | None, seconds: float) -> tuple[np.ndarray, ...]:
+    """The prices ``pending`` brings, waiting at most ``seconds`` for them (none when it has none by then)."""
+    if pending is None:
+        return ()
+    try:
+        found = pending.result(timeout=max(seconds, 0.0))
+    except TimeoutError:
+        logger.info("PDLP's prices were not ready within %.1f s; the bound goes without them", seconds)
+        return ()
+    return () if found is None else (found,)
 
 
 def _solve_regions(

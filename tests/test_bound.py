@@ -69,17 +69,21 @@ def three_towns(scenario_writer: ScenarioWriter, seed: int, n_accounts: int = 24
 def test_bounds_never_exceed_a_proven_optimum(
     scenario_writer: ScenarioWriter, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
-    """Lagrangian bounds (from zero prices and from the clustered LP's prices) and the clustered solve's
-    reported bound all lie at or below the optimum a full CP-SAT solve proves; the bound from prices is not
-    weaker than from zero."""
+    """Lagrangian bounds (from zero prices, from the clustered LP's prices and from PDLP's prices of the exact
+    clustered LP) and the clustered solve's reported bound all lie at or below the optimum a full CP-SAT solve
+    proves; the bound from prices is not weaker than from zero."""
     problem = three_towns(scenario_writer, seed)
     monkeypatch.setattr(solver_module, "FULL_MODEL_PAIRS", 10**9)
     full = solve(problem, SolveSettings(time_limit_s=60, workers=2, relative_gap=0.0))
     assert full.status is Status.OPTIMAL
     optimum = assignment_cost(problem, full.unit_rep)  # the integer objective CP-SAT minimised
 
-    first = clustered_start(problem, deadline=None)
-    assert first.plan is not None and first.prices
+    first = clustered_start(problem, deadline=None, exact_prices=True)
+    assert first.plan is not None and first.prices and first.exact_prices is not None
+    central = first.exact_prices.result(timeout=60)
+    assert central is not None and central.shape == first.prices[0].shape
+    from_pdlp = lagrangian_bound(problem, (central,), upper=optimum, seconds=5, max_steps=0)
+    assert 0 < from_pdlp <= optimum
     for plan in (full.unit_rep, first.plan):
         assert_group_totals_in_range(problem, plan)
     rounds = disaggregation_rounds(problem, first.cluster, first.plan, deadline=None, max_rounds=3)
@@ -88,7 +92,10 @@ def test_bounds_never_exceed_a_proven_optimum(
     from_zero = lagrangian_bound(problem, None, upper=optimum, seconds=5, max_steps=100)
     from_prices = lagrangian_bound(problem, first.prices, upper=optimum, seconds=5, max_steps=0)
     searched = lagrangian_bound(problem, first.prices, upper=optimum, seconds=5, max_steps=100)
-    print(f"optimum {optimum}, bounds: zero prices + 100 steps {from_zero:.0f}, clustered LP prices {from_prices:.0f}")
+    print(
+        f"optimum {optimum}, bounds: zero prices + 100 steps {from_zero:.0f}, clustered LP prices {from_prices:.0f},"
+        f" PDLP's {from_pdlp:.0f}"
+    )
     assert 0 < from_zero <= optimum
     no_time = lagrangian_bound(problem, first.prices, upper=optimum, seconds=0)
     cheapest = sum(int(problem.pair_cost[problem.pair_unit == u].min()) for u in range(problem.num_units))

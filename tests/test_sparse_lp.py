@@ -41,6 +41,21 @@ def test_an_infeasible_lp_says_so() -> None:
     assert lp.solve().status is LpStatus.INFEASIBLE
 
 
+def transportation_lp(rng: np.random.Generator) -> tuple[SparseLp, np.ndarray, np.ndarray, np.ndarray]:
+    """40 sources of random supply, 6 sinks each within 90-110 % of an equal share, random costs: the LP, its
+    costs (sources x sinks), the supplies and the source of every column."""
+    sources, sinks = 40, 6
+    lp = SparseLp()
+    supply = rng.integers(1, 20, size=sources).astype(float)
+    cost = rng.uniform(1.0, 100.0, size=(sources, sinks))
+    source, sink = np.divmod(np.arange(sources * sinks), sinks)
+    x = lp.columns(0.0, np.inf, cost.ravel())
+    lp.coefficients(lp.rows(supply, supply)[source], x, 1.0)
+    share = supply.sum() / sinks
+    lp.coefficients(lp.rows(0.9 * share, 1.1 * share, count=sinks)[sink], x, 1.0)
+    return lp, cost, supply, source
+
+
 def test_column_generation_reaches_the_whole_lps_optimum_and_duals() -> None:
     """Transportation LPs (sources of random supply, sinks each within 90-110 % of an equal share, random costs)
     started from each source's three cheapest sinks: the generation ends at the whole LP's optimum, its duals
@@ -48,17 +63,9 @@ def test_column_generation_reaches_the_whole_lps_optimum_and_duals() -> None:
     rng = np.random.default_rng(7)
     grown = 0
     for trial in range(5):
-        sources, sinks = 40, 6
-        lp = SparseLp()
-        supply = rng.integers(1, 20, size=sources).astype(float)
-        cost = rng.uniform(1.0, 100.0, size=(sources, sinks))
-        source, sink = np.divmod(np.arange(sources * sinks), sinks)
-        x = lp.columns(0.0, np.inf, cost.ravel())
-        lp.coefficients(lp.rows(supply, supply)[source], x, 1.0)
-        share = supply.sum() / sinks
-        lp.coefficients(lp.rows(0.9 * share, 1.1 * share, count=sinks)[sink], x, 1.0)
+        lp, cost, _, _ = transportation_lp(rng)
         whole = lp.solve()
-        first = (np.argsort(cost, axis=1)[:, :3] + np.arange(sources)[:, None] * sinks).ravel()
+        first = (np.argsort(cost, axis=1)[:, :3] + np.arange(len(cost))[:, None] * cost.shape[1]).ravel()
         answer = lp.solve_by_columns(first)
         assert answer.status is LpStatus.OPTIMAL, trial
         assert answer.objective == pytest.approx(whole.objective, rel=1e-9), trial
@@ -75,3 +82,21 @@ def test_column_generation_says_infeasible_as_the_whole_lp_does() -> None:
     x = lp.columns(0.0, 1.0, np.array([1.0, 2.0]))
     lp.coefficients(lp.rows(3.0, 3.0, count=1).repeat(2), x, 1.0)
     assert lp.solve_by_columns(np.array([0])).status is LpStatus.INFEASIBLE
+
+
+def test_pdlp_comes_near_glops_optimum_and_knows_infeasibility() -> None:
+    """The transportation LPs above: PDLP's objective within 1 % of GLOP's, its values within the column
+    bounds and its rows off by little; an LP whose demand the columns cannot meet is infeasible to PDLP too."""
+    rng = np.random.default_rng(11)
+    for trial in range(3):
+        lp, _, supply, source = transportation_lp(rng)
+        exact, approximate = lp.solve(), lp.solve_approximately(tolerance=1e-4)
+        assert approximate.status is LpStatus.OPTIMAL, trial
+        assert approximate.objective == pytest.approx(exact.objective, rel=1e-2), trial
+        assert approximate.values.min() >= 0.0, trial
+        shipped = np.bincount(source, weights=approximate.values, minlength=len(supply))
+        assert shipped == pytest.approx(supply, rel=1e-2), trial
+    lp = SparseLp()
+    x = lp.columns(0.0, 1.0, np.array([1.0, 2.0]))
+    lp.coefficients(lp.rows(3.0, 3.0, count=1).repeat(2), x, 1.0)
+    assert lp.solve_approximately().status is LpStatus.INFEASIBLE
