@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -454,9 +454,6 @@ class ClusteredStart:
         did: where :func:`optimizer.disaggregation.disaggregation_rounds` start.
     lp_seconds
         How long that LP took (a round's LP over the same clusters takes about as long).
-    exact_prices
-        With ``exact_prices=True``: the duals PDLP finds, beside GLOP's LP, for the clustered LP at the exact
-        tolerances (metrics x reps, as ``prices``; ``None`` when it found none), when they are ready.
     """
 
     plan: np.ndarray | None
@@ -467,7 +464,6 @@ class ClusteredStart:
     prices: tuple[np.ndarray, ...] = ()
     cluster: np.ndarray | None = None
     lp_seconds: float = 0.0
-    exact_prices: Future[np.ndarray | None] | None = None
 
 
 def deadline_or(deadline: float | None, seconds: float) -> float:
@@ -476,7 +472,9 @@ def deadline_or(deadline: float | None, seconds: float) -> float:
     return now + seconds if deadline is None else max(deadline, now + seconds)
 
 
-def clustered_start(problem: Problem, deadline: float | None, *, exact_prices: bool = False) -> ClusteredStart:
+def clustered_start(
+    problem: Problem, deadline: float | None, *, on_clusters: Callable[[np.ndarray], None] | None = None
+) -> ClusteredStart:
     """A plan within tolerance from the clustered LP, split back to units and repaired.
 
     The LP keeps :data:`LP_TOLERANCE_FACTORS` of each tolerance in turn, leaving room for the split: the next
@@ -491,10 +489,9 @@ def clustered_start(problem: Problem, deadline: float | None, *, exact_prices: b
     deadline
         ``time.perf_counter()`` value by which the repair should finish (it always gets
         :data:`REPAIR_SECONDS`).
-    exact_prices
-        Meanwhile, on a second thread, solve the first clustered LP at the exact tolerances with PDLP
-        (:func:`exact_cluster_prices`) for prices that bound the problem: GLOP's duals of the same LP are a
-        vertex's, too extreme for the units of a cluster to share.
+    on_clusters
+        Called with the first clustering (cluster of every unit) as soon as it is made, before any LP: work that
+        starts from it (:func:`optimizer.disaggregation.pdlp_price_rounds` on a second thread) overlaps the LPs.
 
     Returns
     -------
@@ -512,17 +509,14 @@ def clustered_start(problem: Problem, deadline: float | None, *, exact_prices: b
     start, used, prices, base, lp_seconds = None, None, [], None, 0.0
     repaired: np.ndarray | None = None
     broken = False
-    beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdlp") if exact_prices else None
-    pending: Future[np.ndarray | None] | None = None
     for by_cheapest_rep, most in tries:
         cluster = cluster_units(
             problem, problem.unit_latitude, problem.unit_longitude, by_cheapest_rep=by_cheapest_rep, max_clusters=most
         )
         coarse = aggregate(problem, cluster)
-        if beside is not None and pending is None:
-            pending = beside.submit(
-                exact_cluster_prices, coarse, None if deadline is None else deadline - time.perf_counter()
-            )
+        if on_clusters is not None:
+            on_clusters(cluster)
+            on_clusters = None
         logger.info(
             "clustered %d units into %d clusters (%d pairs)",
             problem.num_units,
@@ -578,8 +572,6 @@ def clustered_start(problem: Problem, deadline: float | None, *, exact_prices: b
         start[keep] = problem.current_rep[keep]
         broken = bool(violation(problem, start) > 0)
         repaired = repair(problem, start, deadline=deadline_or(deadline, REPAIR_SECONDS)) if broken else start
-    if beside is not None:
-        beside.shutdown(wait=False)  # the thread ends with its LP; the caller waits for it as long as it likes
     return ClusteredStart(
         plan=repaired,
         clusters=clustered.num_units,
@@ -589,38 +581,4 @@ def clustered_start(problem: Problem, deadline: float | None, *, exact_prices: b
         prices=tuple(p for p in prices if p is not None),
         cluster=base,
         lp_seconds=lp_seconds,
-        exact_prices=pending,
     )
-
-
-def exact_cluster_prices(clustered: Problem, seconds: float | None) -> np.ndarray | None:
-    """Duals of the clustered LP at the exact tolerances, by PDLP: prices for :mod:`optimizer.lagrange`.
-
-    GLOP's duals are a vertex's of a degenerate LP: prices so extreme that units of one cluster, whose metric
-    mixes differ, take far reps at them. At 1,000,000 accounts / 500 reps the Lagrangian at GLOP's duals was
-    176.6 M (below the 324.9 M of zero prices), at PDLP's 396.3 M; PDLP took 23 s on one thread.
-
-    Parameters
-    ----------
-    clustered
-        A clustered problem (:func:`aggregate`).
-    seconds
-        Time PDLP may take (``None``: no limit).
-
-    Returns
-    -------
-    numpy.ndarray or None
-        Metrics x reps, cost units per integer metric unit; ``None`` when PDLP found none in time or the LP has
-        no solution.
-    """
-    from optimizer.relaxation import LpInfeasibleError, solve_lp
-
-    began = time.perf_counter()
-    try:
-        lp = solve_lp(clustered, seconds, approximate=True)
-    except LpInfeasibleError:
-        return None
-    logger.info(
-        "PDLP priced the exact clustered LP in %.1f s%s", time.perf_counter() - began, "" if lp else " (no answer)"
-    )
-    return None if lp is None else lp.link_duals

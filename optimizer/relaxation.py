@@ -27,7 +27,7 @@ from ortools.linear_solver import pywraplp
 
 from optimizer.lns import solve_neighbourhood
 from optimizer.problem import Problem, best_centres, group_ratio, with_tolerance
-from optimizer.sparse_lp import LpStatus, SparseLp
+from optimizer.sparse_lp import PDLP_TOLERANCE, LpStatus, SparseLp
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +74,12 @@ class LpSolution:
         return out
 
 
-def solve_lp(problem: Problem, seconds: float | None = None, *, approximate: bool = False) -> LpSolution | None:
+def solve_lp(
+    problem: Problem,
+    seconds: float | None = None,
+    *,
+    approximate: bool | float = False,
+) -> LpSolution | None:
     """Solve the LP relaxation with GLOP (or approximately, with PDLP).
 
     Parameters
@@ -84,7 +89,7 @@ def solve_lp(problem: Problem, seconds: float | None = None, *, approximate: boo
     seconds
         Time the solver may take (``None``: no limit); past it, no solution.
     approximate
-        Solve with PDLP to :data:`~optimizer.sparse_lp.PDLP_TOLERANCE` instead
+        Solve with PDLP to this relative tolerance (``True``: :data:`~optimizer.sparse_lp.PDLP_TOLERANCE`) instead
         (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`): values and objective are then approximate,
         but its duals, off a simplex vertex, price units far better in :mod:`optimizer.lagrange`.
 
@@ -131,14 +136,22 @@ def solve_lp(problem: Problem, seconds: float | None = None, *, approximate: boo
         row = lp.rows(-np.inf, float(budget.limit) / row_scale, count=1)
         used = np.flatnonzero(moved)
         lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
-    answer = lp.solve_approximately(seconds=seconds) if approximate else lp.solve(seconds=seconds)
+    if approximate:
+        tolerance = PDLP_TOLERANCE if approximate is True else float(approximate)
+        answer = lp.solve_approximately(tolerance, seconds=seconds)
+    else:
+        answer = lp.solve(seconds=seconds)
     if answer.status is LpStatus.INFEASIBLE:
         raise LpInfeasibleError("the LP relaxation has no solution")
     if answer.status is not LpStatus.OPTIMAL:
         logger.warning("LP relaxation ended without an optimal solution; continuing without it")
         return None
     duals = np.stack([answer.duals[link] * cost_factor / row_scale for link, row_scale in links]).reshape(-1, n_reps)
-    return LpSolution(x=np.clip(answer.values[x], 0.0, 1.0), objective=answer.objective * cost_factor, link_duals=duals)
+    return LpSolution(
+        x=np.clip(answer.values[x], 0.0, 1.0),
+        objective=answer.objective * cost_factor,
+        link_duals=duals,
+    )
 
 
 def _ratio(fraction: tuple[int, int]) -> float:

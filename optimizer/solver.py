@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -33,7 +33,7 @@ from ortools.sat.python import cp_model
 
 from optimizer.contiguous import Rules, descend_contiguous, first_plan, plan_from_groups, relocate
 from optimizer.diagnose import contiguity_verdict, explain_infeasible, presolve_checks
-from optimizer.disaggregation import Rounds, disaggregation_rounds
+from optimizer.disaggregation import Rounds, disaggregation_rounds, pdlp_price_rounds
 from optimizer.lagrange import lagrangian_bound
 from optimizer.lns import SearchLog, assignment_cost, improve, improve_regions, reproducible, run
 from optimizer.model import build_cp_model
@@ -198,15 +198,15 @@ AGGREGATE_PAIRS = 400_000
 ROUNDS_SHARE, DESCENT_SHARE, BOUND_SHARE = 0.8, 0.4, 0.7
 #: Seconds the Lagrangian search needs to be worth starting after clustered LP rounds gave a bound.
 MIN_SEARCH_SECONDS = 10.0
-#: Share of the bound's time spent waiting, at most, for PDLP's prices of the exact clustered LP
-#: (:func:`optimizer.aggregate.exact_cluster_prices`) when they are not ready yet.
-EXACT_PRICES_WAIT = 0.5
+#: Share of the time limit by which PDLP's price rounds (:func:`optimizer.disaggregation.pdlp_price_rounds`,
+#: beside the first plan) must end; the bound waits for them until then.
+PRICE_ROUNDS_SHARE = 0.9
 #: What the bound of a clustered solve is (``statistics["bound"]``, and so ``summary.json``).
 AGGREGATED_BOUND = (
     "Lagrangian relaxation of the balance rows over every allowed unit-rep pair (optimizer.lagrange): "
     "prices from the duals of clustered LPs split where units part from their cluster (optimizer.disaggregation) "
-    "and from PDLP's duals of the clustered LP at the exact tolerances (optimizer.aggregate), the best of them "
-    "improved by a cutting-plane search; a proven lower bound"
+    "and from PDLP's duals of clustered LPs at the exact tolerances, split likewise (optimizer.disaggregation), "
+    "the best of them improved by a cutting-plane search; a proven lower bound"
 )
 
 
@@ -283,9 +283,9 @@ def _solve_aggregated(
     (:mod:`optimizer.disaggregation`: bounds and better plans), then descent and LNS on the units.
 
     The bound is Lagrangian (:mod:`optimizer.lagrange`): at the duals of the rounds' LPs and at PDLP's duals of
-    the exact clustered LP (solved beside the first plan's LP, on the second core), then searched from the best
-    of them for :data:`BOUND_SHARE` of the time left: the assignment LP, which bounds smaller problems, does not
-    finish in time at this size.
+    clustered LPs (:func:`optimizer.disaggregation.pdlp_price_rounds`, beside the first plan's LP, on the second
+    core), then searched from the best of them for :data:`BOUND_SHARE` of the time left: the assignment LP, which
+    bounds smaller problems, does not finish in time at this size.
     """
     from optimizer.aggregate import clustered_start
 
@@ -295,7 +295,16 @@ def _solve_aggregated(
     if progress is not None:
         progress(ProgressEvent(0.0, None, 0.0, None, 0, phase="first plan: clustered LP"))
     # a plan within tolerance matters more than time left for the search: the repair may use most of the limit
-    first = clustered_start(problem, None if limit is None else clock + 0.9 * limit, exact_prices=True)
+    # prices for the bound from PDLP over the first clustering, on the second core while GLOP finds the first plan
+    priced_by = None if limit is None else clock + PRICE_ROUNDS_SHARE * limit
+    beside = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pdlp-prices")
+    pending: list[Future[tuple[float, np.ndarray] | None]] = []
+
+    def price(cluster: np.ndarray) -> None:
+        pending.append(beside.submit(pdlp_price_rounds, problem, cluster, priced_by))
+
+    first = clustered_start(problem, None if limit is None else clock + 0.9 * limit, on_clusters=price)
+    beside.shutdown(wait=False)
     start = first.plan
     start = _cheaper_start(problem, start, hint)
     statistics: dict[str, object] = {
@@ -354,12 +363,14 @@ def _solve_aggregated(
             now = time.perf_counter() - clock
             progress(ProgressEvent(now, problem.objective_of(start), 0.0, None, 1, phase="bound: Lagrangian"))
         began = time.perf_counter()
-        prices = (*(best_prices or first.prices), *_ready(first.exact_prices, EXACT_PRICES_WAIT * seconds))
+        # PDLP's rounds may take until ``priced_by`` (the bound waits for them: they are most of it at this size)
+        wait = seconds if priced_by is None else max(priced_by - began, 0.0)
+        priced = _ready(pending[0] if pending else None, wait)  # (its value is evaluated again, with the margin)
         bound = max(
             bound,
             lagrangian_bound(
                 problem,
-                prices,
+                (*(best_prices or first.prices), *(() if priced is None else (priced[1],))),
                 upper=float(assignment_cost(problem, start)),
                 seconds=seconds - (time.perf_counter() - began),
             ),
@@ -386,16 +397,15 @@ def _solve_aggregated(
     )
 
 
-def _ready(pending: Future[np.ndarray | None] | None, seconds: float) -> tuple[np.ndarray, ...]:
-    """The prices ``pending`` brings, waiting at most ``seconds`` for them (none when it has none by then)."""
+def _ready(pending: Future[tuple[float, np.ndarray] | None] | None, seconds: float) -> tuple[float, np.ndarray] | None:
+    """What ``pending`` brings, waiting at most ``seconds`` for it (``None`` when it has nothing by then)."""
     if pending is None:
-        return ()
+        return None
     try:
-        found = pending.result(timeout=max(seconds, 0.0))
+        return pending.result(timeout=max(seconds, 0.0))
     except TimeoutError:
         logger.info("PDLP's prices were not ready within %.1f s; the bound goes without them", seconds)
-        return ()
-    return () if found is None else (found,)
+        return None
 
 
 def _solve_regions(

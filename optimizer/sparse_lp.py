@@ -1,4 +1,4 @@
-"""Linear programs built from numpy arrays in one call, solved by GLOP or PDLP (OR-Tools' model builder).
+"""Linear programs built from numpy arrays in one call, solved by GLOP (OR-Tools' model builder) or PDLP.
 
 Setting an LP's coefficients one call at a time from Python took about as long as GLOP's solve on the
 clustered problems of large plans (100,000 accounts, 4,381 clusters, 360,289 pairs: 3.4 s to build, 4.7 s to
@@ -8,8 +8,12 @@ solve); here columns, rows and coefficients arrive as arrays and the matrix is h
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse
@@ -131,19 +135,53 @@ class SparseLp:
         return _solve("glop", *self.arrays(), parameters=parameters, seconds=seconds)
 
     def solve_approximately(
-        self, tolerance: float = PDLP_TOLERANCE, threads: int = PDLP_THREADS, seconds: float | None = None
+        self,
+        tolerance: float = PDLP_TOLERANCE,
+        threads: int = PDLP_THREADS,
+        seconds: float | None = None,
     ) -> LpAnswer:
         """Minimise with PDLP to a relative tolerance: approximate values and duals, much sooner on large LPs.
 
         ``OPTIMAL`` here means optimal to ``tolerance`` (PDLP's relative optimality criteria): rows may be off by
         about that share, so the values are a start, not a plan, and the objective is no bound; any duals,
         though, give a valid Lagrangian bound (:mod:`optimizer.lagrange`). ``INFEASIBLE`` is PDLP's certificate.
+
+        Parameters
+        ----------
+        tolerance
+            PDLP's relative optimality tolerance.
+        threads
+            PDLP's threads.
+        seconds
+            Time PDLP may take (``None``: no limit); past it, no answer.
         """
-        parameters = (
-            f"num_threads: {threads} termination_criteria {{ simple_optimality_criteria "
-            f"{{ eps_optimal_relative: {tolerance} eps_optimal_absolute: 0 }} }}"
-        )
-        return _solve("pdlp", *self.arrays(), parameters=parameters, seconds=seconds)
+        lower, upper, cost, row_lower, row_upper, matrix = self.arrays()
+        # in a process of its own (:mod:`optimizer.pdlp_worker`): PDLP's Python binding holds the GIL for the whole
+        # solve, which would stop the thread that runs beside it (the first plan's GLOP, which releases it)
+        with tempfile.TemporaryDirectory(prefix="pdlp-") as folder:
+            task, answer = Path(folder) / "task.npz", Path(folder) / "answer.npz"
+            np.savez(
+                task, lower=lower, upper=upper, cost=cost, row_lower=row_lower, row_upper=row_upper,
+                matrix_data=matrix.data, matrix_indices=matrix.indices, matrix_indptr=matrix.indptr,
+                shape=np.array(matrix.shape), tolerance=tolerance, threads=threads,
+                seconds=np.nan if seconds is None else seconds,
+            )  # fmt: skip
+            run = subprocess.run(
+                [sys.executable, "-m", "optimizer.pdlp_worker", str(task), str(answer)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if run.returncode != 0:
+                logger.warning("PDLP's process failed (%d): %s", run.returncode, run.stderr.strip()[-500:])
+                return LpAnswer(LpStatus.FAILED)
+            with np.load(answer) as found:
+                reason, iterations = str(found["reason"]), int(found["iterations"])
+                values, duals = found["values"], found["duals"]
+        logger.debug("PDLP: %s after %d iterations", reason, iterations)
+        if reason == "TERMINATION_REASON_PRIMAL_INFEASIBLE":
+            return LpAnswer(LpStatus.INFEASIBLE)
+        if reason != "TERMINATION_REASON_OPTIMAL":
+            return LpAnswer(LpStatus.FAILED)
+        return LpAnswer(LpStatus.OPTIMAL, objective=float(cost @ values), values=values, duals=duals)
 
     def solve_by_columns(self, first: np.ndarray, parameters: str = GLOP_PARAMETERS) -> LpAnswer:
         """Minimise by column generation: GLOP on some columns, then with those the duals price below zero.
@@ -207,8 +245,8 @@ def _solve(
     parameters: str,
     seconds: float | None,
 ) -> LpAnswer:
-    """Minimise ``cost @ x`` over ``lower <= x <= upper``, ``row_lower <= matrix @ x <= row_upper`` with solver
-    ``name`` (``glop`` or ``pdlp``)."""
+    """Minimise ``cost @ x`` over ``lower <= x <= upper``, ``row_lower <= matrix @ x <= row_upper`` with GLOP
+    (``name``: the model builder's solver)."""
     model = mb.Model()
     model.helper.fill_model_from_sparse_data(lower, upper, cost, row_lower, row_upper, scipy.sparse.csr_matrix(matrix))
     solver = mbh.ModelSolverHelper(name)

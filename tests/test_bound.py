@@ -10,7 +10,7 @@ import pytest
 from optimizer import SolveSettings, solve
 from optimizer import solver as solver_module
 from optimizer.aggregate import clustered_start
-from optimizer.disaggregation import disaggregation_rounds
+from optimizer.disaggregation import disaggregation_rounds, pdlp_price_rounds
 from optimizer.lagrange import group_ranges, lagrangian_bound
 from optimizer.lns import assignment_cost
 from optimizer.problem import Problem
@@ -69,8 +69,8 @@ def three_towns(scenario_writer: ScenarioWriter, seed: int, n_accounts: int = 24
 def test_bounds_never_exceed_a_proven_optimum(
     scenario_writer: ScenarioWriter, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
-    """Lagrangian bounds (from zero prices, from the clustered LP's prices and from PDLP's prices of the exact
-    clustered LP) and the clustered solve's reported bound all lie at or below the optimum a full CP-SAT solve
+    """Lagrangian bounds (from zero prices, from the clustered LP's prices and from PDLP's price rounds over the
+    clusters) and the clustered solve's reported bound all lie at or below the optimum a full CP-SAT solve
     proves; the bound from prices is not weaker than from zero."""
     problem = three_towns(scenario_writer, seed)
     monkeypatch.setattr(solver_module, "FULL_MODEL_PAIRS", 10**9)
@@ -78,12 +78,13 @@ def test_bounds_never_exceed_a_proven_optimum(
     assert full.status is Status.OPTIMAL
     optimum = assignment_cost(problem, full.unit_rep)  # the integer objective CP-SAT minimised
 
-    first = clustered_start(problem, deadline=None, exact_prices=True)
-    assert first.plan is not None and first.prices and first.exact_prices is not None
-    central = first.exact_prices.result(timeout=60)
-    assert central is not None and central.shape == first.prices[0].shape
-    from_pdlp = lagrangian_bound(problem, (central,), upper=optimum, seconds=5, max_steps=0)
-    assert 0 < from_pdlp <= optimum
+    seen: list[np.ndarray] = []
+    first = clustered_start(problem, deadline=None, on_clusters=seen.append)
+    assert first.plan is not None and first.prices and len(seen) == 1
+    priced = pdlp_price_rounds(problem, seen[0], deadline=None)
+    assert priced is not None and priced[1].shape == first.prices[0].shape
+    from_pdlp = lagrangian_bound(problem, (priced[1],), upper=optimum, seconds=5, max_steps=0)
+    assert 0 < from_pdlp <= optimum and from_pdlp == pytest.approx(priced[0], rel=1e-8)
     for plan in (full.unit_rep, first.plan):
         assert_group_totals_in_range(problem, plan)
     rounds = disaggregation_rounds(problem, first.cluster, first.plan, deadline=None, max_rounds=3)
