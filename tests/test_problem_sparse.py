@@ -280,35 +280,20 @@ def test_default_candidate_limit_prunes_a_built_problem(
 
 
 def test_coarse_plan_reps_joining_after_the_nearest_give_the_same_pairs(
-    generated: Path, monkeypatch: pytest.MonkeyPatch
+    generated: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The coarse plan's LP runs in a thread while the nearest reps are ranked, and its reps join afterwards:
-    the pairs and their compactness equal, exactly, those of offering its reps with the nearest."""
-    dataset = load_dataset(load_scenario(generated))
+    the pairs and their costs equal, exactly, those of the path that offers its reps with the nearest (taken
+    when a distance limit is set; one of 40,000 km excludes no rep)."""
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_PAIRS", 1000)
     monkeypatch.setattr(problem_module, "AUTO_CANDIDATE_REPS", 3)
-    seen: dict[str, Any] = {}
-    original, original_plan = problem_module._pairs_with_coarse_plan, problem_module.coarse_plan
-
-    def spy(rules: Any, data: Any) -> Any:
-        seen["rules"], seen["out"] = rules, original(rules, data)
-        return seen["out"]
-
-    def plan_spy(data: Any) -> Any:
-        seen["coarse"] = original_plan(data)
-        return seen["coarse"]
-
-    monkeypatch.setattr(problem_module, "_pairs_with_coarse_plan", spy)
-    monkeypatch.setattr(problem_module, "coarse_plan", plan_spy)
-    build_problem(dataset)
-    rules, (unit, rep, compactness), coarse = seen["rules"], seen["out"], seen["coarse"]
-    assert coarse is not None and rules.coarse is None
-    nearest_unit, _, _ = problem_module._pairs(rules)
-    assert len(unit) > len(nearest_unit)  # the coarse plan added reps
-    assert np.bincount(rules.unit_of_account).max() > 1  # units of several accounts among them
-    expected = problem_module._pairs(replace(rules, coarse=coarse))
-    for got, want in zip((unit, rep, compactness), expected, strict=True):
-        np.testing.assert_array_equal(got, want)
+    threaded = build_problem(load_dataset(load_scenario(generated)))
+    limited = variant(generated, tmp_path / "limited", {"territories": {"max_distance_km": 40_000}})
+    sequential = build_problem(load_dataset(load_scenario(limited)))
+    per_unit = np.bincount(threaded.pair_unit, minlength=threaded.num_units)
+    assert per_unit.max() > 3 + 1  # the coarse plan added reps beyond the nearest three and the current one
+    for name in ("pair_unit", "pair_rep", "pair_cost", "pair_compactness", "pair_penalty"):
+        np.testing.assert_array_equal(getattr(threaded, name), getattr(sequential, name), err_msg=name)
 
 
 def two_metros(reps_in_a: int = 4, accounts_in_a: int = 60, accounts_in_b: int = 10) -> tuple[list, list]:
