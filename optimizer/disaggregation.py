@@ -165,7 +165,9 @@ def disaggregation_rounds(
     return found
 
 
-def pdlp_price_rounds(problem: Problem, cluster: np.ndarray, deadline: float | None) -> tuple[float, np.ndarray] | None:
+def pdlp_price_rounds(
+    problem: Problem, cluster: np.ndarray, deadline: float | None, stop: threading.Event | None = None
+) -> tuple[float, np.ndarray] | None:
     """Prices for the Lagrangian bound from PDLP, over clusters split where units part at the prices.
 
     The rounds of :func:`disaggregation_rounds` without plans, and with PDLP (:func:`optimizer.relaxation.solve_lp`
@@ -183,6 +185,8 @@ def pdlp_price_rounds(problem: Problem, cluster: np.ndarray, deadline: float | N
     deadline
         ``time.perf_counter()`` value by which PDLP must stop (a round starts only when it is expected to end
         before); ``None``: :data:`PRICE_ROUNDS` rounds.
+    stop
+        When set, the rounds end (a running PDLP at once) with the best prices so far.
 
     Returns
     -------
@@ -197,7 +201,7 @@ def pdlp_price_rounds(problem: Problem, cluster: np.ndarray, deadline: float | N
         return None if deadline is None else deadline - time.perf_counter()
 
     try:
-        lp = solve_lp(coarse, left(), approximate=FIRST_TOLERANCE)
+        lp = solve_lp(coarse, left(), approximate=FIRST_TOLERANCE, stop=stop)
     except LpInfeasibleError:
         return None
     if lp is None or lp.link_duals is None:
@@ -220,12 +224,14 @@ def pdlp_price_rounds(problem: Problem, cluster: np.ndarray, deadline: float | N
         now = time.perf_counter()
         if k == PRICE_ROUNDS or (deadline is not None and now + PRICE_ROUND_GROWTH * last > deadline):
             break
+        if stop is not None and stop.is_set():
+            break
         _, finer = np.unique(cluster * problem.num_reps + problem.pair_rep[chosen], return_inverse=True)
         if int(finer.max()) + 1 == coarse.num_units:
             break  # no cluster splits: the prices are the clustered LP's, as good as PDLP makes them
         finer_problem = aggregate(problem, finer, cheapest=False)
         try:
-            finer_lp = solve_lp(finer_problem, left(), approximate=LATER_TOLERANCE)
+            finer_lp = solve_lp(finer_problem, left(), approximate=LATER_TOLERANCE, stop=stop)
         except LpInfeasibleError:
             break
         if finer_lp is None or finer_lp.link_duals is None:

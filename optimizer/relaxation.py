@@ -18,6 +18,7 @@ The LP with the true tolerances is also a valid lower bound of the objective.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,6 +80,7 @@ def solve_lp(
     seconds: float | None = None,
     *,
     approximate: bool | float = False,
+    stop: threading.Event | None = None,
 ) -> LpSolution | None:
     """Solve the LP relaxation with GLOP (or approximately, with PDLP).
 
@@ -90,7 +92,8 @@ def solve_lp(
         Time the solver may take (``None``: no limit); past it, no solution.
     approximate
         Solve with PDLP to this relative tolerance (``True``: :data:`~optimizer.sparse_lp.PDLP_TOLERANCE`) instead
-        (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`): values and objective are then approximate,
+        (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`, which ``stop`` ends): values and objective are
+        then approximate,
         but its duals, off a simplex vertex, price units far better in :mod:`optimizer.lagrange`.
 
     Returns
@@ -138,7 +141,7 @@ def solve_lp(
         lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
     if approximate:
         tolerance = PDLP_TOLERANCE if approximate is True else float(approximate)
-        answer = lp.solve_approximately(tolerance, seconds=seconds)
+        answer = lp.solve_approximately(tolerance, seconds=seconds, stop=stop)
     else:
         answer = lp.solve(seconds=seconds)
     if answer.status is LpStatus.INFEASIBLE:

@@ -287,6 +287,22 @@ def _solve_aggregated(
     core), then searched from the best of them for :data:`BOUND_SHARE` of the time left: the assignment LP, which
     bounds smaller problems, does not finish in time at this size.
     """
+    finished = threading.Event()  # ends PDLP's price rounds (:func:`optimizer.disaggregation.pdlp_price_rounds`)
+    try:
+        return _solve_aggregated_until(problem, settings, progress, hint, stop, finished)
+    finally:
+        finished.set()
+
+
+def _solve_aggregated_until(
+    problem: Problem,
+    settings: SolveSettings,
+    progress: ProgressCallback | None,
+    hint: np.ndarray | None,
+    stop: _Stop,
+    finished: threading.Event,
+) -> Result:
+    """:func:`_solve_aggregated`, whose PDLP price rounds end when ``finished`` is set."""
     from optimizer.aggregate import clustered_start
 
     clock = time.perf_counter()
@@ -301,7 +317,7 @@ def _solve_aggregated(
     pending: list[Future[tuple[float, np.ndarray] | None]] = []
 
     def price(cluster: np.ndarray) -> None:
-        pending.append(beside.submit(pdlp_price_rounds, problem, cluster, priced_by))
+        pending.append(beside.submit(pdlp_price_rounds, problem, cluster, priced_by, finished))
 
     first = clustered_start(problem, None if limit is None else clock + 0.9 * limit, on_clusters=price)
     beside.shutdown(wait=False)
@@ -365,7 +381,8 @@ def _solve_aggregated(
         began = time.perf_counter()
         # PDLP's rounds may take until ``priced_by`` (the bound waits for them: they are most of it at this size)
         wait = seconds if priced_by is None else max(priced_by - began, 0.0)
-        priced = _ready(pending[0] if pending else None, wait)  # (its value is evaluated again, with the margin)
+        priced = _ready(pending[0] if pending else None, wait, stop.event)  # (evaluated again, with the margin)
+        finished.set()  # (rounds still running are of no more use)
         bound = max(
             bound,
             lagrangian_bound(
@@ -397,15 +414,20 @@ def _solve_aggregated(
     )
 
 
-def _ready(pending: Future[tuple[float, np.ndarray] | None] | None, seconds: float) -> tuple[float, np.ndarray] | None:
-    """What ``pending`` brings, waiting at most ``seconds`` for it (``None`` when it has nothing by then)."""
+def _ready(
+    pending: Future[tuple[float, np.ndarray] | None] | None, seconds: float, stop: threading.Event
+) -> tuple[float, np.ndarray] | None:
+    """What ``pending`` brings, waiting at most ``seconds`` for it, or until ``stop`` is set (``None`` when it has
+    nothing by then)."""
     if pending is None:
         return None
-    try:
-        return pending.result(timeout=max(seconds, 0.0))
-    except TimeoutError:
+    until = time.perf_counter() + max(seconds, 0.0)
+    while not pending.done() and not stop.is_set() and time.perf_counter() < until:
+        stop.wait(min(0.2, max(until - time.perf_counter(), 0.0)))
+    if not pending.done():
         logger.info("PDLP's prices were not ready within %.1f s; the bound goes without them", seconds)
         return None
+    return pending.result()
 
 
 def _solve_regions(

@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -28,6 +29,8 @@ GLOP_PARAMETERS = "use_dual_simplex: true"
 #: 1e-3 took 23 s where GLOP took 42 s, and the Lagrangian at its duals was 396.3 M against 176.6 M at GLOP's
 #: (a vertex of a degenerate LP: extreme prices that the units of a cluster do not share); 1e-4 ran over 9 min.
 PDLP_TOLERANCE, PDLP_THREADS = 1e-3, 1
+#: How often a running PDLP process looks at its stop event (seconds).
+POLL_SECONDS = 0.2
 #: Column generation (:meth:`SparseLp.solve_by_columns`): a column left out joins when its reduced cost is below
 #: minus this share of the largest cost; after this many rounds the whole LP is solved instead.
 COLUMN_TOLERANCE, MAX_COLUMN_ROUNDS = 1e-7, 20
@@ -139,6 +142,7 @@ class SparseLp:
         tolerance: float = PDLP_TOLERANCE,
         threads: int = PDLP_THREADS,
         seconds: float | None = None,
+        stop: threading.Event | None = None,
     ) -> LpAnswer:
         """Minimise with PDLP to a relative tolerance: approximate values and duals, much sooner on large LPs.
 
@@ -154,6 +158,8 @@ class SparseLp:
             PDLP's threads.
         seconds
             Time PDLP may take (``None``: no limit); past it, no answer.
+        stop
+            When set, PDLP's process is ended and there is no answer.
         """
         lower, upper, cost, row_lower, row_upper, matrix = self.arrays()
         # in a process of its own (:mod:`optimizer.pdlp_worker`): PDLP's Python binding holds the GIL for the whole
@@ -166,12 +172,22 @@ class SparseLp:
                 shape=np.array(matrix.shape), tolerance=tolerance, threads=threads,
                 seconds=np.nan if seconds is None else seconds,
             )  # fmt: skip
-            run = subprocess.run(
-                [sys.executable, "-m", "optimizer.pdlp_worker", str(task), str(answer)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if run.returncode != 0:
-                logger.warning("PDLP's process failed (%d): %s", run.returncode, run.stderr.strip()[-500:])
+            errors = Path(folder) / "errors.txt"
+            with errors.open("w") as error_file:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "optimizer.pdlp_worker", str(task), str(answer)],
+                    stdout=subprocess.DEVNULL, stderr=error_file,
+                )  # fmt: skip
+                if stop is None:
+                    process.wait()
+                while process.poll() is None:
+                    if stop is not None and stop.wait(POLL_SECONDS):
+                        process.kill()
+                        process.wait()
+                        return LpAnswer(LpStatus.FAILED)
+            if process.returncode != 0:
+                tail = errors.read_text(errors="replace").strip()[-500:]
+                logger.warning("PDLP's process failed (%d): %s", process.returncode, tail)
                 return LpAnswer(LpStatus.FAILED)
             with np.load(answer) as found:
                 reason, iterations = str(found["reason"]), int(found["iterations"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,12 @@ def test_pdlp_comes_near_glops_optimum_and_knows_infeasibility() -> None:
     x = lp.columns(0.0, 1.0, np.array([1.0, 2.0]))
     lp.coefficients(lp.rows(3.0, 3.0, count=1).repeat(2), x, 1.0)
     assert lp.solve_approximately().status is LpStatus.INFEASIBLE
+
+
+def test_pdlp_ends_when_its_stop_event_is_set() -> None:
+    """A set stop event ends PDLP's process: no answer, where the same LP unstopped has one."""
+    lp, _, _, _ = transportation_lp(np.random.default_rng(5))
+    stop = threading.Event()
+    assert lp.solve_approximately(tolerance=1e-4, stop=stop).status is LpStatus.OPTIMAL
+    stop.set()
+    assert lp.solve_approximately(tolerance=1e-4, stop=stop).status is LpStatus.FAILED
