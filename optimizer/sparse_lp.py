@@ -8,6 +8,7 @@ solve); here columns, rows and coefficients arrive as arrays and the matrix is h
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -174,9 +175,12 @@ class SparseLp:
             )  # fmt: skip
             errors = Path(folder) / "errors.txt"
             with errors.open("w") as error_file:
+                # this package's folder first on the path: the worker imports it even from an uninstalled checkout
+                package_root = str(Path(__file__).resolve().parent.parent)
+                path = os.pathsep.join([package_root, *filter(None, [os.environ.get("PYTHONPATH")])])
                 process = subprocess.Popen(
                     [sys.executable, "-m", "optimizer.pdlp_worker", str(task), str(answer)],
-                    stdout=subprocess.DEVNULL, stderr=error_file,
+                    stdout=subprocess.DEVNULL, stderr=error_file, env={**os.environ, "PYTHONPATH": path},
                 )  # fmt: skip
                 if stop is None:
                     process.wait()
