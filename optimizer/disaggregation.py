@@ -137,12 +137,8 @@ def disaggregation_rounds(
             break
         if lp is None or lp.link_duals is None:
             break
-        # the Lagrangian at the duals (either sign: conventions differ) and the pair each unit takes there
         evaluator = evaluator or LagrangianEvaluator(problem)
-        value, sign, chosen = max(
-            ((*evaluator.evaluate(sign * lp.link_duals)[:1], sign, evaluator.last_chosen) for sign in (1.0, -1.0)),
-            key=lambda tried: tried[0],
-        )
+        value, sign, chosen = _priced_at(evaluator, lp.link_duals)
         bound, prices = (value, sign * lp.link_duals) if value > found.bound else (found.bound, found.prices)
         best, cost = found.plan, found.cost
         if lp.objective < cost and (deadline is None or time.perf_counter() < deadline):
@@ -171,7 +167,7 @@ def pdlp_price_rounds(
     """Prices for the Lagrangian bound from PDLP, over clusters split where units part at the prices.
 
     The rounds of :func:`disaggregation_rounds` without plans, and with PDLP (:func:`optimizer.relaxation.solve_lp`
-    with ``approximate``) at the exact tolerances: its duals are off a simplex vertex, which units of one
+    with a ``tolerance``) at the exact tolerances: its duals are off a simplex vertex, which units of one
     cluster share far better than GLOP's (at 1,000,000 accounts / 500 reps the Lagrangian at GLOP's duals of the
     clustered LP was 176.6 M, below zero prices' 324.9 M, at PDLP's 396.3 M; one round more, 408.8 M). Meant
     for a second thread: PDLP runs in a process of its own, and the evaluation is numpy.
@@ -201,7 +197,7 @@ def pdlp_price_rounds(
         return None if deadline is None else deadline - time.perf_counter()
 
     try:
-        lp = solve_lp(coarse, left(), approximate=FIRST_TOLERANCE, stop=stop)
+        lp = solve_lp(coarse, left(), tolerance=FIRST_TOLERANCE, stop=stop)
     except LpInfeasibleError:
         return None
     if lp is None or lp.link_duals is None:
@@ -211,10 +207,7 @@ def pdlp_price_rounds(
     evaluator = LagrangianEvaluator(problem)
     best: tuple[float, np.ndarray] | None = None
     for k in range(PRICE_ROUNDS + 1):
-        value, sign, chosen = max(
-            ((*evaluator.evaluate(sign * lp.link_duals)[:1], sign, evaluator.last_chosen) for sign in (-1.0, 1.0)),
-            key=lambda tried: tried[0],
-        )
+        value, sign, chosen = _priced_at(evaluator, lp.link_duals)
         logger.info(
             "PDLP prices, round %d: %d clusters, Lagrangian %.6g (%.1f s)",
             k, coarse.num_units, value, time.perf_counter() - began,
@@ -231,13 +224,23 @@ def pdlp_price_rounds(
             break  # no cluster splits: the prices are the clustered LP's, as good as PDLP makes them
         finer_problem = aggregate(problem, finer, cheapest=False)
         try:
-            finer_lp = solve_lp(finer_problem, left(), approximate=LATER_TOLERANCE, stop=stop)
+            finer_lp = solve_lp(finer_problem, left(), tolerance=LATER_TOLERANCE, stop=stop)
         except LpInfeasibleError:
             break
         if finer_lp is None or finer_lp.link_duals is None:
             break
         cluster, coarse, lp, last = finer, finer_problem, finer_lp, time.perf_counter() - now
     return best
+
+
+def _priced_at(evaluator: LagrangianEvaluator, duals: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """The Lagrangian at an LP's duals, with the sign that gives more (conventions differ), that sign, and the pair
+    each unit takes there."""
+    value, sign, chosen = max(
+        ((*evaluator.evaluate(sign * duals)[:1], sign, evaluator.last_chosen) for sign in (1.0, -1.0)),
+        key=lambda tried: tried[0],
+    )
+    return value, sign, chosen
 
 
 def _plan_from(

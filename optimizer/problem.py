@@ -781,8 +781,7 @@ def _add_coarse_pairs(
     their compactness summed over each unit's accounts in table order as :func:`_nearest_pairs` does."""
     n_units, n_reps = len(rules.unit_class), len(rules.rep_latitude)
     unit, rep = coarse.pairs(0, n_units)
-    allowed = rules.class_allowed[rules.unit_class[unit], rep]
-    allowed &= (rules.fixed_rep[unit] < 0) | (rules.fixed_rep[unit] == rep)
+    allowed = _hard_allows(rules, unit, rep)
     unit, rep = unit[allowed], rep[allowed]
     key, new_key = pair_unit * n_reps + pair_rep, unit * n_reps + rep
     at = np.searchsorted(key, new_key)
@@ -790,15 +789,12 @@ def _add_coarse_pairs(
     known[known] = key[at[known]] == new_key[known]
     unit, rep, at = unit[~known], rep[~known], at[~known]
     order = np.argsort(rules.unit_of_account, kind="stable")  # accounts by unit, in table order within a unit
-    counts = np.bincount(rules.unit_of_account, minlength=n_units)
-    first = np.concatenate([[0], np.cumsum(counts)])
-    added = np.zeros(len(unit))
-    for j in range(int(counts[unit].max(initial=0))):  # j-th account of every unit that has one: 0 + a + b ...
-        rows = np.flatnonzero(counts[unit] > j)
-        account = order[first[unit[rows]] + j]
-        distance = haversine_km(rules.latitude[account], rules.longitude[account], rules.rep_latitude[rep[rows]],
-                                rules.rep_longitude[rep[rows]])  # fmt: skip
-        added[rows] = distance * rules.weight[account] if j == 0 else added[rows] + distance * rules.weight[account]
+    first = np.concatenate([[0], np.cumsum(np.bincount(rules.unit_of_account, minlength=n_units))])
+    positions, pair = expand_ranges(first[unit], first[unit + 1])  # every new pair's accounts, in table order
+    account, pair_reps = order[positions], rep[pair]
+    distance = haversine_km(rules.latitude[account], rules.longitude[account], rules.rep_latitude[pair_reps],
+                            rules.rep_longitude[pair_reps])  # fmt: skip
+    added = _UnitAccounts(pair, len(unit)).reduce(np.add, distance * rules.weight[account])
     return np.insert(pair_unit, at, unit), np.insert(pair_rep, at, rep), np.insert(compactness, at, added)
 
 
@@ -871,13 +867,13 @@ def _hard_allowed(rules: _PairRules, u0: int, u1: int) -> np.ndarray:
     A lock keeps the current rep only where the hard segment rules allow it; a lock to a rep the rules exclude
     leaves the unit no pair at all, which the presolve checks report.
     """
-    allowed = rules.class_allowed[rules.unit_class[u0:u1]]
-    fixed = rules.fixed_rep[u0:u1]
-    locked = np.flatnonzero(fixed >= 0)
-    lock_fits = allowed[locked, fixed[locked]]
-    allowed[locked, :] = False
-    allowed[locked, fixed[locked]] = lock_fits
-    return allowed
+    return _hard_allows(rules, np.arange(u0, u1)[:, None], np.arange(len(rules.rep_latitude))[None, :])
+
+
+def _hard_allows(rules: _PairRules, unit: np.ndarray, rep: np.ndarray) -> np.ndarray:
+    """Whether the hard segment rules and locks allow each unit-rep pair (arrays that broadcast together)."""
+    fixed = rules.fixed_rep[unit]
+    return rules.class_allowed[rules.unit_class[unit], rep] & ((fixed < 0) | (fixed == rep))
 
 
 def _offered(rules: _PairRules, u0: int, u1: int, key: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from ortools.linear_solver import pywraplp
 
 from optimizer.lns import solve_neighbourhood
 from optimizer.problem import Problem, best_centres, group_ratio, with_tolerance
-from optimizer.sparse_lp import PDLP_TOLERANCE, LpStatus, SparseLp
+from optimizer.sparse_lp import LpStatus, SparseLp
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def solve_lp(
     problem: Problem,
     seconds: float | None = None,
     *,
-    approximate: bool | float = False,
+    tolerance: float | None = None,
     stop: threading.Event | None = None,
 ) -> LpSolution | None:
     """Solve the LP relaxation with GLOP (or approximately, with PDLP).
@@ -90,11 +90,10 @@ def solve_lp(
         The problem (tolerances as they stand in it).
     seconds
         Time the solver may take (``None``: no limit); past it, no solution.
-    approximate
-        Solve with PDLP to this relative tolerance (``True``: :data:`~optimizer.sparse_lp.PDLP_TOLERANCE`) instead
-        (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`, which ``stop`` ends): values and objective are
-        then approximate,
-        but its duals, off a simplex vertex, price units far better in :mod:`optimizer.lagrange`.
+    tolerance
+        Solve with PDLP to this relative tolerance instead (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`,
+        which ``stop`` ends): values and objective are then approximate, but its duals, off a simplex vertex,
+        price units far better in :mod:`optimizer.lagrange`. ``None``: GLOP, exactly.
 
     Returns
     -------
@@ -139,22 +138,17 @@ def solve_lp(
         row = lp.rows(-np.inf, float(budget.limit) / row_scale, count=1)
         used = np.flatnonzero(moved)
         lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
-    if approximate:
-        tolerance = PDLP_TOLERANCE if approximate is True else float(approximate)
-        answer = lp.solve_approximately(tolerance, seconds=seconds, stop=stop)
-    else:
+    if tolerance is None:
         answer = lp.solve(seconds=seconds)
+    else:
+        answer = lp.solve_approximately(tolerance, seconds=seconds, stop=stop)
     if answer.status is LpStatus.INFEASIBLE:
         raise LpInfeasibleError("the LP relaxation has no solution")
     if answer.status is not LpStatus.OPTIMAL:
         logger.warning("LP relaxation ended without an optimal solution; continuing without it")
         return None
     duals = np.stack([answer.duals[link] * cost_factor / row_scale for link, row_scale in links]).reshape(-1, n_reps)
-    return LpSolution(
-        x=np.clip(answer.values[x], 0.0, 1.0),
-        objective=answer.objective * cost_factor,
-        link_duals=duals,
-    )
+    return LpSolution(x=np.clip(answer.values[x], 0.0, 1.0), objective=answer.objective * cost_factor, link_duals=duals)
 
 
 def _ratio(fraction: tuple[int, int]) -> float:

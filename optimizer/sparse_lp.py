@@ -136,7 +136,7 @@ class SparseLp:
 
     def solve(self, parameters: str = GLOP_PARAMETERS, seconds: float | None = None) -> LpAnswer:
         """Minimise with GLOP."""
-        return _solve("glop", *self.arrays(), parameters=parameters, seconds=seconds)
+        return _glop(*self.arrays(), parameters=parameters, seconds=seconds)
 
     def solve_approximately(
         self,
@@ -182,10 +182,9 @@ class SparseLp:
                     [sys.executable, "-m", "optimizer.pdlp_worker", str(task), str(answer)],
                     stdout=subprocess.DEVNULL, stderr=error_file, env={**os.environ, "PYTHONPATH": path},
                 )  # fmt: skip
-                if stop is None:
-                    process.wait()
+                stopped = stop if stop is not None else threading.Event()  # (never set: wait to the end)
                 while process.poll() is None:
-                    if stop is not None and stop.wait(POLL_SECONDS):
+                    if stopped.wait(POLL_SECONDS):
                         process.kill()
                         process.wait()
                         return LpAnswer(LpStatus.FAILED)
@@ -230,8 +229,7 @@ class SparseLp:
         tolerance = COLUMN_TOLERANCE * max(float(np.abs(cost).max(initial=0.0)), 1.0)
         for round_ in range(1, MAX_COLUMN_ROUNDS + 1):
             columns = np.flatnonzero(used)
-            answer = _solve(
-                "glop",
+            answer = _glop(
                 lower[columns], upper[columns], cost[columns], row_lower, row_upper, matrix[:, columns],
                 parameters=parameters, seconds=None,
             )  # fmt: skip
@@ -250,11 +248,10 @@ class SparseLp:
                 return LpAnswer(LpStatus.OPTIMAL, objective=answer.objective, values=values, duals=answer.duals)
             used[priced] = True
         logger.info("column generation gave no answer; solving the whole LP (%d columns)", self.num_columns)
-        return _solve("glop", lower, upper, cost, row_lower, row_upper, matrix, parameters=parameters, seconds=None)
+        return _glop(lower, upper, cost, row_lower, row_upper, matrix, parameters=parameters, seconds=None)
 
 
-def _solve(
-    name: str,
+def _glop(
     lower: np.ndarray,
     upper: np.ndarray,
     cost: np.ndarray,
@@ -265,11 +262,10 @@ def _solve(
     parameters: str,
     seconds: float | None,
 ) -> LpAnswer:
-    """Minimise ``cost @ x`` over ``lower <= x <= upper``, ``row_lower <= matrix @ x <= row_upper`` with GLOP
-    (``name``: the model builder's solver)."""
+    """Minimise ``cost @ x`` over ``lower <= x <= upper``, ``row_lower <= matrix @ x <= row_upper`` with GLOP."""
     model = mb.Model()
     model.helper.fill_model_from_sparse_data(lower, upper, cost, row_lower, row_upper, scipy.sparse.csr_matrix(matrix))
-    solver = mbh.ModelSolverHelper(name)
+    solver = mbh.ModelSolverHelper("glop")
     solver.set_solver_specific_parameters(parameters)
     if seconds is not None:
         solver.set_time_limit_in_seconds(max(seconds, 0.01))
