@@ -38,7 +38,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from optimizer.problem import COARSE_CELL_DEG, MoveBudget, Problem, first_minimum, metric_profile, smallest_pairs
+from optimizer.problem import (
+    COARSE_CELL_DEG,
+    MoveBudget,
+    Problem,
+    first_minimum,
+    metric_profile,
+    smallest_pairs,
+    unique_keys,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +278,7 @@ def aggregate(problem: Problem, cluster: np.ndarray, *, cheapest: bool = True) -
     k, n_reps = int(cluster.max()) + 1, problem.num_reps
     size = np.bincount(cluster, minlength=k)
     keys = cluster[problem.pair_unit] * n_reps + problem.pair_rep
-    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    unique, inverse, counts = unique_keys(keys, k * n_reps)
     allowed = counts == size[unique // n_reps]
 
     def summed(values: np.ndarray) -> np.ndarray:

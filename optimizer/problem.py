@@ -1308,6 +1308,11 @@ def _unit_distances(dataset: Dataset, unit_of_account: np.ndarray, n_units: int,
     return np.where(np.isfinite(out), out, direct)
 
 
+#: :func:`unique_keys` counts in an array of its bound when that is at most this many slots per key (plus a
+#: floor), and sorts otherwise.
+DENSE_KEYS_PER_KEY, DENSE_KEYS_FLOOR = 4, 1 << 20
+
+
 def expand_ranges(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every position of the ranges ``begin[i] : end[i]``, in order, and the ``i`` each position comes from.
 
@@ -1316,6 +1321,33 @@ def expand_ranges(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     counts = np.asarray(end) - np.asarray(begin)
     positions = np.repeat(begin - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
     return positions, np.repeat(np.arange(len(counts)), counts)
+
+
+def unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``numpy.unique(keys, return_inverse=True, return_counts=True)`` for integer keys in ``[0, bound)``.
+
+    When ``bound`` is not much more than the number of keys, the keys are counted in an array of ``bound``
+    slots instead of sorted: the same answer in one pass (23,086,100 cluster-rep keys of 1,000,000 accounts,
+    below 11,654 x 500: 0.3 s against 3.4 s for the sort).
+
+    Parameters
+    ----------
+    keys
+        Non-negative integers below ``bound``.
+    bound
+        One more than the largest key there may be.
+
+    Returns
+    -------
+    tuple
+        ``(sorted distinct keys, index of every key among them, how often each occurs)``.
+    """
+    if bound > DENSE_KEYS_PER_KEY * len(keys) + DENSE_KEYS_FLOOR:
+        return np.unique(keys, return_inverse=True, return_counts=True)
+    counts = np.bincount(keys, minlength=bound)
+    unique = np.flatnonzero(counts)
+    slot = np.cumsum(counts > 0) - 1
+    return unique, slot[keys], counts[unique]
 
 
 def first_minimum(values: np.ndarray, pair_unit: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

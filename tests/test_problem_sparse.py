@@ -26,7 +26,7 @@ from models.generate import write_instance
 from models.geo import distance_matrix_km, haversine_km
 from models.plan import Plan, SolveReport
 from models.scenario import ANY_SEGMENT, Solver, load_scenario
-from optimizer.problem import COST_RESOLUTION, build_problem, candidate_limit, smallest_per_row
+from optimizer.problem import COST_RESOLUTION, build_problem, candidate_limit, smallest_per_row, unique_keys
 from tests.conftest import rich_and_plain
 
 
@@ -231,6 +231,19 @@ def test_smallest_takes_what_a_stable_sort_takes(rows: list[list[float]], k: int
     expected = np.zeros(key.shape, dtype=bool)
     np.put_along_axis(expected, np.argsort(key, axis=1, kind="stable")[:, :k], True, axis=1)
     np.testing.assert_array_equal(smallest_per_row(key, k), expected)
+
+
+@given(
+    keys=st.lists(st.integers(min_value=0, max_value=40), max_size=30),
+    spare=st.sampled_from([1, 10, 5_000_000]),
+)
+def test_unique_keys_counts_as_numpy_unique_sorts(keys: list[int], spare: int) -> None:
+    """Distinct keys, every key's index among them and their counts: those of ``numpy.unique``, whether the keys
+    are counted in an array of their bound (small bounds) or sorted (a bound far above their number)."""
+    values = np.array(keys, dtype=np.int64)
+    expected = np.unique(values, return_inverse=True, return_counts=True)
+    for got, want in zip(unique_keys(values, 41 + spare), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_default_candidate_limit_only_above_the_pair_threshold(
