@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.aggregate import aggregate, refine, spread
+from optimizer.aggregate import aggregate, refine, solve_clustered_lp, spread
 from optimizer.lagrange import LagrangianEvaluator
 from optimizer.lns import assignment_cost
 from optimizer.problem import Problem
@@ -112,7 +112,7 @@ def disaggregation_rounds(
     max_rounds
         Most rounds.
     expected_seconds
-        How long the first round is expected to take (e.g. the first plan's clustered LP): it starts only if
+        How long the first round is expected to take (e.g. the first plan's clustered LP and plan): it starts only if
         :data:`ROUND_GROWTH` times that is left before the deadline.
 
     Returns
@@ -131,7 +131,7 @@ def disaggregation_rounds(
             break
         coarse = aggregate(problem, cluster, cheapest=False)
         try:
-            lp = solve_lp(coarse, seconds=None if deadline is None else deadline - began)
+            lp = solve_clustered_lp(coarse, None if deadline is None else deadline - began)
         except LpInfeasibleError:
             logger.info("round %d: the LP over %d clusters has no solution", k, coarse.num_units)
             break
@@ -251,7 +251,7 @@ def _plan_from(
     pieces, refined = refine(problem, cluster, coarse, x)
     if refined is not coarse:
         try:
-            finer = solve_lp(refined, seconds=None if deadline is None else max(deadline - time.perf_counter(), 1.0))
+            finer = solve_clustered_lp(refined, None if deadline is None else max(deadline - time.perf_counter(), 1.0))
         except LpInfeasibleError:
             finer = None
         if finer is None:

@@ -81,8 +81,9 @@ def solve_lp(
     *,
     tolerance: float | None = None,
     stop: threading.Event | None = None,
+    interior: bool = False,
 ) -> LpSolution | None:
-    """Solve the LP relaxation with GLOP (or approximately, with PDLP).
+    """Solve the LP relaxation with GLOP, HiGHS' interior point method, or approximately with PDLP.
 
     Parameters
     ----------
@@ -93,12 +94,16 @@ def solve_lp(
     tolerance
         Solve with PDLP to this relative tolerance instead (:meth:`~optimizer.sparse_lp.SparseLp.solve_approximately`,
         which ``stop`` ends): values and objective are then approximate, but its duals, off a simplex vertex,
-        price units far better in :mod:`optimizer.lagrange`. ``None``: GLOP, exactly.
+        price units far better in :mod:`optimizer.lagrange`. ``None``: exactly.
+    interior
+        Solve exactly with HiGHS' interior point method and crossover
+        (:meth:`~optimizer.sparse_lp.SparseLp.solve_interior`) instead of GLOP's dual simplex: a vertex as well,
+        sooner on large clustered LPs.
 
     Returns
     -------
     LpSolution or None
-        ``None`` when GLOP failed (numerics, limits).
+        ``None`` when the solver failed (numerics, limits).
 
     Raises
     ------
@@ -138,10 +143,12 @@ def solve_lp(
         row = lp.rows(-np.inf, float(budget.limit) / row_scale, count=1)
         used = np.flatnonzero(moved)
         lp.coefficients(np.repeat(row, len(used)), x[used], moved[used] / row_scale)
-    if tolerance is None:
-        answer = lp.solve(seconds=seconds)
-    else:
+    if tolerance is not None:
         answer = lp.solve_approximately(tolerance, seconds=seconds, stop=stop)
+    elif interior:
+        answer = lp.solve_interior(seconds)
+    else:
+        answer = lp.solve(seconds=seconds)
     if answer.status is LpStatus.INFEASIBLE:
         raise LpInfeasibleError("the LP relaxation has no solution")
     if answer.status is not LpStatus.OPTIMAL:

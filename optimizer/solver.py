@@ -363,7 +363,7 @@ def _solve_aggregated_until(
             relative_gap=settings.relative_gap,
             on_round=on_round,
             stop=stop.event,
-            expected_seconds=first.lp_seconds,
+            expected_seconds=first.round_seconds,
         )
         start = rounds.plan
     # single moves: on a clustered plan they save more per second than CP-SAT neighbourhoods
@@ -373,7 +373,8 @@ def _solve_aggregated_until(
     best_prices = () if rounds is None or rounds.prices is None else (rounds.prices,)
     seconds = BOUND_SHARE * (remaining if remaining is not None else 60.0)
     bound = rounds.bound if rounds is not None else -np.inf
-    if not np.isfinite(bound) or seconds >= MIN_SEARCH_SECONDS:
+    # (always when PDLP's prices are on their way: at 1,000,000 accounts they are most of the bound)
+    if pending or not np.isfinite(bound) or seconds >= MIN_SEARCH_SECONDS:
         # (the search first sorts every pair and prices its starts: seconds at 100,000 accounts)
         if progress is not None:
             now = time.perf_counter() - clock

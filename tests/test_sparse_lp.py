@@ -3,44 +3,68 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from optimizer.sparse_lp import LpStatus, SparseLp
+from optimizer.sparse_lp import LpAnswer, LpStatus, SparseLp
+
+SOLVES = {"GLOP": SparseLp.solve, "HiGHS interior point": SparseLp.solve_interior}
 
 
-def test_a_two_column_lp_has_its_hand_optimum_and_duals() -> None:
+@pytest.mark.parametrize("solve", SOLVES.values(), ids=SOLVES.keys())
+def test_a_two_column_lp_has_its_hand_optimum_and_duals(solve: Callable[[SparseLp], LpAnswer]) -> None:
     """min x + 2y with x + y = 3 and x - y <= 0: x = y = 1.5, cost 4.5; duals 1.5 and -0.5 (coefficients given
-    twice add up)."""
+    twice add up), from either exact method."""
     lp = SparseLp()
     x = lp.columns(0.0, 10.0, np.array([1.0, 2.0]))
     rows = lp.rows(np.array([3.0, -np.inf]), np.array([3.0, 0.0]))
     lp.coefficients(np.array([0, 0, 1, 1]), x[[0, 1, 0, 1]], np.array([0.5, 1.0, 1.0, -1.0]))
     lp.coefficients(rows[:1], x[:1], 0.5)
-    answer = lp.solve()
+    answer = solve(lp)
     assert answer.status is LpStatus.OPTIMAL
     assert answer.objective == pytest.approx(4.5)
     assert answer.values == pytest.approx([1.5, 1.5])
     assert answer.duals == pytest.approx([1.5, -0.5])
 
 
-def test_group_rows_keep_each_load_within_its_share_of_the_total() -> None:
+@pytest.mark.parametrize("solve", SOLVES.values(), ids=SOLVES.keys())
+def test_group_rows_keep_each_load_within_its_share_of_the_total(solve: Callable[[SparseLp], LpAnswer]) -> None:
     """Two loads whose sum is free, each within 40-60 % of it; the first costs more: 40/60 split of 10."""
     lp = SparseLp()
     loads = lp.columns(0.0, 100.0, np.array([2.0, 1.0]))
     lp.coefficients(lp.rows(10.0, 10.0, count=1).repeat(2), loads, 1.0)
     lp.group_rows(loads, np.array([0.6, 0.6]), np.array([0.4, 0.4]))
-    answer = lp.solve()
+    answer = solve(lp)
     assert answer.status is LpStatus.OPTIMAL
     assert answer.values[loads] == pytest.approx([4.0, 6.0])
 
 
-def test_an_infeasible_lp_says_so() -> None:
+@pytest.mark.parametrize("solve", SOLVES.values(), ids=SOLVES.keys())
+def test_an_infeasible_lp_says_so(solve: Callable[[SparseLp], LpAnswer]) -> None:
     lp = SparseLp()
     x = lp.columns(0.0, 1.0, 1.0, count=1)
     lp.coefficients(lp.rows(2.0, 3.0, count=1), x, 1.0)
-    assert lp.solve().status is LpStatus.INFEASIBLE
+    assert solve(lp).status is LpStatus.INFEASIBLE
+
+
+def test_interior_point_meets_glop_at_a_vertex_with_duals_of_the_same_sign() -> None:
+    """The transportation LPs below (ranged sink rows): HiGHS' interior point and crossover reach GLOP's optimum,
+    its duals price every column at zero or above, and the dual objective they make (each ranged row at the
+    bound its dual's sign picks) equals the optimum: the duals are in GLOP's convention on both sides of a
+    range."""
+    rng = np.random.default_rng(5)
+    for trial in range(3):
+        lp, _, _, _ = transportation_lp(rng)
+        glop, interior = lp.solve(), lp.solve_interior()
+        assert interior.status is LpStatus.OPTIMAL, trial
+        assert interior.objective == pytest.approx(glop.objective, rel=1e-9), trial
+        _, _, cost, row_lower, row_upper, matrix = lp.arrays()
+        assert (cost - matrix.T @ interior.duals).min() >= -1e-6 * cost.max(), trial
+        bound = np.where(interior.duals > 0, row_lower, np.where(interior.duals < 0, row_upper, 0.0))
+        dual_objective = bound @ interior.duals
+        assert dual_objective == pytest.approx(interior.objective, rel=1e-9), trial
 
 
 def transportation_lp(rng: np.random.Generator) -> tuple[SparseLp, np.ndarray, np.ndarray, np.ndarray]:
