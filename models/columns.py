@@ -201,9 +201,14 @@ def parse_numbers(
     numpy.ndarray
         ``float`` per row, NaN where a cell is blank or bad.
     """
-    raw = series.astype("string").str.strip().str.replace(",", "", regex=False)
-    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-    blank = series.isna().to_numpy() | (raw.fillna("") == "").to_numpy()
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        # numbers already (Parquet, Excel): no text to clean (the text path took seconds at 1,000,000 rows)
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        blank = series.isna().to_numpy()
+    else:
+        raw = series.astype("string").str.strip().str.replace(",", "", regex=False)
+        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+        blank = series.isna().to_numpy() | (raw.fillna("") == "").to_numpy()
     for index in np.flatnonzero(~np.isfinite(values)):
         if blank[index]:
             if blank_ok:
@@ -263,18 +268,15 @@ def parse_flags(
         ``bool`` per row (false where a cell is bad).
     """
     text = series.astype("string").fillna("").str.strip().str.lower()
-    out = np.zeros(len(series), dtype=bool)
-    for index, value in enumerate(text):
-        if value in _TRUE:
-            out[index] = True
-        elif value not in _FALSE:
-            issues.add(
-                f"{what} '{series.iloc[index]}' is not true or false",
-                file=file,
-                row=spreadsheet_row(index),
-                column=column,
-                hint="use true/false, yes/no or 1/0",
-            )
+    out = text.isin(_TRUE).to_numpy(dtype=bool)
+    for index in np.flatnonzero(~out & ~text.isin(_FALSE).to_numpy(dtype=bool)):
+        issues.add(
+            f"{what} '{series.iloc[index]}' is not true or false",
+            file=file,
+            row=spreadsheet_row(index),
+            column=column,
+            hint="use true/false, yes/no or 1/0",
+        )
     return out
 
 

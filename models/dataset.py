@@ -470,23 +470,21 @@ def _families(accounts: pd.DataFrame, path: Path, parent_column: str) -> pd.Seri
     """Return each account's family root id, following parent links; reject unknown parents and cycles."""
     issues = IssueCollector()
     ids = accounts["account_id"].to_numpy(dtype=object)
-    parents = accounts["parent_id"].to_numpy(dtype=object)
-    position = {account: i for i, account in enumerate(ids)}
+    parents = accounts["parent_id"].to_numpy(dtype=object, na_value=None)
+    # every parent looked up at once (ids are unique: checked before); a loop over a dict took 0.8 s at 1,000,000
+    has_parent = accounts["parent_id"].notna().to_numpy().copy()
+    has_parent[has_parent] = parents[has_parent] != ids[has_parent]
     parent_index = np.full(len(ids), -1, dtype=np.int64)
-    for i, parent in enumerate(parents):
-        if parent is pd.NA or parent is None or parent == ids[i]:
-            continue
-        j = position.get(parent)
-        if j is None:
-            issues.add(
-                f"parent account '{parent}' is not in the accounts table",
-                file=path,
-                row=spreadsheet_row(i),
-                column=parent_column,
-                hint="fix the parent id or blank it",
-            )
-        else:
-            parent_index[i] = j
+    found = pd.Index(ids).get_indexer(parents[has_parent])
+    parent_index[has_parent] = found
+    for i in np.flatnonzero(has_parent)[found < 0]:
+        issues.add(
+            f"parent account '{parents[i]}' is not in the accounts table",
+            file=path,
+            row=spreadsheet_row(i),
+            column=parent_column,
+            hint="fix the parent id or blank it",
+        )
     issues.raise_if_any()
     # pointer jumping: each round doubles the distance a pointer covers, so log2(depth) rounds reach the root
     # (top parents point at themselves); a cycle never reaches one

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -619,6 +620,25 @@ def test_family_id_follows_a_long_chain(scenario_writer: ScenarioWriter) -> None
 
 
 # --------------------------------------------------------------------------- id normalisation
+
+
+def test_number_columns_read_as_numbers_report_blank_infinite_and_out_of_range_cells(
+    scenario_writer: ScenarioWriter,
+) -> None:
+    """Parquet's float columns skip the text cleaning; their bad cells are named as the text path names them."""
+    accounts, reps = two_towns()
+    frame = pd.DataFrame(accounts)
+    frame["latitude"] = frame["latitude"].astype(float)
+    frame.loc[0, "latitude"] = np.nan
+    frame.loc[1, "latitude"] = np.inf
+    frame.loc[2, "latitude"] = 91.0
+    frame["potential"] = frame["potential"].astype(float)
+    frame.loc[3, "potential"] = -5.0
+    error = _error(scenario_writer(frame, reps, accounts_file="accounts.parquet"))
+    _find(error, row=2, column="latitude", text="blank")
+    _find(error, row=3, column="latitude", text="'inf' is not a number")
+    _find(error, row=4, column="latitude", text="above 90")
+    _find(error, row=5, column="potential", text="below 0")
 
 
 @pytest.mark.parametrize("fmt", ["xlsx", "parquet"])
