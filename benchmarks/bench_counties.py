@@ -264,8 +264,6 @@ def main(argv: list[str] | None = None) -> int:
                 row["gerrychain_best_seconds"] = best["seconds"]
                 if "compactness" in row:
                     row["ratio_peer"] = row["compactness"] / best["score"]["compactness"]
-            # one table cell: the engine's message lines joined by "; " (a "|" would end the cell)
-            note = note.replace(" | ", "; ").replace("|", "/")
             row["note"] = note
             rows.append(row)
             print(

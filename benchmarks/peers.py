@@ -347,8 +347,17 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:
-    """An error's message on one line, cut to ``limit`` characters."""
-    text = " | ".join(line.strip() for line in str(error).splitlines() if line.strip()) or type(error).__name__
+    """An error's message on one line for a Markdown table cell, cut to ``limit`` characters.
+
+    Lines are joined by ``; ``, a heading's first item follows its colon (``no feasible plan: balance of ...``),
+    list dashes go, and a ``|`` (which would end the cell) becomes ``/``.
+    """
+    text = ""
+    for line in (line.strip() for line in str(error).splitlines()):
+        if line:
+            item = line.removeprefix("- ")
+            text += item if not text else (" " if text.endswith(":") else "; ") + item
+    text = text.replace("|", "/") or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
