@@ -472,7 +472,7 @@ def _families(accounts: pd.DataFrame, path: Path, parent_column: str) -> pd.Seri
     ids = accounts["account_id"].to_numpy(dtype=object)
     parents = accounts["parent_id"].to_numpy(dtype=object, na_value=None)
     # every parent looked up at once (ids are unique: checked before); a loop over a dict took 0.8 s at 1,000,000
-    has_parent = accounts["parent_id"].notna().to_numpy().copy()
+    has_parent = np.array(accounts["parent_id"].notna(), dtype=bool)
     has_parent[has_parent] = parents[has_parent] != ids[has_parent]
     parent_index = np.full(len(ids), -1, dtype=np.int64)
     found = pd.Index(ids).get_indexer(parents[has_parent])

@@ -35,7 +35,7 @@ import numpy as np
 from optimizer.aggregate import aggregate, refine, solve_clustered_lp, spread
 from optimizer.lagrange import LagrangianEvaluator
 from optimizer.lns import assignment_cost
-from optimizer.problem import Problem
+from optimizer.problem import Problem, unique_keys
 from optimizer.relaxation import LpInfeasibleError, solve_lp
 from optimizer.repair import repair, violation
 
@@ -152,7 +152,7 @@ def disaggregation_rounds(
             if candidate is not None and assignment_cost(problem, candidate) < cost:
                 best, cost = candidate, assignment_cost(problem, candidate)
         # units of one cluster that take different reps at these prices part ways
-        _, cluster = np.unique(cluster * problem.num_reps + problem.pair_rep[chosen], return_inverse=True)
+        cluster = _parted(problem, cluster, chosen)
         found = Rounds(bound, prices, best, cost, k + 1, coarse.num_units)
         logger.info(
             "round %d: %d clusters, LP %.6g, bound %.6g, plan %.6g (%.1f s)",
@@ -224,7 +224,7 @@ def pdlp_price_rounds(
             break
         if stop is not None and stop.is_set():
             break
-        _, finer = np.unique(cluster * problem.num_reps + problem.pair_rep[chosen], return_inverse=True)
+        finer = _parted(problem, cluster, chosen)
         if int(finer.max()) + 1 == coarse.num_units:
             break  # no cluster splits: the prices are the clustered LP's, as good as PDLP makes them
         finer_problem = aggregate(problem, finer, cheapest=False)
@@ -236,6 +236,15 @@ def pdlp_price_rounds(
             break
         cluster, coarse, lp, last = finer, finer_problem, finer_lp, time.perf_counter() - now
     return best
+
+
+def _parted(problem: Problem, cluster: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Clusters split where their units part: a new cluster per old cluster and the rep of each unit's ``chosen``
+    pair, numbered in that order."""
+    _, parted, _ = unique_keys(
+        cluster * problem.num_reps + problem.pair_rep[chosen], (int(cluster.max()) + 1) * problem.num_reps
+    )
+    return parted
 
 
 def _priced_at(evaluator: LagrangianEvaluator, duals: np.ndarray) -> tuple[float, float, np.ndarray]:

@@ -1308,11 +1308,6 @@ def _unit_distances(dataset: Dataset, unit_of_account: np.ndarray, n_units: int,
     return np.where(np.isfinite(out), out, direct)
 
 
-#: :func:`unique_keys` counts in an array of its bound when that is at most this many slots per key (plus a
-#: floor), and sorts otherwise.
-DENSE_KEYS_PER_KEY, DENSE_KEYS_FLOOR = 4, 1 << 20
-
-
 def expand_ranges(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every position of the ranges ``begin[i] : end[i]``, in order, and the ``i`` each position comes from.
 
@@ -1321,6 +1316,11 @@ def expand_ranges(begin: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.nd
     counts = np.asarray(end) - np.asarray(begin)
     positions = np.repeat(begin - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
     return positions, np.repeat(np.arange(len(counts)), counts)
+
+
+#: :func:`unique_keys` counts in an array of its bound when that is at most this many slots per key (plus a
+#: floor), and sorts otherwise.
+DENSE_KEYS_PER_KEY, DENSE_KEYS_FLOOR = 4, 1 << 20
 
 
 def unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

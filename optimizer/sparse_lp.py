@@ -167,14 +167,14 @@ class SparseLp:
         equal = row_lower == row_upper
         above = np.flatnonzero(~equal & np.isfinite(row_upper))
         below = np.flatnonzero(~equal & np.isfinite(row_lower))
-        inequalities = scipy.sparse.vstack([matrix[above], -matrix[below]]).tocsr()
+        inequal, fixed = len(above) + len(below) > 0, bool(equal.any())
         options = {} if seconds is None else {"time_limit": max(seconds, 0.01)}
         result = scipy.optimize.linprog(
             cost,
-            A_ub=inequalities if inequalities.shape[0] else None,
-            b_ub=np.concatenate([row_upper[above], -row_lower[below]]) if inequalities.shape[0] else None,
-            A_eq=matrix[equal] if equal.any() else None,
-            b_eq=row_lower[equal] if equal.any() else None,
+            A_ub=scipy.sparse.vstack([matrix[above], -matrix[below]]).tocsr() if inequal else None,
+            b_ub=np.concatenate([row_upper[above], -row_lower[below]]) if inequal else None,
+            A_eq=matrix[equal] if fixed else None,
+            b_eq=row_lower[equal] if fixed else None,
             bounds=np.stack([lower, upper], axis=1),
             method="highs-ipm",
             options=options,
@@ -185,9 +185,9 @@ class SparseLp:
         if result.status != _LINPROG_OPTIMAL:
             return LpAnswer(LpStatus.FAILED)
         duals = np.zeros(self.num_rows)
-        if equal.any():
+        if fixed:
             duals[equal] = result.eqlin.marginals
-        if inequalities.shape[0]:
+        if inequal:
             duals[above] += result.ineqlin.marginals[: len(above)]
             duals[below] -= result.ineqlin.marginals[len(above) :]
         return LpAnswer(LpStatus.OPTIMAL, objective=float(result.fun), values=np.asarray(result.x), duals=duals)
